@@ -1,0 +1,139 @@
+//! Readiness: whether this pod should receive webhooks now.
+//!
+//! Ready means a delivery sent here can be made durable: not draining, a broker was reachable
+//! within the last `broker_down_grace`, and the producer queue is below its high-water mark.
+//! Liveness (`/healthz`) is deliberately not here: it never depends on Kafka, or an outage
+//! would make Kubernetes restart every pod for nothing.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+/// Why the relay is not ready (closed set, listed by `/readyz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// Shutdown has begun.
+    Draining,
+    /// No broker connection has been up within the grace period.
+    NoBroker,
+    /// The producer queue is above its high-water mark.
+    QueueHigh,
+}
+
+impl NotReady {
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Draining => "draining",
+            Self::NoBroker => "no_broker",
+            Self::QueueHigh => "queue_high",
+        }
+    }
+}
+
+/// Shared readiness state, written by shutdown and the producer's statistics.
+pub struct Health {
+    draining: AtomicBool,
+    broker_last_up: Mutex<Option<Instant>>,
+    broker_down_grace: Duration,
+    // Queue fill in parts per million, so it fits an atomic.
+    queue_fill_ppm: AtomicU64,
+    high_water_ppm: u64,
+}
+
+impl Health {
+    /// Readiness with these thresholds; no broker has been seen yet.
+    pub fn new(broker_down_grace: Duration, queue_high_water: f64) -> Self {
+        Self {
+            draining: AtomicBool::new(false),
+            broker_last_up: Mutex::new(None),
+            broker_down_grace,
+            queue_fill_ppm: AtomicU64::new(0),
+            high_water_ppm: (queue_high_water * 1e6) as u64,
+        }
+    }
+
+    /// Shutdown has begun: readiness fails from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// A broker connection was seen up at `at`.
+    pub fn broker_seen_up(&self, at: Instant) {
+        if let Ok(mut last) = self.broker_last_up.lock() {
+            *last = Some(at);
+        }
+    }
+
+    /// The fuller of the queue's record and byte fill, as a fraction of capacity.
+    pub fn set_queue_fill(&self, fill: f64) {
+        self.queue_fill_ppm.store((fill.clamp(0.0, 1.0) * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Every reason the relay is not ready at `now`; empty when ready.
+    pub fn check(&self, now: Instant) -> Vec<NotReady> {
+        let mut reasons = Vec::new();
+        if self.is_draining() {
+            reasons.push(NotReady::Draining);
+        }
+        let broker_recent = self
+            .broker_last_up
+            .lock()
+            .ok()
+            .and_then(|last| *last)
+            .is_some_and(|at| now.saturating_duration_since(at) <= self.broker_down_grace);
+        if !broker_recent {
+            reasons.push(NotReady::NoBroker);
+        }
+        if self.queue_fill_ppm.load(Ordering::Relaxed) > self.high_water_ppm {
+            reasons.push(NotReady::QueueHigh);
+        }
+        reasons
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health() -> Health {
+        Health::new(Duration::from_secs(3), 0.8)
+    }
+
+    #[test]
+    fn not_ready_until_a_broker_is_seen() {
+        let health = health();
+        let now = Instant::now();
+        assert_eq!(health.check(now), [NotReady::NoBroker]);
+        health.broker_seen_up(now);
+        assert!(health.check(now).is_empty());
+    }
+
+    #[test]
+    fn broker_unseen_beyond_the_grace_makes_it_unready() {
+        let health = health();
+        let then = Instant::now();
+        health.broker_seen_up(then);
+        assert!(health.check(then + Duration::from_secs(3)).is_empty());
+        assert_eq!(health.check(then + Duration::from_secs(4)), [NotReady::NoBroker]);
+    }
+
+    #[test]
+    fn draining_and_a_full_queue_are_reported() {
+        let health = health();
+        let now = Instant::now();
+        health.broker_seen_up(now);
+        health.set_queue_fill(0.81);
+        health.start_draining();
+        assert_eq!(health.check(now), [NotReady::Draining, NotReady::QueueHigh]);
+    }
+}

@@ -1,0 +1,272 @@
+//! Everything that talks to Kafka: the [`Publisher`] over librdkafka's `FutureProducer`, the
+//! classification of its errors, the client settings, statistics and the embedded mock cluster.
+//!
+//! Nothing here waits without a bound: enqueueing never blocks (a full queue is an immediate
+//! [`FailureReason::QueueFull`]), and the delivery report is awaited until a deadline only.
+
+mod context;
+mod embedded;
+mod settings;
+
+use std::time::Duration;
+
+use rdkafka::{
+    error::{KafkaError, RDKafkaErrorCode},
+    producer::{FutureProducer, FutureRecord, Producer},
+    ClientConfig,
+};
+use tokio::time::Instant;
+
+pub use context::Context;
+pub use embedded::EmbeddedKafka;
+pub use settings::client_config;
+
+use crate::record::Record;
+
+/// Why a record did not reach Kafka (a closed set: metric label and error code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// No acknowledgement before the deadline (broker slow or unreachable).
+    Timeout,
+    /// The producer queue is full: back-pressure.
+    QueueFull,
+    /// Connection, leadership or replication trouble that retrying can cure.
+    Transport,
+    /// The broker refused our credentials or ACLs.
+    Authorization,
+    /// The record exceeds a size limit of the producer, broker or topic.
+    MessageTooLarge,
+    /// The topic does not exist.
+    UnknownTopic,
+    /// Anything else.
+    Other,
+}
+
+impl FailureReason {
+    /// Every reason, for pre-registering metric series.
+    pub const ALL: [FailureReason; 7] = [
+        Self::Timeout,
+        Self::QueueFull,
+        Self::Transport,
+        Self::Authorization,
+        Self::MessageTooLarge,
+        Self::UnknownTopic,
+        Self::Other,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::QueueFull => "queue_full",
+            Self::Transport => "transport",
+            Self::Authorization => "authorization",
+            Self::MessageTooLarge => "message_too_large",
+            Self::UnknownTopic => "unknown_topic",
+            Self::Other => "other",
+        }
+    }
+
+    /// Whether a retry by the sender can succeed without an operator fixing something.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::Timeout | Self::QueueFull | Self::Transport)
+    }
+
+    /// Classifies a librdkafka error.
+    pub fn of(error: &KafkaError) -> FailureReason {
+        use RDKafkaErrorCode as Code;
+        let Some(code) = error.rdkafka_error_code() else {
+            return Self::Other;
+        };
+        match code {
+            Code::QueueFull => Self::QueueFull,
+            Code::MessageTimedOut | Code::RequestTimedOut | Code::OperationTimedOut => Self::Timeout,
+            Code::MessageSizeTooLarge | Code::InvalidMessageSize | Code::MessageBatchTooLarge => {
+                Self::MessageTooLarge
+            }
+            Code::UnknownTopic | Code::UnknownTopicOrPartition | Code::UnknownPartition | Code::InvalidTopic => {
+                Self::UnknownTopic
+            }
+            Code::TopicAuthorizationFailed
+            | Code::ClusterAuthorizationFailed
+            | Code::SaslAuthenticationFailed
+            | Code::Authentication
+            | Code::TransactionalIdAuthorizationFailed => Self::Authorization,
+            Code::AllBrokersDown
+            | Code::BrokerTransportFailure
+            | Code::Resolve
+            | Code::SSL
+            | Code::NetworkException
+            | Code::LeaderNotAvailable
+            | Code::NotLeaderForPartition
+            | Code::BrokerNotAvailable
+            | Code::NotEnoughReplicas
+            | Code::NotEnoughReplicasAfterAppend
+            | Code::KafkaStorageError
+            | Code::PurgeQueue
+            | Code::PurgeInflight => Self::Transport,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// A record that did not reach Kafka.
+#[derive(Debug, thiserror::Error)]
+#[error("record not published ({})", reason.label())]
+pub struct PublishError {
+    /// The classified reason.
+    pub reason: FailureReason,
+    /// librdkafka's error, when there was one (none for our own deadline).
+    #[source]
+    pub source: Option<KafkaError>,
+}
+
+impl PublishError {
+    fn of(error: KafkaError) -> Self {
+        Self { reason: FailureReason::of(&error), source: Some(error) }
+    }
+}
+
+/// Where the broker stored a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// Partition of the topic.
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: i64,
+}
+
+/// Why startup could not confirm the topics.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicCheckError {
+    /// Metadata could not be fetched in time.
+    #[error("cannot reach Kafka at {brokers} to check topics within {timeout}: {source}")]
+    Unreachable {
+        /// The configured bootstrap servers.
+        brokers: String,
+        /// The bound waited.
+        timeout: humantime::FormattedDuration,
+        /// librdkafka's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// Topics the relay writes to are absent (or invisible to its credentials).
+    #[error("Kafka topics missing at {brokers}: {} (create them, or grant the relay Describe/Write on them)", missing.join(", "))]
+    Missing {
+        /// The configured bootstrap servers.
+        brokers: String,
+        /// The missing topic names.
+        missing: Vec<String>,
+    },
+}
+
+/// Publishes records and reports where they landed, once the broker acknowledged them.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer<Context>,
+    brokers: String,
+}
+
+impl Publisher {
+    /// Creates the producer (it connects lazily).
+    ///
+    /// # Errors
+    /// librdkafka refused the configuration (an invalid pass-through property, say).
+    pub fn build(config: &ClientConfig, context: Context) -> Result<Publisher, KafkaError> {
+        let brokers = config.get("bootstrap.servers").unwrap_or_default().to_owned();
+        let producer = config.create_with_context(context)?;
+        Ok(Publisher { producer, brokers })
+    }
+
+    /// Sends `record` to `topic` and waits for the acknowledgement until `deadline`.
+    ///
+    /// # Errors
+    /// A full queue at once; the classified delivery error; [`FailureReason::Timeout`] at the
+    /// deadline (the record may still be delivered later: the sender's retry is then a
+    /// duplicate with the same `ce_id`).
+    pub async fn publish(&self, topic: &str, record: &Record, deadline: Instant) -> Result<Delivered, PublishError> {
+        let mut future_record = FutureRecord::<str, [u8]>::to(topic)
+            .payload(&record.value[..])
+            .headers(record.headers.clone());
+        if let Some(key) = &record.key {
+            future_record = future_record.key(key.as_str());
+        }
+        let delivery = self
+            .producer
+            .send_result(future_record)
+            .map_err(|(error, _)| PublishError::of(error))?;
+        match tokio::time::timeout_at(deadline, delivery).await {
+            Err(_elapsed) => Err(PublishError { reason: FailureReason::Timeout, source: None }),
+            Ok(Err(_canceled)) => Err(PublishError { reason: FailureReason::Other, source: Some(KafkaError::Canceled) }),
+            Ok(Ok(Err((error, _message)))) => Err(PublishError::of(error)),
+            Ok(Ok(Ok(delivery))) => Ok(Delivered { partition: delivery.partition, offset: delivery.offset }),
+        }
+    }
+
+    /// Confirms that every topic exists, waiting at most `timeout` for the brokers.
+    ///
+    /// # Errors
+    /// The brokers are unreachable, or topics are missing.
+    pub async fn check_topics(&self, topics: &[String], timeout: Duration) -> Result<(), TopicCheckError> {
+        let producer = self.producer.clone();
+        let brokers = self.brokers.clone();
+        let wanted = topics.to_vec();
+        let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
+            .await
+            .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))
+            .map_err(|source| TopicCheckError::Unreachable {
+                brokers: brokers.clone(),
+                timeout: humantime::format_duration(timeout),
+                source,
+            })?;
+        let missing: Vec<String> = wanted
+            .into_iter()
+            .filter(|name| {
+                !metadata
+                    .topics()
+                    .iter()
+                    .any(|topic| topic.name() == name && topic.error().is_none() && !topic.partitions().is_empty())
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(TopicCheckError::Missing { brokers, missing })
+        }
+    }
+
+    /// Records waiting in the producer (queued or in flight).
+    pub fn queue_len(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+
+    /// Waits up to `timeout` for every queued record to be delivered or to fail.
+    ///
+    /// # Errors
+    /// Records were still queued when the time ran out.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_separates_back_pressure_from_terminal_errors() {
+        let production = |code| KafkaError::MessageProduction(code);
+        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::QueueFull)), FailureReason::QueueFull);
+        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::MessageTimedOut)), FailureReason::Timeout);
+        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::MessageSizeTooLarge)), FailureReason::MessageTooLarge);
+        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::UnknownTopicOrPartition)), FailureReason::UnknownTopic);
+        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::TopicAuthorizationFailed)), FailureReason::Authorization);
+        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::AllBrokersDown)), FailureReason::Transport);
+        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::InvalidRecord)), FailureReason::Other);
+        assert!(FailureReason::QueueFull.is_transient());
+        assert!(!FailureReason::UnknownTopic.is_transient());
+    }
+}

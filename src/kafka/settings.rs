@@ -1,0 +1,122 @@
+//! librdkafka settings derived from [`Config`]: the relay's durability defaults first, then
+//! security, then the user's pass-through properties, which win.
+
+use rdkafka::ClientConfig;
+use secrecy::ExposeSecret;
+
+use crate::config::{Config, ConfigError};
+
+/// Room for headers and protocol framing on top of the largest accepted body.
+const RECORD_OVERHEAD: u64 = 64 * 1024;
+
+/// librdkafka's own default for `message.max.bytes`.
+const LIBRDKAFKA_MESSAGE_MAX: u64 = 1_000_000;
+
+/// How often librdkafka reports statistics (queue fill, broker state, RTT).
+pub const STATISTICS_INTERVAL_MS: u32 = 1_000;
+
+/// The producer configuration for `config`, with `brokers` as bootstrap servers.
+///
+/// # Errors
+/// The SASL password file cannot be read.
+pub fn client_config(config: &Config, brokers: &str) -> Result<ClientConfig, ConfigError> {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "bp-relay")
+        // 2xx means durable: every in-sync replica has the record, without duplicates or
+        // reordering from the producer's own retries.
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        // Same partition as the Java client's default partitioner for the same key.
+        .set("partitioner", "murmur2_random")
+        .set("compression.type", config.kafka_compression.as_librdkafka())
+        .set("linger.ms", config.kafka_linger.as_millis().to_string())
+        // A record that cannot be acknowledged within the request's budget is failed by
+        // librdkafka too, so a 503 rarely leaves a record to land long after.
+        .set("message.timeout.ms", config.ack_timeout.as_millis().to_string())
+        .set("queue.buffering.max.messages", config.kafka_queue_max_messages.to_string())
+        .set("queue.buffering.max.kbytes", (config.kafka_queue_max_bytes.as_u64() / 1024).to_string())
+        .set("message.max.bytes", message_max_bytes(config).to_string())
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string())
+        // Reconnect quickly after a broker outage: Authvia's retries are minutes apart anyway.
+        .set("reconnect.backoff.max.ms", "2000")
+        .set("socket.keepalive.enable", "true")
+        .set("security.protocol", config.kafka_security_protocol.as_librdkafka());
+    if let Some(mechanism) = config.kafka_sasl_mechanism {
+        client.set("sasl.mechanism", mechanism.as_librdkafka());
+    }
+    if let Some(username) = &config.kafka_sasl_username {
+        client.set("sasl.username", username);
+    }
+    if let Some(password) = config.sasl_password()? {
+        client.set("sasl.password", password.expose_secret());
+    }
+    for (key, path) in [
+        ("ssl.ca.location", &config.kafka_ssl_ca_location),
+        ("ssl.certificate.location", &config.kafka_ssl_certificate_location),
+        ("ssl.key.location", &config.kafka_ssl_key_location),
+    ] {
+        if let Some(path) = path {
+            client.set(key, path.to_string_lossy());
+        }
+    }
+    for option in &config.kafka_options {
+        client.set(&option.key, &option.value);
+    }
+    Ok(client)
+}
+
+fn message_max_bytes(config: &Config) -> u64 {
+    (config.max_body.as_u64() + RECORD_OVERHEAD).max(LIBRDKAFKA_MESSAGE_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::Cli;
+
+    fn settings(extra: &[&str]) -> ClientConfig {
+        let args = ["bp-relay", "--kafka-brokers", "k:9092", "--signing-secrets", "s"].iter().chain(extra);
+        let config = Cli::try_parse_from(args).unwrap().config;
+        client_config(&config, "k:9092").unwrap()
+    }
+
+    #[test]
+    fn durability_defaults_are_set() {
+        let client = settings(&[]);
+        assert_eq!(client.get("acks"), Some("all"));
+        assert_eq!(client.get("enable.idempotence"), Some("true"));
+        assert_eq!(client.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(client.get("message.timeout.ms"), Some("4000"));
+        assert_eq!(client.get("compression.type"), Some("lz4"));
+        // A 1 MiB body plus headers must fit.
+        assert_eq!(client.get("message.max.bytes"), Some("1114112"));
+    }
+
+    #[test]
+    fn pass_through_options_override_the_defaults() {
+        let client = settings(&["--kafka-option", "linger.ms=20", "--kafka-option", "debug=broker,topic"]);
+        assert_eq!(client.get("linger.ms"), Some("20"));
+        assert_eq!(client.get("debug"), Some("broker,topic"));
+    }
+
+    #[test]
+    fn sasl_settings_reach_librdkafka() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "pw\n").unwrap();
+        let client = settings(&[
+            "--kafka-security-protocol", "sasl-ssl",
+            "--kafka-sasl-mechanism", "SCRAM-SHA-512",
+            "--kafka-sasl-username", "relay",
+            "--kafka-sasl-password-file", password.to_str().unwrap(),
+        ]);
+        assert_eq!(client.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(client.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(client.get("sasl.username"), Some("relay"));
+        assert_eq!(client.get("sasl.password"), Some("pw"));
+    }
+}

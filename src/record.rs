@@ -1,0 +1,177 @@
+//! The record contract: CloudEvents 1.0, Kafka protocol binding, binary mode.
+//!
+//! The value is the request body, byte for byte; the key is the process id; the event
+//! attributes travel as `ce_*` headers. Consumer teams rely on every name here: change one
+//! only together with README.md ("Record contract") and docs/asyncapi.yaml.
+
+use bytes::Bytes;
+use rdkafka::message::{Header, OwnedHeaders};
+use time::{format_description::FormatItem, macros::format_description, OffsetDateTime};
+
+use crate::{
+    replay::Digest,
+    traceparent::TraceParent,
+    webhook::{EventKind, Rejection, Webhook},
+};
+
+/// Header names of the contract.
+pub mod header {
+    /// CloudEvents spec version, always `1.0`.
+    pub const SPECVERSION: &str = "ce_specversion";
+    /// SHA-256 hex of the value: identical for redeliveries of the same body.
+    pub const ID: &str = "ce_id";
+    /// The configured source.
+    pub const SOURCE: &str = "ce_source";
+    /// The Authvia subscription type.
+    pub const TYPE: &str = "ce_type";
+    /// The process id.
+    pub const SUBJECT: &str = "ce_subject";
+    /// Receipt time at the relay, RFC 3339 UTC.
+    pub const TIME: &str = "ce_time";
+    /// The process version, when the body has one.
+    pub const PROCESS_VERSION: &str = "ce_processversion";
+    /// W3C traceparent (CloudEvents distributed-tracing extension).
+    pub const TRACEPARENT: &str = "ce_traceparent";
+    /// Media type of the value.
+    pub const CONTENT_TYPE: &str = "content-type";
+    /// Dead letters only: the closed reason code.
+    pub const DEAD_LETTER_REASON: &str = "bp_relay_dead_letter_reason";
+    /// Dead letters only: a human-readable explanation (never payload values).
+    pub const DEAD_LETTER_DETAIL: &str = "bp_relay_dead_letter_detail";
+    /// Dead letters only: the route the delivery came in on.
+    pub const ROUTE: &str = "bp_relay_route";
+}
+
+/// `ce_time`: RFC 3339, UTC, exactly three fraction digits (`2026-11-29T09:00:00.120Z`).
+const CE_TIME: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// What the relay knows about a delivery besides its body.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// Which subscription type (from the URL path).
+    pub kind: EventKind,
+    /// SHA-256 of the body.
+    pub digest: Digest,
+    /// When the request arrived.
+    pub received: OffsetDateTime,
+    /// The trace this delivery belongs to.
+    pub traceparent: TraceParent,
+}
+
+/// A record ready for the producer.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The key, when there is one (dead letters may have none).
+    pub key: Option<String>,
+    /// The request body, unchanged.
+    pub value: Bytes,
+    /// The CloudEvents headers.
+    pub headers: OwnedHeaders,
+}
+
+impl Record {
+    /// The record for a delivery that parsed as a business process or action.
+    pub fn accepted(envelope: &Envelope, source: &str, webhook: &Webhook, body: Bytes) -> Record {
+        let mut headers = base_headers(envelope, source, Some(&webhook.key));
+        if let Some(version) = &webhook.version {
+            headers = add(headers, header::PROCESS_VERSION, version);
+        }
+        Record { key: Some(webhook.key.clone()), value: body, headers }
+    }
+
+    /// The dead-letter record for an authenticated delivery that did not parse.
+    pub fn dead_letter(envelope: &Envelope, source: &str, rejection: &Rejection, body: Bytes) -> Record {
+        let headers = base_headers(envelope, source, rejection.key.as_deref());
+        let headers = add(headers, header::DEAD_LETTER_REASON, rejection.reason.code());
+        let headers = add(headers, header::DEAD_LETTER_DETAIL, &rejection.detail);
+        let headers = add(headers, header::ROUTE, envelope.kind.route());
+        Record { key: rejection.key.clone(), value: body, headers }
+    }
+}
+
+fn base_headers(envelope: &Envelope, source: &str, subject: Option<&str>) -> OwnedHeaders {
+    // A UTC time always formats; the fallback keeps the header present regardless.
+    let time = envelope
+        .received
+        .to_offset(time::UtcOffset::UTC)
+        .format(CE_TIME)
+        .unwrap_or_else(|_| envelope.received.unix_timestamp().to_string());
+    let mut headers = OwnedHeaders::new_with_capacity(10);
+    headers = add(headers, header::SPECVERSION, "1.0");
+    headers = add(headers, header::ID, &hex::encode(envelope.digest));
+    headers = add(headers, header::SOURCE, source);
+    headers = add(headers, header::TYPE, envelope.kind.event_type());
+    if let Some(subject) = subject {
+        headers = add(headers, header::SUBJECT, subject);
+    }
+    headers = add(headers, header::TIME, &time);
+    headers = add(headers, header::TRACEPARENT, &envelope.traceparent.to_string());
+    add(headers, header::CONTENT_TYPE, "application/json")
+}
+
+fn add(headers: OwnedHeaders, key: &str, value: &str) -> OwnedHeaders {
+    headers.insert(Header { key, value: Some(value) })
+}
+
+/// Receipt time truncated to milliseconds, the precision `ce_time` promises.
+pub fn now_millis() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::Headers;
+
+    use super::*;
+    use crate::webhook::RejectReason;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            kind: EventKind::BusinessProcess,
+            digest: [0xab; 32],
+            received: OffsetDateTime::from_unix_timestamp_nanos(1_767_225_600_123_000_000).unwrap(),
+            traceparent: TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap(),
+        }
+    }
+
+    fn header_map(headers: &OwnedHeaders) -> Vec<(String, String)> {
+        headers
+            .iter()
+            .map(|h| (h.key.to_owned(), String::from_utf8(h.value.unwrap().to_vec()).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn accepted_record_carries_the_cloudevents_headers() {
+        let webhook = Webhook { key: "p-1".into(), version: Some("4".into()) };
+        let record = Record::accepted(&envelope(), "urn:test", &webhook, Bytes::from_static(b"{}"));
+        assert_eq!(record.key.as_deref(), Some("p-1"));
+        assert_eq!(&record.value[..], b"{}");
+        let expected = [
+            ("ce_specversion", "1.0".to_owned()),
+            ("ce_id", "ab".repeat(32)),
+            ("ce_source", "urn:test".into()),
+            ("ce_type", "business_processes.update".into()),
+            ("ce_subject", "p-1".into()),
+            ("ce_time", "2026-01-01T00:00:00.123Z".into()),
+            ("ce_traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            ("content-type", "application/json".into()),
+            ("ce_processversion", "4".into()),
+        ];
+        let expected: Vec<(String, String)> = expected.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        assert_eq!(header_map(&record.headers), expected);
+    }
+
+    #[test]
+    fn dead_letter_without_key_has_no_subject_and_names_the_reason() {
+        let rejection = Rejection { reason: RejectReason::NotJson, detail: "body is not JSON".into(), key: None };
+        let record = Record::dead_letter(&envelope(), "urn:test", &rejection, Bytes::from_static(b"ping"));
+        assert_eq!(record.key, None);
+        let headers = header_map(&record.headers);
+        assert!(!headers.iter().any(|(k, _)| k == "ce_subject"));
+        assert!(headers.contains(&("bp_relay_dead_letter_reason".into(), "not_json".into())));
+        assert!(headers.contains(&("bp_relay_route".into(), "business-processes".into())));
+    }
+}

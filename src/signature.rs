@@ -1,0 +1,276 @@
+//! Authvia's delivery signature (see `../shared/spec/authvia-webhooks.md`, "Authentication").
+//!
+//! `X-AUTHVIA-SIGNATURE = base64(HMAC-SHA256(secret, VALUE + "." + len(VALUE) + "." + TIMESTAMP))`.
+//! The signature does not cover the body, so verification adds a timestamp window here and a
+//! replay guard ([`crate::replay::ReplayGuard`]) once the body is read.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+
+/// Header carrying the Base64 signature.
+pub const SIGNATURE_HEADER: &str = "x-authvia-signature";
+/// Header carrying the random value Authvia chose for this signing.
+pub const VALUE_HEADER: &str = "x-authvia-value";
+/// Header carrying the signing time in Unix seconds.
+pub const TIMESTAMP_HEADER: &str = "x-authvia-timestamp";
+/// Header naming the algorithm; only `SHA-256` exists.
+pub const ALGORITHM_HEADER: &str = "x-authvia-algorithm";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a delivery was refused (a closed set: 401 code, metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// One of the four X-AUTHVIA-* headers is absent or not text.
+    #[error("a required X-AUTHVIA-* signature header is missing")]
+    MissingHeader,
+    /// X-AUTHVIA-ALGORITHM is not SHA-256.
+    #[error("X-AUTHVIA-ALGORITHM must be SHA-256")]
+    UnsupportedAlgorithm,
+    /// X-AUTHVIA-TIMESTAMP is not Unix seconds.
+    #[error("X-AUTHVIA-TIMESTAMP is not a Unix time in seconds")]
+    MalformedTimestamp,
+    /// The timestamp is older than the tolerance.
+    #[error("X-AUTHVIA-TIMESTAMP is older than the accepted window")]
+    StaleTimestamp,
+    /// The timestamp is further in the future than the tolerance.
+    #[error("X-AUTHVIA-TIMESTAMP is too far in the future")]
+    FutureTimestamp,
+    /// X-AUTHVIA-SIGNATURE is not Base64.
+    #[error("X-AUTHVIA-SIGNATURE is not Base64")]
+    MalformedSignature,
+    /// No configured secret produces the signature.
+    #[error("X-AUTHVIA-SIGNATURE does not match")]
+    Mismatch,
+    /// The same signed (value, timestamp) came with a different body.
+    #[error("this signature was already used with a different body")]
+    Replayed,
+}
+
+impl SignatureError {
+    /// Every reason, for pre-registering metric series.
+    pub const ALL: [SignatureError; 8] = [
+        Self::MissingHeader,
+        Self::UnsupportedAlgorithm,
+        Self::MalformedTimestamp,
+        Self::StaleTimestamp,
+        Self::FutureTimestamp,
+        Self::MalformedSignature,
+        Self::Mismatch,
+        Self::Replayed,
+    ];
+
+    /// The stable reason code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::MissingHeader => "missing_signature_header",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::MalformedTimestamp => "malformed_timestamp",
+            Self::StaleTimestamp => "stale_timestamp",
+            Self::FutureTimestamp => "future_timestamp",
+            Self::MalformedSignature => "malformed_signature",
+            Self::Mismatch => "signature_mismatch",
+            Self::Replayed => "replayed_signature",
+        }
+    }
+}
+
+/// A verified signing: what the replay guard remembers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Signed {
+    /// X-AUTHVIA-VALUE.
+    pub value: String,
+    /// X-AUTHVIA-TIMESTAMP in Unix seconds.
+    pub timestamp: i64,
+}
+
+/// Checks signatures against every configured secret (several during rotation).
+pub struct Verifier {
+    // Keyed once at startup; each check clones the keyed state instead of re-keying.
+    keys: Vec<HmacSha256>,
+    tolerance: Duration,
+}
+
+impl Verifier {
+    /// A verifier for these secrets and timestamp window.
+    ///
+    /// # Panics
+    /// Never: HMAC accepts keys of any length.
+    pub fn new(secrets: &[SecretString], tolerance: Duration) -> Self {
+        let keys = secrets
+            .iter()
+            .map(|secret| {
+                HmacSha256::new_from_slice(secret.expose_secret().as_bytes())
+                    .expect("HMAC takes keys of any length")
+            })
+            .collect();
+        Self { keys, tolerance }
+    }
+
+    /// Verifies the X-AUTHVIA-* headers of a delivery at time `now`.
+    ///
+    /// # Errors
+    /// The first check that fails, in the order: headers, algorithm, timestamp, signature.
+    pub fn verify(&self, headers: &HeaderMap, now: SystemTime) -> Result<Signed, SignatureError> {
+        let signature = header(headers, SIGNATURE_HEADER)?;
+        let value = header(headers, VALUE_HEADER)?;
+        let timestamp_text = header(headers, TIMESTAMP_HEADER)?;
+        if !header(headers, ALGORITHM_HEADER)?.eq_ignore_ascii_case("SHA-256") {
+            return Err(SignatureError::UnsupportedAlgorithm);
+        }
+        let timestamp = parse_timestamp(timestamp_text)?;
+        self.check_window(timestamp, now)?;
+        let signature = STANDARD
+            .decode(signature.trim())
+            .map_err(|_| SignatureError::MalformedSignature)?;
+        let message = signed_message(value, timestamp_text);
+        let matches = self.keys.iter().any(|key| {
+            let mut mac = key.clone();
+            mac.update(message.as_bytes());
+            // verify_slice compares in constant time.
+            mac.verify_slice(&signature).is_ok()
+        });
+        if !matches {
+            return Err(SignatureError::Mismatch);
+        }
+        Ok(Signed { value: value.to_owned(), timestamp })
+    }
+
+    fn check_window(&self, timestamp: i64, now: SystemTime) -> Result<(), SignatureError> {
+        let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let tolerance = self.tolerance.as_secs() as i64;
+        if timestamp < now - tolerance {
+            Err(SignatureError::StaleTimestamp)
+        } else if timestamp > now + tolerance {
+            Err(SignatureError::FutureTimestamp)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The signing input: `VALUE + "." + len(VALUE) + "." + TIMESTAMP`.
+pub fn signed_message(value: &str, timestamp: &str) -> String {
+    format!("{value}.{}.{timestamp}", value.len())
+}
+
+/// Signs like Authvia does: used by `bp-relay sign`, tests and benches.
+///
+/// # Panics
+/// Never: HMAC accepts keys of any length.
+pub fn sign(secret: &str, value: &str, timestamp: &str) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(signed_message(value, timestamp).as_bytes());
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, SignatureError> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty())
+        .ok_or(SignatureError::MissingHeader)
+}
+
+fn parse_timestamp(text: &str) -> Result<i64, SignatureError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SignatureError::MalformedTimestamp);
+    }
+    trimmed.parse().map_err(|_| SignatureError::MalformedTimestamp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    // The worked example of ../shared/spec/authvia-webhooks.md.
+    const SECRET: &str = "whsec_test_5f2b8c";
+    const VALUE: &str = "b7d1e0a4c93f";
+    const TIMESTAMP: i64 = 1_767_225_600;
+    const SIGNATURE: &str = "nHJukfx+24/TpkhI+NcLn5aLRaaDW64TPdrDJpD56vA=";
+
+    fn at(secs: i64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    }
+
+    fn headers(signature: &str, value: &str, timestamp: &str, algorithm: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, text) in [
+            (SIGNATURE_HEADER, signature),
+            (VALUE_HEADER, value),
+            (TIMESTAMP_HEADER, timestamp),
+            (ALGORITHM_HEADER, algorithm),
+        ] {
+            map.insert(name, HeaderValue::from_str(text).unwrap());
+        }
+        map
+    }
+
+    fn verifier(secrets: &[&str]) -> Verifier {
+        let secrets: Vec<SecretString> = secrets.iter().map(|s| SecretString::from(*s)).collect();
+        Verifier::new(&secrets, Duration::from_secs(300))
+    }
+
+    fn example() -> HeaderMap {
+        headers(SIGNATURE, VALUE, &TIMESTAMP.to_string(), "SHA-256")
+    }
+
+    #[test]
+    fn worked_example_from_the_spec_signs_and_verifies() {
+        assert_eq!(signed_message(VALUE, "1767225600"), "b7d1e0a4c93f.12.1767225600");
+        assert_eq!(sign(SECRET, VALUE, "1767225600"), SIGNATURE);
+        let signed = verifier(&[SECRET]).verify(&example(), at(TIMESTAMP)).unwrap();
+        assert_eq!(signed, Signed { value: VALUE.into(), timestamp: TIMESTAMP });
+    }
+
+    #[test]
+    fn any_secret_of_a_rotation_verifies() {
+        assert!(verifier(&["old", SECRET]).verify(&example(), at(TIMESTAMP)).is_ok());
+        assert_eq!(verifier(&["old", "other"]).verify(&example(), at(TIMESTAMP)), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn each_missing_header_is_refused() {
+        for name in [SIGNATURE_HEADER, VALUE_HEADER, TIMESTAMP_HEADER, ALGORITHM_HEADER] {
+            let mut map = example();
+            map.remove(name);
+            assert_eq!(verifier(&[SECRET]).verify(&map, at(TIMESTAMP)), Err(SignatureError::MissingHeader), "{name}");
+        }
+    }
+
+    #[test]
+    fn timestamp_window_applies_in_the_past_and_the_future() {
+        let v = verifier(&[SECRET]);
+        assert!(v.verify(&example(), at(TIMESTAMP + 300)).is_ok());
+        assert!(v.verify(&example(), at(TIMESTAMP - 300)).is_ok());
+        assert_eq!(v.verify(&example(), at(TIMESTAMP + 301)), Err(SignatureError::StaleTimestamp));
+        assert_eq!(v.verify(&example(), at(TIMESTAMP - 301)), Err(SignatureError::FutureTimestamp));
+    }
+
+    #[test]
+    fn malformed_inputs_are_named() {
+        let v = verifier(&[SECRET]);
+        let bad_ts = headers(SIGNATURE, VALUE, "1767225600.5", "SHA-256");
+        assert_eq!(v.verify(&bad_ts, at(TIMESTAMP)), Err(SignatureError::MalformedTimestamp));
+        let bad_alg = headers(SIGNATURE, VALUE, "1767225600", "SHA-1");
+        assert_eq!(v.verify(&bad_alg, at(TIMESTAMP)), Err(SignatureError::UnsupportedAlgorithm));
+        let bad_b64 = headers("not base64!", VALUE, "1767225600", "SHA-256");
+        assert_eq!(v.verify(&bad_b64, at(TIMESTAMP)), Err(SignatureError::MalformedSignature));
+    }
+
+    #[test]
+    fn tampered_value_or_timestamp_does_not_verify() {
+        let v = verifier(&[SECRET]);
+        let other_value = headers(SIGNATURE, "b7d1e0a4c93e", "1767225600", "SHA-256");
+        assert_eq!(v.verify(&other_value, at(TIMESTAMP)), Err(SignatureError::Mismatch));
+        let other_time = headers(SIGNATURE, VALUE, "1767225601", "SHA-256");
+        assert_eq!(v.verify(&other_time, at(TIMESTAMP)), Err(SignatureError::Mismatch));
+    }
+}
