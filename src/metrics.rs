@@ -192,8 +192,8 @@ mod tests {
         let (_, text) = encode(&registry);
         let text = String::from_utf8(text).unwrap();
         for family in registry.gather() {
-            assert!(family.get_name().starts_with("bp_relay_"), "{}", family.get_name());
-            assert!(!family.get_help().is_empty(), "{}", family.get_name());
+            assert!(family.name().starts_with("bp_relay_"), "{}", family.name());
+            assert!(!family.help().is_empty(), "{}", family.name());
         }
         assert!(text.contains("bp_relay_http_requests_total{route=\"business_processes\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("bp_relay_kafka_delivery_failures_total{reason=\"queue_full\"} 0"), "{text}");
