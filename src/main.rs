@@ -12,7 +12,10 @@ use clap::Parser;
 use tracing::{error, info, warn};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -31,6 +34,19 @@ fn main() -> ExitCode {
         },
         None => runtime.block_on(serve(cli.config)),
     }
+}
+
+/// `--help` and `--version` print and exit 0; any bad flag or value is one line and exit 64.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+        let _ = error.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = error.to_string();
+    let first_line = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+    eprintln!("bp-relay: {first_line} (see --help)");
+    ExitCode::from(64)
 }
 
 async fn serve(config: bp_relay::Config) -> ExitCode {

@@ -1,0 +1,194 @@
+//! The `bp-relay` binary as an operator runs it: exit codes on bad configuration, the SIGTERM
+//! drain, the embedded quick start with `bp-relay sign`, and logs free of secrets and bodies.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use http::StatusCode;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bp-relay");
+
+/// A running `bp-relay` process whose JSON log lines are collected.
+struct Process {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    fn spawn(args: &[&str]) -> Process {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .args(["--log-format", "json"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn bp-relay");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        Process { child, logs }
+    }
+
+    /// Waits for the startup line and returns the (ingress, admin) addresses.
+    async fn started(&self) -> (String, String) {
+        let mut found = None;
+        eventually("the relay to log its start", Duration::from_secs(30), || {
+            found = self.logs.lock().unwrap().iter().find_map(|line| {
+                let json: serde_json::Value = serde_json::from_str(line).ok()?;
+                if json["message"] != "bp-relay started." {
+                    return None;
+                }
+                Some((json["ingress"].as_str()?.to_owned(), json["admin"].as_str()?.to_owned()))
+            });
+            let done = found.is_some();
+            async move { done }
+        })
+        .await;
+        found.unwrap()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    async fn exit_code(&mut self, within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().expect("exited, not killed");
+            }
+            assert!(Instant::now() < deadline, "bp-relay did not exit within {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn all_logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn run_to_end(args: &[&str]) -> (i32, String) {
+    let output = Command::new(BIN).args(args).output().unwrap();
+    (output.status.code().unwrap(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn bad_configuration_exits_64_with_one_line_before_binding() {
+    let cases: &[&[&str]] = &[
+        &["--kafka-brokers", "127.0.0.1:9", "--signing-secrets", "s", "--ack-timeout", "5s"],
+        &["--kafka-brokers", "127.0.0.1:9", "--signing-secrets", "s", "--listen", "not-an-address"],
+        &["--kafka-brokers", "127.0.0.1:9"],
+        &["--kafka-brokers", "127.0.0.1:9", "--signing-secrets-file", "/nonexistent/secrets"],
+        &["--kafka-brokers", "127.0.0.1:9", "--signing-secrets", "s", "--kafka-option", "no.such.property=1"],
+    ];
+    for args in cases {
+        let (code, stderr) = run_to_end(args);
+        assert_eq!(code, 64, "{args:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("bp-relay")).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line expected:\n{stderr}");
+        assert!(!stderr.contains("\"s\""));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_topics_are_named_at_startup_with_exit_69() {
+    let topics = Topics::create(&bootstrap(), 1).await;
+    let absent = unique("absent");
+    let mut args = topics.args();
+    let actions_flag = args.iter().position(|a| a == "--actions-topic").unwrap();
+    args[actions_flag + 1] = absent.clone();
+    args.extend(["--signing-secrets".into(), SECRET.into(), "--listen".into(), "127.0.0.1:0".into(), "--admin-listen".into(), "127.0.0.1:0".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stderr) = run_to_end(&args);
+    assert_eq!(code, 69, "{stderr}");
+    assert!(stderr.contains(&absent) && stderr.contains("missing"), "{stderr}");
+    assert!(!stderr.contains(&topics.processes), "only missing topics are named: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_in_flight_requests_and_every_2xx_is_in_kafka() {
+    let topics = Topics::create(&bootstrap(), 3).await;
+    let mut args = topics.args();
+    // A long linger keeps requests in flight long enough to be caught by the signal.
+    args.extend(["--signing-secrets", SECRET, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--kafka-linger", "1s"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut process = Process::spawn(&args);
+    let (ingress, admin) = process.started().await;
+
+    let mut requests = Vec::new();
+    for n in 0..30 {
+        let url = format!("http://{ingress}/webhooks/business-processes");
+        requests.push(tokio::spawn(async move {
+            let body = format!(r#"{{"id":"drain-{n}","partner":"P","merchant":"M","customer":"c","status":"scheduled","expiration":"2026-12-01T00:00:00Z","actions":[],"addresses":[]}}"#);
+            post(&url, signed_headers(SECRET), body.into_bytes()).await
+        }));
+    }
+    eventually("requests to be in flight", Duration::from_secs(10), || {
+        let admin = admin.clone();
+        async move {
+            let answer = send(http::Request::get(format!("http://{admin}/metrics")).body(Default::default()).unwrap()).await;
+            parse_metrics(&answer.text()).get("bp_relay_inflight_requests").copied().unwrap_or(0.0) >= 10.0
+        }
+    })
+    .await;
+    process.signal("TERM");
+
+    let mut acked = Vec::new();
+    for request in requests {
+        let answer = request.await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "in-flight requests finish: {}", answer.text());
+        let ack = answer.json();
+        acked.push((ack["partition"].as_i64().unwrap() as i32, ack["offset"].as_i64().unwrap()));
+    }
+    assert_eq!(process.exit_code(Duration::from_secs(25)).await, 0, "{}", process.all_logs());
+    let records = consume(&topics.bootstrap, &topics.processes, acked.len());
+    for (partition, offset) in acked {
+        assert!(
+            records.iter().any(|r| rdkafka::Message::partition(r) == partition && rdkafka::Message::offset(r) == offset),
+            "acknowledged record {partition}/{offset} is in Kafka"
+        );
+    }
+    let logs = process.all_logs();
+    assert!(logs.contains("SIGTERM received."), "{logs}");
+    assert!(!logs.contains(SECRET), "logs never contain the signing secret");
+    assert!(!logs.contains("\"merchant\""), "logs never contain bodies");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_quick_start_acknowledges_a_signed_sample() {
+    let mut process = Process::spawn(&["--embedded-kafka", "--signing-secrets", "whsec_demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    let (ingress, _admin) = process.started().await;
+    let sample_path = format!("{}/../shared/spec/samples/bp-in-progress.json", env!("CARGO_MANIFEST_DIR"));
+    let url = format!("http://{ingress}/webhooks/business-processes");
+    let sign = Command::new(BIN).args(["sign", "--secret", "whsec_demo", "--url", &url, &sample_path]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&sign.stdout);
+    assert!(sign.status.success(), "{stdout}{}", String::from_utf8_lossy(&sign.stderr));
+    assert!(stdout.starts_with("200 ") && stdout.contains("\"offset\":0"), "{stdout}");
+    let wrong = Command::new(BIN).args(["sign", "--secret", "not-the-secret", "--url", &url, &sample_path]).output().unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stdout).starts_with("401 "));
+    assert!(process.all_logs().contains("Embedded Kafka"));
+    process.signal("INT");
+    assert_eq!(process.exit_code(Duration::from_secs(25)).await, 0);
+}

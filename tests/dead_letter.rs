@@ -1,0 +1,99 @@
+//! Every authenticated delivery that is not a business process lands in the dead-letter topic,
+//! byte for byte, with its reason, and is answered 2xx so Authvia does not retry it for days.
+
+mod support;
+
+use http::StatusCode;
+use rdkafka::Message;
+use serde_json::json;
+use support::*;
+
+fn minimal() -> serde_json::Value {
+    serde_json::from_slice(&sample("bp-minimal.json")).unwrap()
+}
+
+fn without(field: &str) -> Vec<u8> {
+    let mut json = minimal();
+    json.as_object_mut().unwrap().remove(field);
+    serde_json::to_vec(&json).unwrap()
+}
+
+fn with(field: &str, value: serde_json::Value) -> Vec<u8> {
+    let mut json = minimal();
+    json[field] = value;
+    serde_json::to_vec(&json).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_validation_failure_class_is_dead_lettered_with_2xx() {
+    let topics = Topics::create(&bootstrap(), 1).await;
+    let relay = TestRelay::start(&topics, &[]).await;
+    let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+        ("not_json", b"ping".to_vec(), None),
+        ("not_json", Vec::new(), None),
+        ("not_an_object", b"[1,2,3]".to_vec(), None),
+        ("missing_key", fixture("subscription-test-payload.json"), None),
+        ("missing_key", without("id"), None),
+        ("invalid_key", with("id", json!("")), None),
+        ("invalid_key", with("id", json!(17)), None),
+        ("missing_field", without("status"), Some("0b8e6d4c-1a2f-4e3d-9c5b-7a6f8e9d0c1b")),
+        ("invalid_field", with("status", json!(["resolved"])), Some("0b8e6d4c-1a2f-4e3d-9c5b-7a6f8e9d0c1b")),
+        ("invalid_field", with("expiration", json!("soon")), Some("0b8e6d4c-1a2f-4e3d-9c5b-7a6f8e9d0c1b")),
+        ("invalid_field", with("version", json!("seven")), Some("0b8e6d4c-1a2f-4e3d-9c5b-7a6f8e9d0c1b")),
+    ];
+    for (reason, body, _) in &cases {
+        let answer = relay.send_process(body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{reason}: {}", answer.text());
+        let ack = answer.json();
+        assert_eq!(ack["topic"], topics.dead_letter.as_str());
+        assert_eq!(ack["deadLetterReason"], *reason);
+    }
+    let records = consume(&topics.bootstrap, &topics.dead_letter, cases.len());
+    for ((reason, body, key), record) in cases.iter().zip(&records) {
+        let headers = headers_of(record);
+        assert_eq!(record.payload().unwrap_or_default(), &body[..], "{reason}: value is the exact body");
+        assert_eq!(headers["bp_relay_dead_letter_reason"], *reason);
+        assert_eq!(headers["bp_relay_route"], "business-processes");
+        assert_eq!(headers["ce_type"], "business_processes.update");
+        assert_eq!(headers["ce_id"], sha256_hex(body));
+        assert!(!headers["bp_relay_dead_letter_detail"].is_empty());
+        assert_eq!(record.key().map(|k| std::str::from_utf8(k).unwrap()), *key, "{reason}");
+        assert_eq!(headers.get("ce_subject").map(String::as_str), *key);
+    }
+    assert_eq!(record_count(&topics.bootstrap, &topics.processes), 0);
+    let metrics = relay.metrics().await;
+    assert_eq!(metrics["bp_relay_dead_letter_total{reason=\"invalid_field\",route=\"business_processes\"}"], 3.0);
+    assert_eq!(metrics["bp_relay_dead_letter_total{reason=\"missing_key\",route=\"business_processes\"}"], 2.0);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_without_its_owning_process_is_dead_lettered() {
+    let topics = Topics::create(&bootstrap(), 1).await;
+    let relay = TestRelay::start(&topics, &[]).await;
+    let mut action: serde_json::Value = serde_json::from_slice(&sample("action-update.json")).unwrap();
+    action.as_object_mut().unwrap().remove("businessProcess");
+    let body = serde_json::to_vec(&action).unwrap();
+    let answer = relay.send_action(&body).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["deadLetterReason"], "missing_key");
+    let record = &consume(&topics.bootstrap, &topics.dead_letter, 1)[0];
+    let headers = headers_of(record);
+    assert_eq!(headers["bp_relay_route"], "business-process-actions");
+    assert_eq!(headers["ce_type"], "business_processes_actions.update");
+    assert_eq!(record_count(&topics.bootstrap, &topics.actions), 0);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_key_pointer_and_required_fields_replace_the_inferred_names() {
+    let topics = Topics::create(&bootstrap(), 1).await;
+    let relay = TestRelay::start(&topics, &["--key-pointer", "/processId", "--required-fields", "processId,status"]).await;
+    let renamed = br#"{"processId":"p-renamed","status":"resolved"}"#;
+    let answer = relay.send_process(renamed).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["topic"], topics.processes.as_str());
+    let record = &consume(&topics.bootstrap, &topics.processes, 1)[0];
+    assert_eq!(record.key(), Some(&b"p-renamed"[..]));
+    relay.stop().await;
+}
