@@ -31,7 +31,8 @@ DATA_DIR="${BP_RELAY_TEST_KAFKA_DATA_DIR:-${TMPDIR:-/tmp}/bp-relay-test-kafka-$P
 # absent, or not executable (chmod +x it!), is skipped with a note. Any that fails fails the run.
 # Add yours here.
 EXTRA_CHECKS=(
-  scripts/check-chart.sh # the Helm chart under deploy/helm (lint, render, policy checks)
+  scripts/check-asyncapi.sh # docs/asyncapi.yaml and its JSON Schemas, by a real AsyncAPI parser
+  scripts/check-chart.sh    # the Helm chart under deploy/helm (lint, render, policy checks)
 )
 # -----------------------------------------------------------------------------------------------
 

@@ -248,8 +248,10 @@ pub enum SecurityProtocol {
     /// TLS.
     Ssl,
     /// SASL without TLS.
+    #[value(name = "sasl_plaintext", alias = "sasl-plaintext")]
     SaslPlaintext,
     /// SASL over TLS (managed Kafka services).
+    #[value(name = "sasl_ssl", alias = "sasl-ssl")]
     SaslSsl,
 }
 

@@ -193,7 +193,7 @@ impl Webhook {
                 return Err(with_key(RejectReason::MissingField, format!("required field {name} is missing")));
             }
         }
-        check_fields(object, kind.fields(), "").map_err(|detail| with_key(RejectReason::InvalidField, detail))?;
+        check_fields(object, kind.fields()).map_err(|mismatch| with_key(RejectReason::InvalidField, mismatch.detail()))?;
         let version = match kind {
             EventKind::BusinessProcess => version_of(&value, &rules.version)
                 .map_err(|detail| with_key(RejectReason::InvalidField, detail))?,
@@ -291,17 +291,37 @@ const ACTION: &[Field] = &[
     ("features", Shape::Object),
 ];
 
-fn check_fields(object: &Map<String, Value>, fields: &[Field], path: &str) -> Result<(), String> {
+/// A known field with the wrong shape. The path is collected while unwinding, so the happy
+/// path allocates nothing for it.
+struct Mismatch {
+    // Innermost segment first.
+    reversed_path: Vec<String>,
+    expected: &'static str,
+}
+
+impl Mismatch {
+    fn at(mut self, segment: impl ToString) -> Self {
+        self.reversed_path.push(segment.to_string());
+        self
+    }
+
+    fn detail(&self) -> String {
+        let path: String = self.reversed_path.iter().rev().map(|segment| format!("/{segment}")).collect();
+        format!("{path} is not {}", self.expected)
+    }
+}
+
+fn check_fields(object: &Map<String, Value>, fields: &[Field]) -> Result<(), Mismatch> {
     for (name, shape) in fields {
         match object.get(*name) {
             None | Some(Value::Null) => {}
-            Some(value) => check_shape(value, *shape, &format!("{path}/{name}"))?,
+            Some(value) => check_shape(value, *shape).map_err(|mismatch| mismatch.at(name))?,
         }
     }
     Ok(())
 }
 
-fn check_shape(value: &Value, shape: Shape, path: &str) -> Result<(), String> {
+fn check_shape(value: &Value, shape: Shape) -> Result<(), Mismatch> {
     let expected = match (shape, value) {
         (Shape::String, Value::String(_))
         | (Shape::Number, Value::Number(_))
@@ -310,7 +330,7 @@ fn check_shape(value: &Value, shape: Shape, path: &str) -> Result<(), String> {
         (Shape::DateTime, Value::String(text)) if OffsetDateTime::parse(text, &Rfc3339).is_ok() => {
             return Ok(())
         }
-        (Shape::ArrayOf(fields), Value::Array(items)) => return check_items(items, fields, path),
+        (Shape::ArrayOf(fields), Value::Array(items)) => return check_items(items, fields),
         (Shape::String, _) => "a string",
         (Shape::DateTime, _) => "an RFC 3339 date-time",
         (Shape::Number, _) => "a number",
@@ -318,16 +338,15 @@ fn check_shape(value: &Value, shape: Shape, path: &str) -> Result<(), String> {
         (Shape::Object, _) => "an object",
         (Shape::ArrayOf(_), _) => "an array",
     };
-    Err(format!("{path} is not {expected}"))
+    Err(Mismatch { reversed_path: Vec::new(), expected })
 }
 
-fn check_items(items: &[Value], fields: &[Field], path: &str) -> Result<(), String> {
+fn check_items(items: &[Value], fields: &[Field]) -> Result<(), Mismatch> {
     for (index, item) in items.iter().enumerate() {
-        let item_path = format!("{path}/{index}");
         let Value::Object(object) = item else {
-            return Err(format!("{item_path} is not an object"));
+            return Err(Mismatch { reversed_path: vec![index.to_string()], expected: "an object" });
         };
-        check_fields(object, fields, &item_path)?;
+        check_fields(object, fields).map_err(|mismatch| mismatch.at(index))?;
     }
     Ok(())
 }
