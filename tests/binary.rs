@@ -192,3 +192,35 @@ async fn embedded_quick_start_acknowledges_a_signed_sample() {
     process.signal("INT");
     assert_eq!(process.exit_code(Duration::from_secs(25)).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_never_contain_secrets_or_sample_bodies() {
+    let topics = Topics::create(&bootstrap(), 1).await;
+    let mut args = topics.args();
+    args.extend(["--signing-secrets", SECRET, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut process = Process::spawn(&args);
+    let (ingress, _admin) = process.started().await;
+    let url = format!("http://{ingress}/webhooks/business-processes");
+    let bodies: Vec<Vec<u8>> = ["bp-minimal.json", "bp-in-progress.json", "bp-failed-expired.json", "bp-resolved-uuid-v5.json"]
+        .into_iter()
+        .map(sample)
+        .chain([fixture("subscription-test-payload.json"), br#"{"id": 5, "customer": "Jane Roe"}"#.to_vec()])
+        .collect();
+    for body in &bodies {
+        assert_eq!(post(&url, signed_headers(SECRET), body.clone()).await.status, StatusCode::OK);
+    }
+    assert_eq!(post(&url, signed_headers("whsec_wrong_one"), bodies[0].clone()).await.status, StatusCode::UNAUTHORIZED);
+    process.signal("TERM");
+    assert_eq!(process.exit_code(Duration::from_secs(25)).await, 0);
+
+    let logs = process.all_logs();
+    assert!(logs.contains("Request answered."), "the run did log requests");
+    for secret in [SECRET, "whsec_wrong_one"] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+    // Values that only occur inside the bodies: none may reach the logs.
+    for needle in ["jane.roe@example.com", "Jane Roe", "+15125550199", "Zoë", "AVIDM9K3L8", "cust-004817", "Authvia subscription verification", "monthly-invoice-collection"] {
+        assert!(!logs.contains(needle), "body content {needle:?} reached the logs");
+    }
+}
