@@ -1,0 +1,163 @@
+{{/*
+Names, labels and the few derived values every template shares.
+*/}}
+
+{{/* Chart name, truncated to the 63 characters a DNS label allows. */}}
+{{- define "bp-relay.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: <release>-<chart> unless the release name already has it. */}}
+{{- define "bp-relay.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "bp-relay.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "bp-relay.labels" -}}
+helm.sh/chart: {{ include "bp-relay.chart" . }}
+{{ include "bp-relay.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: bp-relay
+{{- end }}
+
+{{- define "bp-relay.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "bp-relay.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Labels of the helm test pod: not the selector labels (the Services, the PDB and the
+NetworkPolicy must not select it), plus the client label that lets it through the NetworkPolicy.
+*/}}
+{{- define "bp-relay.testLabels" -}}
+helm.sh/chart: {{ include "bp-relay.chart" . }}
+app.kubernetes.io/name: {{ include "bp-relay.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: test
+{{ include "bp-relay.clientLabel" . }}
+{{- end }}
+
+{{/* Label that lets a pod through the NetworkPolicy as a client (the helm test pod carries it). */}}
+{{- define "bp-relay.clientLabel" -}}
+{{ include "bp-relay.fullname" . }}-client: "true"
+{{- end }}
+
+{{- define "bp-relay.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "bp-relay.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "bp-relay.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* True when the Kafka connection uses TLS. */}}
+{{- define "bp-relay.kafkaTLS" -}}
+{{- if has .Values.kafka.securityProtocol (list "ssl" "sasl_ssl") }}true{{ end }}
+{{- end }}
+
+{{/* True when the Kafka connection uses SASL. */}}
+{{- define "bp-relay.kafkaSASL" -}}
+{{- if has .Values.kafka.securityProtocol (list "sasl_plaintext" "sasl_ssl") }}true{{ end }}
+{{- end }}
+
+{{/* Data of the Secret the chart creates; empty when every credential comes from an existing Secret. */}}
+{{- define "bp-relay.secretData" -}}
+{{- if not .Values.signing.existingSecret }}
+signing-secrets: {{ join "\n" .Values.signing.secrets | b64enc | quote }}
+{{- end }}
+{{- if and (include "bp-relay.kafkaSASL" .) (not .Values.kafka.sasl.existingSecret) }}
+kafka-sasl-password: {{ .Values.kafka.sasl.password | b64enc | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Directory the projected secrets volume is mounted at. */}}
+{{- define "bp-relay.secretsDir" -}}/var/run/secrets/bp-relay{{- end }}
+
+{{/*
+Fails the render on values the schema cannot express: missing credentials and shutdown
+budgets that do not add up.
+*/}}
+{{- define "bp-relay.validate" -}}
+{{- if not .Values.kafka.brokers }}
+{{- fail "kafka.brokers is required: the bootstrap brokers, comma-separated host:port" }}
+{{- end }}
+{{- if and (not .Values.signing.existingSecret) (not .Values.signing.secrets) }}
+{{- fail "signing: set signing.existingSecret (recommended) or signing.secrets" }}
+{{- end }}
+{{- if include "bp-relay.kafkaSASL" . }}
+{{- if or (not .Values.kafka.sasl.mechanism) (not .Values.kafka.sasl.username) }}
+{{- fail (printf "kafka.securityProtocol %s needs kafka.sasl.mechanism and kafka.sasl.username" .Values.kafka.securityProtocol) }}
+{{- end }}
+{{- if and (not .Values.kafka.sasl.existingSecret) (not .Values.kafka.sasl.password) }}
+{{- fail "kafka.sasl: set kafka.sasl.existingSecret (recommended) or kafka.sasl.password" }}
+{{- end }}
+{{- end }}
+{{- if and (or .Values.kafka.tls.ca.existingSecret .Values.kafka.tls.clientCert.existingSecret) (not (include "bp-relay.kafkaTLS" .)) }}
+{{- fail "kafka.tls.* Secrets are set but kafka.securityProtocol is neither ssl nor sasl_ssl" }}
+{{- end }}
+{{- $s := .Values.shutdown }}
+{{- if gt (add $s.preStopSleepSeconds $s.drainSeconds 5 | int) ($s.terminationGracePeriodSeconds | int) }}
+{{- fail (printf "shutdown: terminationGracePeriodSeconds (%v) must be at least preStopSleepSeconds (%v) + drainSeconds (%v) + 5" $s.terminationGracePeriodSeconds $s.preStopSleepSeconds $s.drainSeconds) }}
+{{- end }}
+{{- if and .Values.podDisruptionBudget.enabled (ne (toString .Values.podDisruptionBudget.minAvailable) "") (ne (toString .Values.podDisruptionBudget.maxUnavailable) "") }}
+{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both (set the other to \"\")" }}
+{{- end }}
+{{- $a := .Values.autoscaling }}
+{{- if and $a.enabled (not (or $a.targetCPUUtilizationPercentage $a.targetMemoryUtilizationPercentage $a.metrics)) }}
+{{- fail "autoscaling: set a CPU or memory target, or autoscaling.metrics" }}
+{{- end }}
+{{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) }}
+{{- fail "autoscaling: minReplicas is above maxReplicas" }}
+{{- end }}
+{{- range $k, $v := .Values.kafka.options }}
+{{- if or (contains ";" (toString $v)) (contains ";" $k) }}
+{{- fail (printf "kafka.options.%s: values may not contain ';' (it separates BP_RELAY_KAFKA_OPTIONS entries)" $k) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checksum of every credential the pods mount. The chart's own Secret is hashed from values;
+existing Secrets are read with `lookup` on install and upgrade (empty under `helm template`),
+so rotating one and running `helm upgrade` rolls the pods.
+*/}}
+{{- define "bp-relay.secretChecksum" -}}
+{{- $parts := list (include "bp-relay.secretData" .) }}
+{{- $names := list .Values.signing.existingSecret }}
+{{- if include "bp-relay.kafkaSASL" . }}
+{{- $names = append $names .Values.kafka.sasl.existingSecret }}
+{{- end }}
+{{- if include "bp-relay.kafkaTLS" . }}
+{{- $names = concat $names (list .Values.kafka.tls.ca.existingSecret .Values.kafka.tls.clientCert.existingSecret) }}
+{{- end }}
+{{- range $name := $names }}
+{{- if $name }}
+{{- $existing := lookup "v1" "Secret" $.Release.Namespace $name }}
+{{- $parts = append $parts (printf "%s=%s" $name (toJson (dig "data" dict $existing))) }}
+{{- end }}
+{{- end }}
+{{- join "\n" $parts | sha256sum }}
+{{- end }}
