@@ -241,7 +241,11 @@ async fn serve_admin(listener: TcpListener, admin: Arc<Admin>, stop: tokio::sync
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else { continue };
+                let Ok((stream, _peer)) = accepted else {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
                 let admin = admin.clone();
                 let service = service_fn(move |request| admin.clone().handle(request));
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();

@@ -218,6 +218,11 @@ pub struct Config {
     /// Log format: json when stdout is not a terminal, pretty when it is (auto).
     #[arg(long, env = "BP_RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+
+    /// OTLP/HTTP collector to export request spans to, e.g. http://otel-collector:4318 (spans
+    /// go to <URL>/v1/traces as protobuf). Unset: nothing is exported.
+    #[arg(long, env = "BP_RELAY_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<http::Uri>,
 }
 
 /// A configuration mistake: printed as one line, exit code 64.
@@ -380,7 +385,8 @@ impl Config {
         self.validate_signing()?;
         self.validate_sasl()?;
         self.validate_limits()?;
-        self.validate_topics()
+        self.validate_topics()?;
+        self.validate_otlp()
     }
 
     fn validate_kafka_target(&self) -> Result<(), ConfigError> {
@@ -495,6 +501,22 @@ impl Config {
         if self.dead_letter_topic == self.topic || self.dead_letter_topic == self.actions_topic {
             return Err(ConfigError::new(
                 "--dead-letter-topic must differ from the business-process topics",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_otlp(&self) -> Result<(), ConfigError> {
+        let Some(endpoint) = &self.otlp_endpoint else {
+            return Ok(());
+        };
+        // The exporter speaks plain HTTP only (no second TLS stack); the URL is not echoed, as
+        // user:password@ would be a credential.
+        let plain_http = endpoint.scheme() == Some(&http::uri::Scheme::HTTP);
+        let has_userinfo = endpoint.authority().is_some_and(|authority| authority.as_str().contains('@'));
+        if !plain_http || endpoint.host().is_none() || has_userinfo || endpoint.query().is_some() {
+            return Err(ConfigError::new(
+                "--otlp-endpoint must be a plain http:// URL of an OTLP/HTTP collector, e.g. http://otel-collector:4318 (no TLS, credentials or query)",
             ));
         }
         Ok(())
@@ -632,6 +654,18 @@ mod tests {
         assert!(parse(&["--key-pointer", "id"]).is_err());
         assert!(parse(&["--topic", "bad topic"]).is_err());
         assert!(parse(&["--dead-letter-topic", "authvia.business-processes"]).is_err());
+    }
+
+    #[test]
+    fn otlp_export_is_off_by_default_and_needs_a_plain_http_collector_url() {
+        assert!(parse(&[]).unwrap().otlp_endpoint.is_none());
+        let config = parse(&["--otlp-endpoint", "http://otel-collector:4318"]).unwrap();
+        assert_eq!(config.otlp_endpoint.unwrap().to_string(), "http://otel-collector:4318/");
+        for bad in ["https://otel-collector:4318", "otel-collector:4318", "/v1/traces", "http://user:pw@otel-collector:4318", "not a url"] {
+            let error = parse(&["--otlp-endpoint", bad]).unwrap_err();
+            assert!(error.contains("--otlp-endpoint"), "{bad}: {error}");
+            assert!(!error.contains("pw@"), "credentials are not echoed: {error}");
+        }
     }
 
     #[test]

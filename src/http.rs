@@ -26,6 +26,7 @@ use crate::{
     record::{self, Envelope, Record},
     replay::ReplayGuard,
     signature::Verifier,
+    telemetry,
     traceparent::TraceParent,
     webhook::{EventKind, RejectReason, Rules, Webhook},
 };
@@ -108,10 +109,12 @@ impl Ingress {
             "request", route, key = Empty, topic = Empty, partition = Empty, offset = Empty,
             trace_id = Empty, outcome = Empty, status = Empty, latency_us = Empty,
         );
+        // Before the span is first entered: an exported span joins the sender's trace.
+        let traceparent = telemetry::join_trace(&span, incoming_traceparent(request.headers()));
         let outcome = async {
             match (kind, request.method()) {
                 (None, _) => Err(Error::NotFound),
-                (Some(kind), &Method::POST) => self.ingest(kind, request, started).await,
+                (Some(kind), &Method::POST) => self.ingest(kind, request, started, traceparent).await,
                 (Some(_), _) => Err(Error::MethodNotAllowed),
             }
         }
@@ -129,7 +132,7 @@ impl Ingress {
         Ok(response)
     }
 
-    async fn ingest<B>(&self, kind: EventKind, request: Request<B>, started: Instant) -> Result<Response<ResponseBody>, Error>
+    async fn ingest<B>(&self, kind: EventKind, request: Request<B>, started: Instant, traceparent: TraceParent) -> Result<Response<ResponseBody>, Error>
     where
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -148,7 +151,6 @@ impl Ingress {
         if let (Some(signed), Authentication::Signed { replay, .. }) = (signed, &self.authentication) {
             replay.check(signed, digest)?;
         }
-        let traceparent = incoming_traceparent(&parts.headers).map_or_else(TraceParent::fresh, |parent| parent.child());
         Span::current().record("trace_id", traceparent.trace_id());
         let envelope = Envelope { kind, digest, received, traceparent };
         let (topic, record, rejected) = self.record_for(&envelope, body);
@@ -156,7 +158,7 @@ impl Ingress {
             Span::current().record("key", key.as_str());
         }
         Span::current().record("topic", topic);
-        let delivered = self.publisher.publish(topic, &record, deadline).await?;
+        let delivered = self.publisher.publish(topic, record, deadline).await?;
         self.count_delivery(kind, rejected, started);
         Ok(acknowledge(topic, delivered, rejected))
     }
@@ -203,7 +205,7 @@ impl Ingress {
                     None => warn!(code = error.code(), "Kafka did not acknowledge the record in time."),
                 }
             }
-            Error::Overloaded => self.metrics.delivery_failure(crate::kafka::FailureReason::QueueFull).inc(),
+            Error::Overloaded => warn!(code = error.code(), "Refused a request: --max-inflight reached."),
             _ => info!(code = error.code(), "Refused a request."),
         }
         error_response(error)

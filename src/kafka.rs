@@ -184,10 +184,11 @@ impl Publisher {
     /// A full queue at once; the classified delivery error; [`FailureReason::Timeout`] at the
     /// deadline (the record may still be delivered later: the sender's retry is then a
     /// duplicate with the same `ce_id`).
-    pub async fn publish(&self, topic: &str, record: &Record, deadline: Instant) -> Result<Delivered, PublishError> {
+    pub async fn publish(&self, topic: &str, record: Record, deadline: Instant) -> Result<Delivered, PublishError> {
+        // librdkafka copies key and value into its queue; the headers move.
         let mut future_record = FutureRecord::<str, [u8]>::to(topic)
             .payload(&record.value[..])
-            .headers(record.headers.clone());
+            .headers(record.headers);
         if let Some(key) = &record.key {
             future_record = future_record.key(key.as_str());
         }

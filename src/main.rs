@@ -54,7 +54,13 @@ async fn serve(config: bp_relay::Config) -> ExitCode {
         eprintln!("bp-relay: {error}");
         return ExitCode::from(64);
     }
-    telemetry::init(config.log_format);
+    let telemetry = match telemetry::init(config.log_format, config.otlp_endpoint.as_ref()) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("bp-relay: {error}");
+            return ExitCode::from(70);
+        }
+    };
     // The mock cluster must outlive the app: it is dropped at the end of this function.
     let (embedded, brokers) = match start_embedded(&config) {
         Ok(pair) => pair,
@@ -71,6 +77,8 @@ async fn serve(config: bp_relay::Config) -> ExitCode {
     info!(ingress = %app.ingress_addr(), admin = %app.admin_addr(), version = env!("CARGO_PKG_VERSION"), "bp-relay started.");
     app.run(shutdown_signal()).await;
     drop(embedded);
+    // After the drain, so the spans of the last requests are exported too.
+    telemetry.shutdown().await;
     ExitCode::SUCCESS
 }
 

@@ -1,25 +1,211 @@
-//! Logging: structured `tracing` events, JSON off a terminal and human-readable on one,
-//! filtered by `RUST_LOG` (default `info`). Request spans carry ids and outcomes, never bodies
+//! Logging and tracing: structured `tracing` events, JSON off a terminal and human-readable on
+//! one, filtered by `RUST_LOG` (default `info`). Request spans carry ids and outcomes, never bodies
 //! or secrets.
+//!
+//! With `--otlp-endpoint`, the same spans are also exported over OTLP/HTTP (protobuf, batched),
+//! and each request span joins the sender's W3C trace. Without it, no exporter, thread or task
+//! exists.
 
-use std::io::IsTerminal;
+use std::{
+    collections::HashMap,
+    io::IsTerminal,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
-use tracing_subscriber::{fmt, EnvFilter};
+use opentelemetry::{propagation::TextMapPropagator as _, trace::TracerProvider as _, KeyValue};
+use opentelemetry_http::{hyper::HyperClient, Bytes, HttpClient, HttpError, Request, Response};
+use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider, Resource};
+use tokio::runtime::Handle;
+use tracing::{info, warn, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::{fmt, layer::SubscriberExt as _, util::SubscriberInitExt as _, EnvFilter, Layer as _};
 
-use crate::config::LogFormat;
+use crate::{config::LogFormat, traceparent::TraceParent};
 
-/// Installs the global subscriber. Call once, from `main`.
-pub fn init(format: LogFormat) {
+/// How long shutdown waits for the last spans to reach the collector.
+pub const FLUSH_BUDGET: Duration = Duration::from_secs(3);
+
+/// Bound on one export request to the collector.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+const TRACEPARENT: &str = "traceparent";
+
+/// Keeps span export running until [`Telemetry::shutdown`]. Logging itself needs no guard.
+#[must_use = "call shutdown() at exit, or the spans of the last requests are lost"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+/// The span exporter could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the OTLP exporter: {0}")]
+pub struct TelemetryError(String);
+
+/// Installs the global subscriber, plus the OTLP span exporter when `otlp_endpoint` is set.
+/// Call once, from `main`, inside the tokio runtime: exports run on it.
+///
+/// # Errors
+/// The exporter cannot be built, or there is no tokio runtime to run it on.
+pub fn init(format: LogFormat, otlp_endpoint: Option<&http::Uri>) -> Result<Telemetry, TelemetryError> {
+    let provider = otlp_endpoint.map(tracer_provider).transpose()?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
-    let builder = fmt().with_env_filter(filter).with_target(true);
-    if json {
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
+    let spans = provider
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("bp-relay")));
+    let logs = if json {
+        fmt::layer().with_target(true).json().flatten_event(true).with_current_span(true).with_span_list(false).boxed()
     } else {
-        builder.init();
+        fmt::layer().with_target(true).boxed()
+    };
+    tracing_subscriber::registry().with(filter).with(spans).with(logs).init();
+    Ok(Telemetry { provider })
+}
+
+impl Telemetry {
+    /// Exports the spans still buffered and stops the exporter, within [`FLUSH_BUDGET`].
+    /// Does nothing when spans are not exported.
+    pub async fn shutdown(self) {
+        let Some(provider) = self.provider else {
+            return;
+        };
+        // The SDK blocks until its batch thread has exported, and that export runs on this
+        // runtime: wait on a blocking thread, not on a worker.
+        let flushed = tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_BUDGET)).await;
+        match flushed {
+            Ok(Ok(())) => info!("Span export stopped."),
+            Ok(Err(error)) => warn!(%error, "Span export stopped; the last spans may not have been exported."),
+            Err(error) => warn!(%error, "Span export did not stop cleanly."),
+        }
+    }
+}
+
+/// Makes `span` part of the sender's trace when spans are exported, and returns the traceparent
+/// the record carries: the exported span's own ids. Without export, it is the sender's trace with
+/// a new span id, or a fresh trace when the request carried none.
+///
+/// Call before `span` is first entered: its parent is fixed from then on.
+pub fn join_trace(span: &Span, incoming: Option<TraceParent>) -> TraceParent {
+    let propagator = TraceContextPropagator::new();
+    if let Some(parent) = incoming {
+        let carrier = HashMap::from([(TRACEPARENT.to_owned(), parent.to_string())]);
+        // Fails only without the OpenTelemetry layer (or with the span filtered out), when
+        // there is no exported span to attach.
+        let _ = span.set_parent(propagator.extract(&carrier));
+    }
+    let mut carrier = HashMap::new();
+    propagator.inject_context(&span.context(), &mut carrier);
+    carrier
+        .get(TRACEPARENT)
+        .and_then(|text| TraceParent::parse(text))
+        .unwrap_or_else(|| incoming.map_or_else(TraceParent::fresh, |parent| parent.child()))
+}
+
+fn tracer_provider(endpoint: &http::Uri) -> Result<SdkTracerProvider, TelemetryError> {
+    let runtime = Handle::try_current().map_err(|error| TelemetryError(error.to_string()))?;
+    let exporter = SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(traces_url(endpoint))
+        .with_timeout(EXPORT_TIMEOUT)
+        .with_http_client(CollectorClient {
+            hyper: HyperClient::with_default_connector(EXPORT_TIMEOUT, None),
+            runtime,
+            failing: AtomicBool::new(false),
+        })
+        .build()
+        .map_err(|error| TelemetryError(error.to_string()))?;
+    let resource = Resource::builder()
+        .with_service_name("bp-relay")
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build();
+    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+}
+
+/// `<endpoint>/v1/traces`, the OTLP/HTTP path, keeping any path prefix of the endpoint.
+fn traces_url(endpoint: &http::Uri) -> String {
+    let base = endpoint.to_string();
+    format!("{}/v1/traces", base.trim_end_matches('/'))
+}
+
+/// The exporter's HTTP client. The SDK exports from its own batch thread, which has no tokio
+/// runtime for hyper, so each request is run on the relay's runtime. It logs when the collector
+/// starts and stops failing, not every failed batch.
+#[derive(Debug)]
+struct CollectorClient {
+    hyper: HyperClient,
+    runtime: Handle,
+    failing: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl HttpClient for CollectorClient {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let hyper = self.hyper.clone();
+        let result = match self.runtime.spawn(async move { hyper.send_bytes(request).await }).await {
+            Ok(result) => result,
+            Err(error) => Err(Box::new(error) as HttpError),
+        };
+        let failure = match &result {
+            Ok(response) if response.status().is_success() => None,
+            Ok(response) => Some(format!("collector answered {}", response.status())),
+            Err(error) => Some(error.to_string()),
+        };
+        match failure {
+            Some(error) if !self.failing.swap(true, Ordering::Relaxed) => {
+                warn!(%error, "Cannot export spans to the OTLP collector; spans are dropped while it fails.");
+            }
+            None if self.failing.swap(false, Ordering::Relaxed) => info!("Exporting spans to the OTLP collector again."),
+            _ => {}
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traces_go_to_the_v1_traces_path_below_the_endpoint() {
+        let url = |text: &str| traces_url(&text.parse().unwrap());
+        assert_eq!(url("http://otel-collector:4318"), "http://otel-collector:4318/v1/traces");
+        assert_eq!(url("http://otel-collector:4318/"), "http://otel-collector:4318/v1/traces");
+        assert_eq!(url("http://gateway:80/otlp/"), "http://gateway:80/otlp/v1/traces");
+    }
+
+    #[test]
+    fn without_export_the_record_continues_the_senders_trace() {
+        let sender = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let joined = join_trace(&Span::none(), Some(sender));
+        assert_eq!(joined.trace_id(), sender.trace_id());
+        assert_ne!(joined, sender);
+        assert!(TraceParent::parse(&join_trace(&Span::none(), None).to_string()).is_some());
+    }
+
+    #[test]
+    fn with_export_the_request_span_joins_the_senders_trace_and_the_record_names_it() {
+        use opentelemetry::trace::TraceContextExt as _;
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let sender = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+            let span = tracing::info_span!("request");
+            let joined = join_trace(&span, Some(sender));
+            let exported = span.context().span().span_context().clone();
+            assert_eq!(exported.trace_id().to_string(), sender.trace_id());
+            assert_eq!(joined.to_string(), format!("00-{}-{}-01", exported.trace_id(), exported.span_id()));
+            assert_ne!(joined, sender);
+
+            let root = tracing::info_span!("request");
+            let fresh = join_trace(&root, None);
+            assert_eq!(fresh.trace_id(), root.context().span().span_context().trace_id().to_string());
+        });
     }
 }

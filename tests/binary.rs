@@ -3,90 +3,12 @@
 
 mod support;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{process::Command, time::Duration};
 
 use http::StatusCode;
-use support::*;
+use support::{process::Process, *};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bp-relay");
-
-/// A running `bp-relay` process whose JSON log lines are collected.
-struct Process {
-    child: Child,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl Process {
-    fn spawn(args: &[&str]) -> Process {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .args(["--log-format", "json"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn bp-relay");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
-        Process { child, logs }
-    }
-
-    /// Waits for the startup line and returns the (ingress, admin) addresses.
-    async fn started(&self) -> (String, String) {
-        let mut found = None;
-        eventually("the relay to log its start", Duration::from_secs(30), || {
-            found = self.logs.lock().unwrap().iter().find_map(|line| {
-                let json: serde_json::Value = serde_json::from_str(line).ok()?;
-                if json["message"] != "bp-relay started." {
-                    return None;
-                }
-                Some((json["ingress"].as_str()?.to_owned(), json["admin"].as_str()?.to_owned()))
-            });
-            let done = found.is_some();
-            async move { done }
-        })
-        .await;
-        found.unwrap()
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-
-    async fn exit_code(&mut self, within: Duration) -> i32 {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().expect("exited, not killed");
-            }
-            assert!(Instant::now() < deadline, "bp-relay did not exit within {within:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn all_logs(&self) -> String {
-        self.logs.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
 
 fn run_to_end(args: &[&str]) -> (i32, String) {
     let output = Command::new(BIN).args(args).output().unwrap();
@@ -133,7 +55,7 @@ async fn sigterm_drains_in_flight_requests_and_every_2xx_is_in_kafka() {
     // A long linger keeps requests in flight long enough to be caught by the signal.
     args.extend(["--signing-secrets", SECRET, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--kafka-linger", "1s"].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut process = Process::spawn(&args);
+    let mut process = Process::spawn(&args, &[]);
     let (ingress, admin) = process.started().await;
 
     let mut requests = Vec::new();
@@ -177,7 +99,7 @@ async fn sigterm_drains_in_flight_requests_and_every_2xx_is_in_kafka() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_quick_start_acknowledges_a_signed_sample() {
-    let mut process = Process::spawn(&["--embedded-kafka", "--signing-secrets", "whsec_demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    let mut process = Process::spawn(&["--embedded-kafka", "--signing-secrets", "whsec_demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"], &[]);
     let (ingress, _admin) = process.started().await;
     let sample_path = format!("{}/../shared/spec/samples/bp-in-progress.json", env!("CARGO_MANIFEST_DIR"));
     let url = format!("http://{ingress}/webhooks/business-processes");
@@ -199,7 +121,7 @@ async fn logs_never_contain_secrets_or_sample_bodies() {
     let mut args = topics.args();
     args.extend(["--signing-secrets", SECRET, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut process = Process::spawn(&args);
+    let mut process = Process::spawn(&args, &[]);
     let (ingress, _admin) = process.started().await;
     let url = format!("http://{ingress}/webhooks/business-processes");
     let bodies: Vec<Vec<u8>> = ["bp-minimal.json", "bp-in-progress.json", "bp-failed-expired.json", "bp-resolved-uuid-v5.json"]

@@ -2,6 +2,8 @@
 //! port 0, its own consumer — and waits only on conditions, each with a timeout.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod process;
+
 use std::{
     collections::HashMap,
     net::SocketAddr,
