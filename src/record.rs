@@ -11,7 +11,7 @@ use time::{format_description::FormatItem, macros::format_description, OffsetDat
 use crate::{
     replay::Digest,
     traceparent::TraceParent,
-    webhook::{EventKind, Rejection, Webhook},
+    webhook::{EventKind, RejectReason, Rejection, Webhook},
 };
 
 /// Header names of the contract.
@@ -73,7 +73,7 @@ pub struct Record {
 impl Record {
     /// The record for a delivery that parsed as a business process or action.
     pub fn accepted(envelope: &Envelope, source: &str, webhook: &Webhook, body: Bytes) -> Record {
-        let mut headers = base_headers(envelope, source, Some(&webhook.key));
+        let mut headers = base_headers(envelope, source, Some(&webhook.key), JSON);
         if let Some(version) = &webhook.version {
             headers = add(headers, header::PROCESS_VERSION, version);
         }
@@ -82,7 +82,9 @@ impl Record {
 
     /// The dead-letter record for an authenticated delivery that did not parse.
     pub fn dead_letter(envelope: &Envelope, source: &str, rejection: &Rejection, body: Bytes) -> Record {
-        let headers = base_headers(envelope, source, rejection.key.as_deref());
+        // A body that is not JSON must not be labelled as JSON.
+        let content_type = if rejection.reason == RejectReason::NotJson { OCTET_STREAM } else { JSON };
+        let headers = base_headers(envelope, source, rejection.key.as_deref(), content_type);
         let headers = add(headers, header::DEAD_LETTER_REASON, rejection.reason.code());
         let headers = add(headers, header::DEAD_LETTER_DETAIL, &rejection.detail);
         let headers = add(headers, header::ROUTE, envelope.kind.route());
@@ -90,7 +92,10 @@ impl Record {
     }
 }
 
-fn base_headers(envelope: &Envelope, source: &str, subject: Option<&str>) -> OwnedHeaders {
+const JSON: &str = "application/json";
+const OCTET_STREAM: &str = "application/octet-stream";
+
+fn base_headers(envelope: &Envelope, source: &str, subject: Option<&str>, content_type: &str) -> OwnedHeaders {
     // A UTC time always formats; the fallback keeps the header present regardless.
     let time = envelope
         .received
@@ -107,7 +112,7 @@ fn base_headers(envelope: &Envelope, source: &str, subject: Option<&str>) -> Own
     }
     headers = add(headers, header::TIME, &time);
     headers = add(headers, header::TRACEPARENT, &envelope.traceparent.to_string());
-    add(headers, header::CONTENT_TYPE, "application/json")
+    add(headers, header::CONTENT_TYPE, content_type)
 }
 
 fn add(headers: OwnedHeaders, key: &str, value: &str) -> OwnedHeaders {
@@ -125,7 +130,6 @@ mod tests {
     use rdkafka::message::Headers;
 
     use super::*;
-    use crate::webhook::RejectReason;
 
     fn envelope() -> Envelope {
         Envelope {
@@ -173,5 +177,6 @@ mod tests {
         assert!(!headers.iter().any(|(k, _)| k == "ce_subject"));
         assert!(headers.contains(&("bp_relay_dead_letter_reason".into(), "not_json".into())));
         assert!(headers.contains(&("bp_relay_route".into(), "business-processes".into())));
+        assert!(headers.contains(&("content-type".into(), "application/octet-stream".into())));
     }
 }

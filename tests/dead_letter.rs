@@ -97,3 +97,15 @@ async fn configured_key_pointer_and_required_fields_replace_the_inferred_names()
     assert_eq!(record.key(), Some(&b"p-renamed"[..]));
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_is_not_json_is_not_labelled_as_json() {
+    let topics = Topics::create(&bootstrap(), 1).await;
+    let relay = TestRelay::start(&topics, &[]).await;
+    assert_eq!(relay.send_process(b"\x00\x01 binary").await.status, StatusCode::OK);
+    assert_eq!(relay.send_process(b"[]").await.status, StatusCode::OK);
+    let records = consume(&topics.bootstrap, &topics.dead_letter, 2);
+    assert_eq!(headers_of(&records[0])["content-type"], "application/octet-stream");
+    assert_eq!(headers_of(&records[1])["content-type"], "application/json");
+    relay.stop().await;
+}
