@@ -349,6 +349,20 @@ hadolint_dockerfile() {
   "$HADOLINT" --failure-threshold style "$ROOT/deploy/Dockerfile"
 }
 
+# The real binary must accept what each scenario configures (bp-relay check-config, no broker).
+relay_binary() {
+  if [[ ! -x $ROOT/target/debug/bp-relay ]]; then
+    (cd "$ROOT" && cargo build --locked --quiet --bin bp-relay) || return 1
+  fi
+  printf '%s' "$ROOT/target/debug/bp-relay"
+}
+relay_accepts_config() { # VALUES
+  local binary out=$WORK/accepts-$(basename "$1" -values.yaml).yaml
+  binary=$(relay_binary) || return 1
+  render "$1" "$KUBE_NEWEST" "$out" || return 1
+  "$PY" "$ROOT/scripts/chart/relay_accepts.py" "$out" "$binary"
+}
+
 main() {
   [[ -d $SHARED/schemas/monitoring.coreos.com ]] || {
     log "no CRD schemas in $SHARED/schemas (set BP_RELAY_SHARED to the shared/ directory)"
@@ -367,6 +381,10 @@ main() {
   check "dashboard, alerts and runbook use known metrics" dashboard_and_metrics
   check "chart README matches values.yaml (helm-docs)" readme_drift
   check "hadolint deploy/Dockerfile" hadolint_dockerfile
+  local values
+  for values in "$CHART"/ci/*-values.yaml; do
+    check "bp-relay check-config accepts [$(basename "$values" -values.yaml)]" relay_accepts_config "$values"
+  done
 
   printf '\n'
   if ((FAILED > 0)); then

@@ -67,6 +67,22 @@ impl BuildError {
     }
 }
 
+/// Everything [`App::build`] checks before it contacts Kafka: secrets are readable and
+/// librdkafka accepts the client configuration. For `bp-relay check-config`.
+///
+/// # Errors
+/// See [`BuildError`]; only its configuration variants occur.
+pub fn check(config: &Config, brokers: &str) -> Result<(), BuildError> {
+    authentication(config)?;
+    let client_config = kafka::client_config(config, brokers)?;
+    let metrics = Metrics::register(&Registry::new())?;
+    let health = Arc::new(Health::new(config.broker_down_grace, config.queue_high_water));
+    // Creating the producer is where librdkafka validates properties and TLS files; it is
+    // dropped before it sends anything that matters.
+    Publisher::build(&client_config, kafka::Context::new(metrics, health)).map_err(BuildError::KafkaConfig)?;
+    Ok(())
+}
+
 /// The relay, built and bound, not yet serving.
 pub struct App {
     ingress_listener: TcpListener,

@@ -34,6 +34,9 @@ pub struct Cli {
 pub enum Command {
     /// Sign a JSON file the way Authvia does and POST it to a relay (a demo and smoke test).
     Sign(sign::Args),
+    /// Check the configuration (flags, environment, secret files, librdkafka properties) and
+    /// exit: 0 when the relay would start with it, 64 with one line when not. Contacts no broker.
+    CheckConfig,
 }
 
 /// The relay's configuration. Field docs become `--help` and the README's table.

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::CheckConfig) => runtime.block_on(check_config(&cli.config)),
         None => runtime.block_on(serve(cli.config)),
     }
 }
@@ -47,6 +48,24 @@ fn usage_error(error: &clap::Error) -> ExitCode {
     let first_line = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
     eprintln!("bp-relay: {first_line} (see --help)");
     ExitCode::from(64)
+}
+
+async fn check_config(config: &bp_relay::Config) -> ExitCode {
+    let result = config.validate().map_err(bp_relay::app::BuildError::from).and_then(|()| {
+        // The embedded cluster's address is only known once it runs; any address checks the rest.
+        let brokers = config.kafka_brokers.as_deref().unwrap_or("127.0.0.1:9092");
+        bp_relay::app::check(config, brokers)
+    });
+    match result {
+        Ok(()) => {
+            println!("bp-relay: configuration OK");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("bp-relay: {error}");
+            ExitCode::from(64)
+        }
+    }
 }
 
 async fn serve(config: bp_relay::Config) -> ExitCode {

@@ -33,6 +33,21 @@ fn bad_configuration_exits_64_with_one_line_before_binding() {
     }
 }
 
+#[test]
+fn check_config_accepts_a_good_configuration_and_refuses_a_bad_one_without_a_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::write(&secrets, "whsec_a\nwhsec_b\n").unwrap();
+    // Port 9 (discard): nothing answers there, and check-config must not need it to.
+    let good = ["--kafka-brokers", "127.0.0.1:9", "--signing-secrets-file", secrets.to_str().unwrap(), "check-config"];
+    let output = Command::new(BIN).args(good).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "bp-relay: configuration OK");
+    let (code, stderr) = run_to_end(&["--kafka-brokers", "127.0.0.1:9", "--signing-secrets-file", secrets.to_str().unwrap(), "--kafka-option", "linger.ms=banana", "check-config"]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("linger.ms"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_topics_are_named_at_startup_with_exit_69() {
     let topics = Topics::create(&bootstrap(), 1).await;
