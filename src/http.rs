@@ -108,6 +108,8 @@ impl Ingress {
         let span = tracing::info_span!(
             "request", route, key = Empty, topic = Empty, partition = Empty, offset = Empty,
             trace_id = Empty, outcome = Empty, status = Empty, latency_us = Empty,
+            // Read by the OTLP exporter (tracing-opentelemetry's special fields).
+            "otel.kind" = "server", "otel.status_code" = Empty,
         );
         // Before the span is first entered: an exported span joins the sender's trace.
         let traceparent = telemetry::join_trace(&span, incoming_traceparent(request.headers()));
@@ -127,6 +129,9 @@ impl Ingress {
         let elapsed = started.elapsed();
         self.metrics.observe_request(route, response.status(), elapsed.as_secs_f64());
         span.record("status", response.status().as_u16());
+        if response.status().is_server_error() {
+            span.record("otel.status_code", "error");
+        }
         span.record("latency_us", elapsed.as_micros() as u64);
         span.in_scope(|| info!("Request answered."));
         Ok(response)
