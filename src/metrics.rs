@@ -198,4 +198,29 @@ mod tests {
         assert!(text.contains("bp_relay_http_requests_total{route=\"business_processes\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("bp_relay_kafka_delivery_failures_total{reason=\"queue_full\"} 0"), "{text}");
     }
+
+    #[test]
+    fn the_list_the_dashboard_and_alerts_are_checked_against_is_the_registered_set() {
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry).unwrap();
+        // Families without a series are not gathered: give the per-broker and per-status ones one.
+        metrics.observe_request("business_processes", http::StatusCode::OK, 0.001);
+        metrics.broker_up.with_label_values(&["b"]).set(1);
+        metrics.broker_rtt.with_label_values(&["b"]).set(0.001);
+        for counter in [&metrics.broker_tx_errors, &metrics.broker_tx_retries, &metrics.broker_request_timeouts] {
+            counter.with_label_values(&["b"]).inc();
+        }
+        let mut registered: Vec<String> = registry.gather().iter().map(|f| f.name().to_owned()).collect();
+        registered.sort();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/chart/metrics.txt");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut listed: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| line.starts_with("bp_relay_"))
+            .map(|line| line.split_whitespace().next().unwrap().to_owned())
+            .collect();
+        listed.sort();
+        assert_eq!(listed, registered, "scripts/chart/metrics.txt must list exactly the registered metrics");
+    }
 }
