@@ -78,26 +78,33 @@ async fn sigterm_drains_in_flight_requests_and_every_2xx_is_in_kafka() {
         let url = format!("http://{ingress}/webhooks/business-processes");
         requests.push(tokio::spawn(async move {
             let body = format!(r#"{{"id":"drain-{n}","partner":"P","merchant":"M","customer":"c","status":"scheduled","expiration":"2026-12-01T00:00:00Z","actions":[],"addresses":[]}}"#);
-            post(&url, signed_headers(SECRET), body.into_bytes()).await
+            let mut request = http::Request::post(url).body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap();
+            *request.headers_mut() = signed_headers(SECRET);
+            try_send(request).await
         }));
     }
-    eventually("requests to be in flight", Duration::from_secs(10), || {
+    let inflight_gauge = || {
         let admin = admin.clone();
         async move {
             let answer = send(http::Request::get(format!("http://{admin}/metrics")).body(Default::default()).unwrap()).await;
-            parse_metrics(&answer.text()).get("bp_relay_inflight_requests").copied().unwrap_or(0.0) >= 10.0
+            parse_metrics(&answer.text()).get("bp_relay_inflight_requests").copied().unwrap_or(0.0)
         }
-    })
-    .await;
+    };
+    eventually("requests to be in flight", Duration::from_secs(10), || async { inflight_gauge().await >= 10.0 }).await;
+    let in_flight_at_signal = inflight_gauge().await;
     process.signal("TERM");
 
+    // Requests the relay had accepted are answered; ones that raced the listener's closing may
+    // see a refused or reset connection (the sender retries those). None may see a 2xx that
+    // is not in Kafka.
     let mut acked = Vec::new();
     for request in requests {
-        let answer = request.await.unwrap();
-        assert_eq!(answer.status, StatusCode::OK, "in-flight requests finish: {}", answer.text());
+        let Ok(answer) = request.await.unwrap() else { continue };
+        assert_eq!(answer.status, StatusCode::OK, "an answered request is durable: {}", answer.text());
         let ack = answer.json();
         acked.push((ack["partition"].as_i64().unwrap() as i32, ack["offset"].as_i64().unwrap()));
     }
+    assert!(acked.len() as f64 >= in_flight_at_signal, "{} answered 2xx, {in_flight_at_signal} were in flight at SIGTERM", acked.len());
     assert_eq!(process.exit_code(Duration::from_secs(25)).await, 0, "{}", process.all_logs());
     let records = consume(&topics.bootstrap, &topics.processes, acked.len());
     for (partition, offset) in acked {

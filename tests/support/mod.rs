@@ -241,14 +241,20 @@ pub async fn post(url: &str, headers: HeaderMap, body: Vec<u8>) -> Answer {
 
 /// Sends a request with a 30 s bound (well past every relay deadline: a hang fails the test).
 pub async fn send(request: Request<Full<Bytes>>) -> Answer {
+    try_send(request).await.expect("request reaches the relay")
+}
+
+/// Like [`send`], but a refused or reset connection is an `Err` instead of a panic (a request
+/// that was not yet accepted when the relay began draining). A hang still fails.
+pub async fn try_send(request: Request<Full<Bytes>>) -> Result<Answer, String> {
     let client = Client::builder(TokioExecutor::new()).build_http();
     let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
         .await
         .expect("the relay answers within 30 s")
-        .expect("request reaches the relay");
+        .map_err(|error| format!("{error:?}"))?;
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("response body").to_bytes();
-    Answer { status: parts.status, headers: parts.headers, body }
+    let body = body.collect().await.map_err(|error| format!("{error:?}"))?.to_bytes();
+    Ok(Answer { status: parts.status, headers: parts.headers, body })
 }
 
 /// Reads `expected` records of `topic` from the beginning, failing after `timeout`, then
