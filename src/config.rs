@@ -148,7 +148,8 @@ pub struct Config {
     #[arg(long, env = "BP_RELAY_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// How long startup waits for the brokers' metadata to check the topics exist.
+    /// How long startup waits for the brokers and for the topics to exist (they may be created
+    /// together with the relay).
     #[arg(long, env = "BP_RELAY_STARTUP_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub startup_timeout: Duration,
 

@@ -23,6 +23,9 @@ pub use settings::client_config;
 
 use crate::record::Record;
 
+/// How often startup asks again for topics that are not there yet.
+const TOPIC_RECHECK_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Why a record did not reach Kafka (a closed set: metric label and error code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureReason {
@@ -204,36 +207,46 @@ impl Publisher {
         }
     }
 
-    /// Confirms that every topic exists, waiting at most `timeout` for the brokers.
+    /// Confirms that every topic exists, waiting at most `timeout` for the brokers and for
+    /// topics still being created (they can be applied together with the relay).
     ///
     /// # Errors
-    /// The brokers are unreachable, or topics are missing.
+    /// The brokers are unreachable, or topics are still missing when the time is up.
     pub async fn check_topics(&self, topics: &[String], timeout: Duration) -> Result<(), TopicCheckError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let missing = self.missing_topics(topics, remaining.max(Duration::from_millis(100))).await.map_err(|source| {
+                TopicCheckError::Unreachable {
+                    brokers: self.brokers.clone(),
+                    timeout: humantime::format_duration(timeout),
+                    source,
+                }
+            })?;
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(TopicCheckError::Missing { brokers: self.brokers.clone(), missing });
+            }
+            tokio::time::sleep(TOPIC_RECHECK_INTERVAL.min(remaining)).await;
+        }
+    }
+
+    /// The topics among `wanted` that the brokers do not report as usable (present, without
+    /// error, with partitions).
+    async fn missing_topics(&self, wanted: &[String], timeout: Duration) -> Result<Vec<String>, KafkaError> {
         let producer = self.producer.clone();
-        let brokers = self.brokers.clone();
-        let wanted = topics.to_vec();
         let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
             .await
-            .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))
-            .map_err(|source| TopicCheckError::Unreachable {
-                brokers: brokers.clone(),
-                timeout: humantime::format_duration(timeout),
-                source,
-            })?;
-        let missing: Vec<String> = wanted
-            .into_iter()
-            .filter(|name| {
-                !metadata
-                    .topics()
-                    .iter()
-                    .any(|topic| topic.name() == name && topic.error().is_none() && !topic.partitions().is_empty())
-            })
-            .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(TopicCheckError::Missing { brokers, missing })
-        }
+            .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))?;
+        let usable = |name: &String| {
+            metadata
+                .topics()
+                .iter()
+                .any(|topic| topic.name() == name && topic.error().is_none() && !topic.partitions().is_empty())
+        };
+        Ok(wanted.iter().filter(|name| !usable(name)).cloned().collect())
     }
 
     /// Records waiting in the producer (queued or in flight).

@@ -55,7 +55,7 @@ async fn missing_topics_are_named_at_startup_with_exit_69() {
     let mut args = topics.args();
     let actions_flag = args.iter().position(|a| a == "--actions-topic").unwrap();
     args[actions_flag + 1] = absent.clone();
-    args.extend(["--signing-secrets".into(), SECRET.into(), "--listen".into(), "127.0.0.1:0".into(), "--admin-listen".into(), "127.0.0.1:0".into()]);
+    args.extend(["--startup-timeout".into(), "2s".into(), "--signing-secrets".into(), SECRET.into(), "--listen".into(), "127.0.0.1:0".into(), "--admin-listen".into(), "127.0.0.1:0".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, stderr) = run_to_end(&args);
     assert_eq!(code, 69, "{stderr}");

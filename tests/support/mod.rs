@@ -105,6 +105,18 @@ pub async fn create_topics(bootstrap: &str, names: &[&str], partitions: i32) {
     for result in results {
         result.unwrap_or_else(|(topic, code)| panic!("creating {topic}: {code}"));
     }
+    // The controller answers before every broker's metadata knows the topic: wait until it does.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !names.iter().all(|name| has_leaders(bootstrap, name)) {
+        assert!(Instant::now() < deadline, "topics {names:?} did not get partition leaders within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn has_leaders(bootstrap: &str, topic: &str) -> bool {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("consumer");
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else { return false };
+    metadata.topics().iter().any(|t| t.error().is_none() && !t.partitions().is_empty() && t.partitions().iter().all(|p| p.leader() >= 0))
 }
 
 /// A relay running in this process.
