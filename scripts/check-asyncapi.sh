@@ -7,7 +7,7 @@
 #    library behind `asyncapi validate`, with its core + recommended rulesets). Any diagnostic of
 #    severity error or warning fails the check; info and hints are printed only.
 # 2. The payload JSON Schemas (draft-07, as AsyncAPI 3.0 schemas are) are compiled by Ajv in strict
-#    mode, and every shared sample (../shared/spec/samples beside the repo; override with
+#    mode, and every sample delivery (docs/examples/*.json; override the directory with
 #    BP_RELAY_SAMPLES_DIR) must validate: action*.json against the action schema, bp*.json against
 #    the business process schema.
 # 3. Self-tests that prove the checks can fail: a temp copy of the AsyncAPI document with an
@@ -35,7 +35,7 @@ command -v npm >/dev/null 2>&1 || die "npm is not on PATH"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/.." && pwd))
-samples="${BP_RELAY_SAMPLES_DIR:-$root/../shared/spec/samples}"
+samples="${BP_RELAY_SAMPLES_DIR:-$root/docs/examples}"
 [ -f "$root/docs/asyncapi.yaml" ] || die "missing $root/docs/asyncapi.yaml"
 [ -d "$samples" ] || die "samples directory not found: $samples (set BP_RELAY_SAMPLES_DIR)"
 
@@ -139,7 +139,7 @@ async function main() {
     else bad('dead-letter reason enum', `got ${JSON.stringify(reasons)}`);
   }
 
-  // ---- 2. Payload schemas vs the shared samples ------------------------------------------
+  // ---- 2. Payload schemas vs the sample deliveries ---------------------------------------
   const ajv = new Ajv({ strict: true, allErrors: true, allowUnionTypes: true });
   addFormats(ajv);
 

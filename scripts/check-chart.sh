@@ -7,13 +7,15 @@
 # the package registries only (Go modules, PyPI), so the second run is fast. Needs go, python3.
 # Prints a header and a PASS/FAIL line per check; exits non-zero if any check fails.
 #
-#   scripts/check-chart.sh            # everything
-#   BP_RELAY_SHARED=/path/to/shared   # where schemas/ lives (default: ../shared beside the repo)
+#   scripts/check-chart.sh                           # everything
+#   BP_RELAY_CRD_SCHEMAS=/path/to/schemas            # Prometheus Operator CRD schemas, laid out
+#                                                    # as <group>/<kind>_<version>.json
+#                                                    # (default: scripts/chart/schemas in the repo)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CHART=$ROOT/deploy/helm/bp-relay
-SHARED=${BP_RELAY_SHARED:-$ROOT/../shared}
+CRD_SCHEMAS=${BP_RELAY_CRD_SCHEMAS:-$ROOT/scripts/chart/schemas}
 CACHE=${BP_RELAY_CACHE:-${HOME:-/root}/.cache/bp-relay}
 TOOLS=$CACHE/tools
 
@@ -214,13 +216,13 @@ render() { # VALUES KUBE_VERSION OUT
 }
 
 # Strict validation: unknown fields are errors. Kubernetes kinds against the bundled schemas
-# of that version, monitoring.coreos.com kinds against shared/schemas. HTTPRoute (Gateway API,
+# of that version, monitoring.coreos.com kinds against scripts/chart/schemas. HTTPRoute (Gateway API,
 # a CRD with no schema in either set) is skipped here and covered by the unit tests.
 validate() { # RENDERED KUBE_VERSION
   "$KUBECONFORM" -strict -summary -output text \
     -kubernetes-version "$2" \
     -schema-location "$SCHEMAS/{{.NormalizedKubernetesVersion}}-local{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json" \
-    -schema-location "$SHARED/schemas/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json" \
+    -schema-location "$CRD_SCHEMAS/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json" \
     -skip HTTPRoute \
     "$1"
 }
@@ -344,8 +346,8 @@ PY
 }
 
 hadolint_dockerfile() {
-  # No container engine on these machines: the Dockerfile is linted, not built. Its build stage
-  # runs the same `cargo build --release --locked` that CI runs.
+  # No container engine on CI machines: the Dockerfile is linted, not built, and no image is
+  # published. Its build stage runs `cargo build --release --locked`.
   "$HADOLINT" --failure-threshold style "$ROOT/deploy/Dockerfile"
 }
 
@@ -364,8 +366,8 @@ relay_accepts_config() { # VALUES
 }
 
 main() {
-  [[ -d $SHARED/schemas/monitoring.coreos.com ]] || {
-    log "no CRD schemas in $SHARED/schemas (set BP_RELAY_SHARED to the shared/ directory)"
+  [[ -d $CRD_SCHEMAS/monitoring.coreos.com ]] || {
+    log "no CRD schemas in $CRD_SCHEMAS/monitoring.coreos.com (see scripts/chart/schemas/README.md)"
     exit 1
   }
   install_tools
