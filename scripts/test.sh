@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
 # Runs bp-relay's whole test suite against a real Kafka broker.
 #
-#   scripts/test.sh [EXTRA CARGO TEST ARGS...]     e.g. scripts/test.sh --test outage -- --nocapture
+#   scripts/test.sh [EXTRA CARGO TEST ARGS...]     e.g. scripts/test.sh -- outage --nocapture
 #
-# 1. Makes sure a broker listens on 127.0.0.1:$BP_RELAY_TEST_KAFKA_PORT (default 9092): one already
+# 1. Builds every test target (`cargo test --locked --all-targets --features kafka-tests
+#    --no-run`, plus the cargo options given before a `--`). If that fails it stops there, with
+#    the compiler's output, before any broker is started.
+# 2. Makes sure a broker listens on 127.0.0.1:$BP_RELAY_TEST_KAFKA_PORT (default 9092): one already
 #    reachable there is used and left running; otherwise scripts/kafka.sh starts a fresh one (empty
-#    data dir) and this script stops it again when it exits, however it exits.
-# 2. Runs `cargo test --locked --all-targets` with, in the environment:
+#    data dir) and this script stops it again when it is done, however it exits.
+# 3. Runs `cargo test --locked --all-targets --features kafka-tests --no-fail-fast ARGS...` with, in
+#    the environment:
 #      BP_RELAY_TEST_KAFKA=127.0.0.1:<port>     bootstrap servers of that broker
 #      BP_RELAY_KAFKA_SCRIPT=<abs path>          scripts/kafka.sh, for tests that start their own
 #                                                broker (e.g. to stop and restart it for an outage)
-# 3. Runs the further checks listed in EXTRA_CHECKS below.
-# Exits non-zero if anything failed, after printing the end of the broker's log.
+#    The `kafka-tests` feature turns on the tests that need a real broker; plain `cargo test`
+#    runs the others without one. Cargo's output is also written to a log file.
+# 4. Runs the further checks listed in EXTRA_CHECKS below.
+# 5. Stops the broker it started. If anything failed, prints the broker's ERROR/WARN lines (at
+#    most 20; the tail of its log is saved to a file), then the failing tests with their output
+#    (the `failures:` sections of cargo's log). The summary (ok / FAILED per step) comes last.
+# Exits non-zero if anything failed.
 #
 # Environment:
 #   BP_RELAY_TEST_KAFKA_PORT      broker port (default 9092; the controller uses port+1)
 #   BP_RELAY_TEST_KAFKA_DATA_DIR  data dir of a broker this script starts
 #                                 (default ${TMPDIR:-/tmp}/bp-relay-test-kafka-<port>)
+#   BP_RELAY_TEST_LOG_DIR         where cargo's log and the broker log tail go
+#                                 (default <data dir>/test-logs, overwritten by the next run)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,6 +35,11 @@ ROOT="$(pwd -P)"
 KAFKA_SCRIPT="$ROOT/scripts/kafka.sh"
 PORT="${BP_RELAY_TEST_KAFKA_PORT:-9092}"
 DATA_DIR="${BP_RELAY_TEST_KAFKA_DATA_DIR:-${TMPDIR:-/tmp}/bp-relay-test-kafka-$PORT}"
+LOG_DIR="${BP_RELAY_TEST_LOG_DIR:-$DATA_DIR/test-logs}"
+CARGO_LOG="$LOG_DIR/cargo-test.log"
+BROKER_LOG="$LOG_DIR/kafka-broker-tail.log"
+CARGO_TEST=(cargo test --locked --all-targets --features kafka-tests)
+BROKER_PROBLEM='^\[[^]]*\] (ERROR|WARN|FATAL) ' # kafka.sh's log4j pattern: [date] LEVEL message
 
 # --- Extension point: further checks ----------------------------------------------------------
 # Scripts (paths relative to the repo root) run in this order after cargo test, with the same
@@ -43,24 +59,18 @@ STARTED_BROKER=0
 PASSED=()
 FAILED=()
 
-broker_log_tail() {
-  printf '\n----- end of the Kafka broker log (127.0.0.1:%s) -----\n' "$PORT" >&2
+stop_broker() {
   if ((STARTED_BROKER)); then
-    "$KAFKA_SCRIPT" logs --data-dir "$DATA_DIR" -n 50 >&2 || true
-  else
-    "$KAFKA_SCRIPT" logs --port "$PORT" -n 50 >&2 || true
+    STARTED_BROKER=0
+    section "stopping the test broker"
+    "$KAFKA_SCRIPT" stop --data-dir "$DATA_DIR" || true
   fi
-  printf '%s\n' "----- end of broker log -----" >&2
 }
 
 on_exit() {
   local status=$?
   trap - EXIT INT TERM
-  if ((status != 0)); then broker_log_tail; fi
-  if ((STARTED_BROKER)); then
-    section "stopping the test broker"
-    "$KAFKA_SCRIPT" stop --data-dir "$DATA_DIR" || true
-  fi
+  stop_broker
   exit "$status"
 }
 trap on_exit EXIT
@@ -68,6 +78,20 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+# The cargo options of the arguments (those before a `--`) also apply to the build.
+BUILD_ARGS=()
+for arg in "$@"; do
+  [[ $arg == -- ]] && break
+  BUILD_ARGS+=("$arg")
+done
+
+section "build the tests: ${CARGO_TEST[*]} --no-run${BUILD_ARGS[*]:+ ${BUILD_ARGS[*]}}"
+if ! "${CARGO_TEST[@]}" --no-run "${BUILD_ARGS[@]}"; then
+  section "summary"
+  printf 'FAILED: %s\n' "building the tests (compiler output above); no broker was started, nothing ran"
+  exit 1
+fi
 
 section "Kafka broker on 127.0.0.1:$PORT"
 if port_open "$PORT"; then
@@ -84,11 +108,18 @@ export BP_RELAY_KAFKA_SCRIPT="$KAFKA_SCRIPT"
 echo "BP_RELAY_TEST_KAFKA=$BP_RELAY_TEST_KAFKA"
 echo "BP_RELAY_KAFKA_SCRIPT=$BP_RELAY_KAFKA_SCRIPT"
 
-section "cargo test --locked --all-targets${*:+ $*}"
-if cargo test --locked --all-targets "$@"; then
+mkdir -p "$LOG_DIR"
+rm -f "$CARGO_LOG" "$BROKER_LOG"
+section "${CARGO_TEST[*]} --no-fail-fast${*:+ $*}"
+echo "(cargo's output is also written to $CARGO_LOG)"
+set +e
+"${CARGO_TEST[@]}" --no-fail-fast "$@" 2>&1 | tee "$CARGO_LOG"
+cargo_status=${PIPESTATUS[0]}
+set -e
+if ((cargo_status == 0)); then
   PASSED+=("cargo test")
 else
-  FAILED+=("cargo test (exit $?)")
+  FAILED+=("cargo test (exit $cargo_status; log: $CARGO_LOG)")
 fi
 
 for check in "${EXTRA_CHECKS[@]}"; do
@@ -107,6 +138,60 @@ for check in "${EXTRA_CHECKS[@]}"; do
     FAILED+=("$check (exit $?)")
   fi
 done
+
+# Keep the end of the broker's log before stopping it (stopping appends shutdown noise).
+BROKER_LOG_OK=0
+if ((cargo_status != 0)); then
+  if ((STARTED_BROKER)); then
+    "$KAFKA_SCRIPT" logs --data-dir "$DATA_DIR" -n 500 >"$BROKER_LOG" 2>&1 && BROKER_LOG_OK=1
+  else
+    "$KAFKA_SCRIPT" logs --port "$PORT" -n 500 >"$BROKER_LOG" 2>&1 && BROKER_LOG_OK=1
+  fi
+fi
+stop_broker
+
+# The failing tests of cargo's log: for each test binary with failures, its `Running` line and
+# everything from its first `failures:` line to its `test result:` line (each failed test's
+# captured stdout, then the list of their names). Then cargo's own `error:` lines, which also
+# name binaries that crashed or did not build. At most MAX lines; the rest is in the log.
+print_test_failures() {
+  local max=400
+  awk -v max="$max" -v logfile="$CARGO_LOG" '
+    function emit(line) {
+      if (printed < max) print line
+      else skipped++
+      printed++
+    }
+    /^ *(Running|Doc-tests) / { target = $0; sub(/^ +/, "", target); in_failures = 0; next }
+    /^failures:$/ && !in_failures { in_failures = 1; emit(""); emit("----- " target) }
+    in_failures { emit($0); if ($0 ~ /^test result: /) in_failures = 0; next }
+    in_targets && /^    `/ { errors[++n] = $0; next }
+    { in_targets = 0 }
+    /^error: [0-9]+ targets? failed:$/ { in_targets = 1 }
+    /^error(\[E[0-9]+\])?: / || /^  process didn.t exit successfully/ { errors[++n] = $0 }
+    END {
+      if (skipped > 0) printf "\n... %d more lines in %s\n", skipped, logfile
+      if (n > 0) { print ""; for (i = 1; i <= n; i++) print errors[i] }
+      if (printed == 0 && n == 0) print "(no failing test found in the log; see " logfile ")"
+    }
+  ' "$CARGO_LOG"
+}
+
+# When cargo test failed: the broker's last ERROR/WARN lines (context only, so they come first),
+# then the failing tests themselves.
+if ((cargo_status != 0)); then
+  section "Kafka broker on 127.0.0.1:$PORT: its last ERROR and WARN lines"
+  if ((!BROKER_LOG_OK)); then
+    echo "no broker log to show: $(tail -n 1 "$BROKER_LOG" 2>/dev/null)"
+  elif grep -qE "$BROKER_PROBLEM" "$BROKER_LOG"; then
+    grep -E "$BROKER_PROBLEM" "$BROKER_LOG" | tail -n 20 | cut -c1-300
+  else
+    echo "none in the log's last 500 lines"
+  fi
+  ((!BROKER_LOG_OK)) || echo "(the log's last 500 lines: $BROKER_LOG)"
+  section "failing tests (full output: $CARGO_LOG)"
+  print_test_failures
+fi
 
 section "summary"
 if ((${#PASSED[@]} > 0)); then printf 'ok:     %s\n' "${PASSED[@]}"; fi
