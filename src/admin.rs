@@ -1,7 +1,7 @@
 //! The admin listener: `/metrics` for Prometheus, `/healthz` for liveness, `/readyz` for
 //! readiness. Kept off the webhook port so it is never exposed to the internet with it.
 
-use std::{convert::Infallible, sync::Arc, time::Instant};
+use std::{sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -10,19 +10,20 @@ use prometheus::Registry;
 use serde::Serialize;
 
 use crate::{
+    error::Error,
     health::Health,
-    http::{json_response, ResponseBody},
     metrics::{self, Metrics},
+    response::{self, Body},
 };
+
+/// The admin routes, for the 404 message.
+const ROUTES: &str = "/metrics, /healthz and /readyz";
 
 /// Shared state of the admin endpoints.
 pub struct Admin {
-    /// The registry `/metrics` encodes.
-    pub registry: Registry,
-    /// Readiness state.
-    pub health: Arc<Health>,
-    /// For the readiness gauge.
-    pub metrics: Metrics,
+    registry: Registry,
+    health: Arc<Health>,
+    metrics: Metrics,
 }
 
 #[derive(Serialize)]
@@ -32,21 +33,25 @@ struct Readiness {
 }
 
 impl Admin {
-    /// Answers one admin request.
-    pub async fn handle<B>(self: Arc<Self>, request: Request<B>) -> Result<Response<ResponseBody>, Infallible> {
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            return Ok(json_response(StatusCode::METHOD_NOT_ALLOWED, &code("method_not_allowed", "admin endpoints accept GET only")));
-        }
-        let response = match request.uri().path() {
-            "/metrics" => self.metrics_text(),
-            "/healthz" => json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-            "/readyz" => self.readiness(),
-            _ => json_response(StatusCode::NOT_FOUND, &code("not_found", "try /metrics, /healthz or /readyz")),
-        };
-        Ok(response)
+    /// The admin endpoints over `registry` (what `/metrics` encodes) and `health`.
+    pub fn new(registry: Registry, health: Arc<Health>, metrics: Metrics) -> Self {
+        Self { registry, health, metrics }
     }
 
-    fn metrics_text(&self) -> Response<ResponseBody> {
+    /// Answers one admin request.
+    pub fn handle<B>(&self, request: &Request<B>) -> Response<Body> {
+        let is_read = request.method() == Method::GET || request.method() == Method::HEAD;
+        let response = match request.uri().path() {
+            "/metrics" | "/healthz" | "/readyz" if !is_read => response::error(&Error::MethodNotAllowed { allow: "GET, HEAD" }),
+            "/metrics" => self.metrics_text(),
+            "/healthz" => response::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+            "/readyz" => self.readiness(),
+            _ => response::error(&Error::NotFound { routes: ROUTES }),
+        };
+        response
+    }
+
+    fn metrics_text(&self) -> Response<Body> {
         // Refresh the gauge so a scrape sees the same answer /readyz would give.
         self.readiness();
         let (content_type, body) = metrics::encode(&self.registry);
@@ -57,15 +62,48 @@ impl Admin {
         response
     }
 
-    fn readiness(&self) -> Response<ResponseBody> {
+    fn readiness(&self) -> Response<Body> {
         let reasons: Vec<&'static str> = self.health.check(Instant::now()).into_iter().map(|r| r.code()).collect();
         let ready = reasons.is_empty();
-        self.metrics.ready.set(i64::from(ready));
+        self.metrics.set_ready(ready);
         let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        json_response(status, &Readiness { ready, reasons })
+        response::json(status, &Readiness { ready, reasons })
     }
 }
 
-fn code(code: &'static str, message: &'static str) -> serde_json::Value {
-    serde_json::json!({"code": code, "message": message})
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn admin() -> Admin {
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry).unwrap();
+        Admin::new(registry, Arc::new(Health::new(Duration::from_secs(3), 0.8)), metrics)
+    }
+
+    async fn answer(method: Method, path: &str) -> Response<Body> {
+        let request = Request::builder().method(method).uri(path).body(()).unwrap();
+        admin().handle(&request)
+    }
+
+    #[tokio::test]
+    async fn admin_errors_use_the_same_code_and_message_shape_as_the_ingress() {
+        use http_body_util::BodyExt as _;
+        let not_found = answer(Method::GET, "/nope").await;
+        assert_eq!(not_found.status(), StatusCode::NOT_FOUND);
+        let body: serde_json::Value = serde_json::from_slice(&not_found.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(body["code"], "not_found");
+        assert!(body["message"].as_str().unwrap().contains("/readyz"), "{body}");
+        let wrong_method = answer(Method::POST, "/metrics").await;
+        assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(wrong_method.headers()[header::ALLOW], "GET, HEAD");
+    }
+
+    #[tokio::test]
+    async fn liveness_is_ok_while_readiness_waits_for_a_broker() {
+        assert_eq!(answer(Method::GET, "/healthz").await.status(), StatusCode::OK);
+        assert_eq!(answer(Method::GET, "/readyz").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

@@ -1,33 +1,32 @@
-//! The assembled service: [`App::build`] turns a validated [`Config`] into live objects (the
-//! producer, checked topics, metrics, bound listeners); [`App::run`] serves until `shutdown`
-//! resolves, then drains within the grace period.
+//! The assembled service: [`App::build`] turns a [`Config`] into live objects (validated
+//! settings, the producer, checked topics, metrics, bound listeners); [`App::run`] serves until
+//! `shutdown` resolves, then drains within the grace period. [`check`] runs the same
+//! preparation without contacting a broker, for `bp-relay check-config`.
 
-use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use hyper::service::service_fn;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
-};
 use prometheus::Registry;
 use rdkafka::error::KafkaError;
-use tokio::{net::TcpListener, sync::Semaphore, time::Instant};
-use tracing::{debug, info, warn};
+use tokio::{net::TcpListener, time::Instant};
+use tracing::{info, warn};
 
 use crate::{
     admin::Admin,
     config::{Config, ConfigError},
     health::Health,
-    http::{Authentication, Ingress, Topics},
-    kafka::{self, Publisher, TopicCheckError},
+    http::Ingress,
+    kafka::{self, ClientMetrics, EmbeddedKafka, Publisher, TopicCheckError},
     metrics::Metrics,
-    replay::ReplayGuard,
-    signature::Verifier,
-    webhook::Rules,
+    publish::Publish,
+    server,
 };
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Stands in for the embedded cluster's address, known only once it runs, in `check`.
+const EMBEDDED_PLACEHOLDER: &str = "127.0.0.1:9092";
+
+/// How long the admin listener's last scrapes may take once the ingress has drained.
+const ADMIN_DRAIN: Duration = Duration::from_secs(1);
 
 /// Why the app could not start. Each maps to a distinct exit code (sysexits.h).
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +37,9 @@ pub enum BuildError {
     /// librdkafka refused the client configuration.
     #[error("Kafka client configuration refused: {0}")]
     KafkaConfig(#[source] KafkaError),
+    /// The embedded mock cluster did not start.
+    #[error("cannot start the embedded Kafka: {0}")]
+    Embedded(#[source] KafkaError),
     /// Kafka unreachable or topics missing.
     #[error(transparent)]
     Topics(#[from] TopicCheckError),
@@ -62,212 +64,191 @@ impl BuildError {
             Self::Config(_) | Self::KafkaConfig(_) => 64,
             Self::Topics(_) => 69,
             Self::Bind { .. } => 71,
-            Self::Metrics(_) => 70,
+            Self::Embedded(_) | Self::Metrics(_) => 70,
         }
     }
 }
 
-/// Everything [`App::build`] checks before it contacts Kafka: secrets are readable and
-/// librdkafka accepts the client configuration. For `bp-relay check-config`.
+/// Everything [`App::build`] checks before it contacts Kafka: the rules of the configuration,
+/// readable secrets, and librdkafka's acceptance of the client configuration (properties, TLS
+/// files). For `bp-relay check-config`.
 ///
 /// # Errors
 /// See [`BuildError`]; only its configuration variants occur.
-pub fn check(config: &Config, brokers: &str) -> Result<(), BuildError> {
-    authentication(config)?;
-    let client_config = kafka::client_config(config, brokers)?;
-    let metrics = Metrics::register(&Registry::new())?;
-    let health = Arc::new(Health::new(config.broker_down_grace, config.queue_high_water));
-    // Creating the producer is where librdkafka validates properties and TLS files; it is
-    // dropped before it sends anything that matters.
-    Publisher::build(&client_config, kafka::Context::new(metrics, health)).map_err(BuildError::KafkaConfig)?;
+pub fn check(config: &Config) -> Result<(), BuildError> {
+    config.validate()?;
+    let brokers = config.kafka.kafka_brokers.as_deref().unwrap_or(EMBEDDED_PLACEHOLDER);
+    // Creating the producer is where librdkafka validates; it is dropped before it sends
+    // anything that matters.
+    Prepared::kafka(config, brokers)?;
     Ok(())
 }
 
-/// The relay, built and bound, not yet serving.
-pub struct App {
-    ingress_listener: TcpListener,
-    admin_listener: TcpListener,
-    ingress: Arc<Ingress>,
-    admin: Arc<Admin>,
+/// What the relay is made of before it listens.
+struct Prepared<P> {
+    registry: Registry,
     health: Arc<Health>,
-    publisher: Publisher,
-    shutdown_grace: Duration,
+    metrics: Metrics,
+    ingress: Ingress<P>,
 }
 
-impl App {
-    /// Builds the relay for `config`, publishing to `brokers`. Everything that can be wrong
-    /// with the configuration or the topics fails here, before a port is bound.
+impl Prepared<Publisher> {
+    /// The parts of a relay publishing to Kafka at `brokers`.
+    fn kafka(config: &Config, brokers: &str) -> Result<Self, BuildError> {
+        let registry = Registry::new();
+        let health = health(config);
+        let client_config = kafka::client_config(&config.kafka, brokers, config.listeners.max_body.as_u64())?;
+        let context = kafka::Context::new(ClientMetrics::register(&registry)?, health.clone());
+        let publisher = Publisher::build(&client_config, context).map_err(BuildError::KafkaConfig)?;
+        Self::with(config, registry, health, publisher)
+    }
+}
+
+impl<P: Publish> Prepared<P> {
+    fn with(config: &Config, registry: Registry, health: Arc<Health>, publisher: P) -> Result<Self, BuildError> {
+        let metrics = Metrics::register(&registry)?;
+        let ingress = Ingress::build(config, publisher, metrics.clone())?;
+        Ok(Self { registry, health, metrics, ingress })
+    }
+}
+
+fn health(config: &Config) -> Arc<Health> {
+    Arc::new(Health::new(config.lifecycle.broker_down_grace, config.lifecycle.queue_high_water))
+}
+
+/// The relay, built and bound, not yet serving.
+pub struct App<P = Publisher> {
+    ingress_listener: TcpListener,
+    admin_listener: TcpListener,
+    ingress: Arc<Ingress<P>>,
+    admin: Arc<Admin>,
+    health: Arc<Health>,
+    shutdown_grace: Duration,
+    // Dropped with the app, after the producer has flushed.
+    _embedded: Option<EmbeddedKafka>,
+}
+
+impl App<Publisher> {
+    /// Builds the relay for `config`. Everything that can be wrong with the configuration or
+    /// the topics fails here, before a port is bound.
     ///
     /// # Errors
     /// See [`BuildError`].
-    pub async fn build(config: &Config, brokers: &str) -> Result<App, BuildError> {
-        let authentication = authentication(config)?;
-        let registry = Registry::new();
-        let metrics = Metrics::register(&registry)?;
-        let health = Arc::new(Health::new(config.broker_down_grace, config.queue_high_water));
-        let client_config = kafka::client_config(config, brokers)?;
-        let context = kafka::Context::new(metrics.clone(), health.clone());
-        let publisher = Publisher::build(&client_config, context).map_err(BuildError::KafkaConfig)?;
-        let topics = Topics {
-            processes: config.topic.clone(),
-            actions: config.actions_topic.clone(),
-            dead_letter: config.dead_letter_topic.clone(),
-        };
-        let wanted = [topics.processes.clone(), topics.actions.clone(), topics.dead_letter.clone()];
-        publisher.check_topics(&wanted, config.startup_timeout).await?;
-        health.broker_seen_up(std::time::Instant::now());
-        info!(brokers, topics = ?wanted, "Kafka topics found.");
+    pub async fn build(config: &Config) -> Result<App, BuildError> {
+        config.validate()?;
+        let embedded = start_embedded(config)?;
+        let brokers = embedded
+            .as_ref()
+            .map(EmbeddedKafka::bootstrap_servers)
+            .or_else(|| config.kafka.kafka_brokers.clone())
+            .ok_or_else(|| ConfigError::new("--kafka-brokers is required, or --embedded-kafka for a demo"))?;
+        let prepared = Prepared::kafka(config, &brokers)?;
+        let topics = config.routes.topics().map(str::to_owned);
+        prepared.ingress.publisher().check_topics(&topics, config.lifecycle.startup_timeout).await?;
+        prepared.health.broker_seen_up(std::time::Instant::now());
+        info!(brokers, ?topics, "Kafka topics found.");
+        Self::bind(config, prepared, embedded).await
+    }
+}
 
-        let ingress_listener = bind(config.listen).await?;
-        let admin_listener = bind(config.admin_listen).await?;
-        let ingress = Arc::new(Ingress {
-            authentication,
-            rules: rules(config),
-            topics,
-            source: config.ce_source.clone(),
-            publisher: publisher.clone(),
-            metrics: metrics.clone(),
-            max_body: config.max_body.as_u64(),
-            ack_timeout: config.ack_timeout,
-            inflight: Semaphore::new(config.max_inflight),
-        });
-        let admin = Arc::new(Admin { registry, health: health.clone(), metrics });
+impl<P: Publish> App<P> {
+    /// Builds the relay with another publisher than Kafka: the same ingress, listeners and
+    /// metrics, for measuring the HTTP side alone. Readiness never sees a broker.
+    ///
+    /// # Errors
+    /// See [`BuildError`].
+    pub async fn build_with(config: &Config, publisher: P) -> Result<Self, BuildError> {
+        config.validate()?;
+        let prepared = Prepared::with(config, Registry::new(), health(config), publisher)?;
+        Self::bind(config, prepared, None).await
+    }
+
+    async fn bind(config: &Config, prepared: Prepared<P>, embedded: Option<EmbeddedKafka>) -> Result<Self, BuildError> {
+        let Prepared { registry, health, metrics, ingress } = prepared;
         Ok(App {
-            ingress_listener,
-            admin_listener,
-            ingress,
-            admin,
+            ingress_listener: bind(config.listeners.listen).await?,
+            admin_listener: bind(config.listeners.admin_listen).await?,
+            ingress: Arc::new(ingress),
+            admin: Arc::new(Admin::new(registry, health.clone(), metrics)),
             health,
-            publisher,
-            shutdown_grace: config.shutdown_grace,
+            shutdown_grace: config.lifecycle.shutdown_grace,
+            _embedded: embedded,
         })
     }
 
     /// The bound webhook address (useful with port 0).
     pub fn ingress_addr(&self) -> SocketAddr {
-        self.ingress_listener.local_addr().unwrap_or_else(|_| unreachable_addr())
+        local_addr(&self.ingress_listener)
     }
 
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_listener.local_addr().unwrap_or_else(|_| unreachable_addr())
+        local_addr(&self.admin_listener)
     }
 
     /// Serves until `shutdown` resolves, then drains: readiness fails, the listener closes,
     /// in-flight requests finish and the producer flushes, all within `--shutdown-grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let App { ingress_listener, admin_listener, ingress, admin, health, publisher, shutdown_grace } = self;
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-        let admin_task = tokio::spawn(serve_admin(admin_listener, admin, admin_stopped));
-        let graceful = GracefulShutdown::new();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-        builder.http2().timer(TokioTimer::new());
-        info!(address = %ingress_listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "Accepting webhooks.");
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = ingress_listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
-                        let ingress = ingress.clone();
-                        let service = service_fn(move |request| ingress.clone().handle(request));
-                        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                        let connection = graceful.watch(connection);
-                        tokio::spawn(async move {
-                            if let Err(error) = connection.await {
-                                debug!(%error, "Connection ended with an error.");
-                            }
-                        });
-                    }
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    Err(error) => {
-                        warn!(%error, "Accepting a connection failed.");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                () = &mut shutdown => break,
-            }
-        }
-        let drain = Drain { health, publisher, grace: shutdown_grace };
-        drain.run(graceful, ingress_listener).await;
-        let _ = admin_stop.send(());
-        let _ = admin_task.await;
-    }
+        let admin = self.admin.clone();
+        let admin_service = service_fn(move |request| {
+            let response = admin.handle(&request);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let admin_task = tokio::spawn(async move {
+            let connections = server::serve(self.admin_listener, admin_service, async {
+                let _ = admin_stopped.await;
+            })
+            .await;
+            let _ = tokio::time::timeout(ADMIN_DRAIN, connections.shutdown()).await;
+        });
 
-}
+        let ingress = self.ingress.clone();
+        let service = service_fn(move |request| {
+            let ingress = ingress.clone();
+            async move { Ok::<_, Infallible>(ingress.handle(request).await) }
+        });
+        info!(address = %local_addr(&self.ingress_listener), "Accepting webhooks.");
+        let health = self.health.clone();
+        let connections = server::serve(self.ingress_listener, service, async move {
+            shutdown.await;
+            // Before the listener closes: the load balancer stops sending here first.
+            health.start_draining();
+        })
+        .await;
 
-/// The ordered, bounded shutdown: readiness fails, the listener closes, in-flight requests
-/// finish, the producer flushes, all before `grace` has passed.
-struct Drain {
-    health: Arc<Health>,
-    publisher: Publisher,
-    grace: Duration,
-}
-
-impl Drain {
-    async fn run(self, graceful: GracefulShutdown, listener: TcpListener) {
-        let deadline = Instant::now() + self.grace;
-        self.health.start_draining();
-        drop(listener);
-        info!(grace = %humantime::format_duration(self.grace), "Draining: no new connections; finishing in-flight requests.");
-        if tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_err() {
+        let deadline = Instant::now() + self.shutdown_grace;
+        info!(grace = %humantime::format_duration(self.shutdown_grace), "Draining: no new connections; finishing in-flight requests.");
+        if tokio::time::timeout_at(deadline, connections.shutdown()).await.is_err() {
             warn!("In-flight requests were still running when the grace period ended.");
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        match self.publisher.flush(remaining).await {
-            Ok(()) => info!("Producer flushed; shutdown complete."),
-            Err(error) => warn!(%error, queued = self.publisher.queue_len(), "Producer flush did not finish in the grace period."),
+        if self.ingress.publisher().flush(remaining).await {
+            info!("Producer flushed; shutdown complete.");
+        } else {
+            warn!("Producer flush did not finish in the grace period; records still queued may be lost.");
         }
+        let _ = admin_stop.send(());
+        let _ = admin_task.await;
     }
 }
 
-fn authentication(config: &Config) -> Result<Authentication, ConfigError> {
-    if config.insecure_skip_signature {
-        warn!("SIGNATURE VERIFICATION IS OFF (--insecure-skip-signature): anyone who can reach this port can write to Kafka. Never run like this in production.");
-        return Ok(Authentication::Skipped);
+fn start_embedded(config: &Config) -> Result<Option<EmbeddedKafka>, BuildError> {
+    if !config.kafka.embedded_kafka {
+        return Ok(None);
     }
-    let secrets = config.signing_secrets()?;
-    Ok(Authentication::Signed {
-        verifier: Verifier::new(&secrets, config.signature_tolerance),
-        replay: ReplayGuard::new(config.signature_tolerance, config.replay_capacity),
-    })
-}
-
-fn rules(config: &Config) -> Rules {
-    Rules {
-        process_key: config.key_pointer.clone(),
-        action_key: config.actions_key_pointer.clone(),
-        version: config.version_pointer.clone(),
-        process_required: config.required_fields.clone(),
-        action_required: config.actions_required_fields.clone(),
-    }
+    let topics = config.routes.topics();
+    let embedded = EmbeddedKafka::start(&topics).map_err(BuildError::Embedded)?;
+    let brokers = embedded.bootstrap_servers();
+    warn!(bootstrap = %brokers, ?topics, "Embedded Kafka (in-memory mock cluster) started: for demos only, nothing is durable. Read records with: kcat -C -b {brokers} -t {} -J -e", topics[0]);
+    Ok(Some(embedded))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, BuildError> {
     TcpListener::bind(addr).await.map_err(|source| BuildError::Bind { addr, source })
 }
 
-fn unreachable_addr() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 0))
-}
-
-async fn serve_admin(listener: TcpListener, admin: Arc<Admin>, stop: tokio::sync::oneshot::Receiver<()>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let admin = admin.clone();
-                let service = service_fn(move |request| admin.clone().handle(request));
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                tokio::spawn(connection);
-            }
-            _ = &mut stop => return,
-        }
-    }
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    // A bound listener always has an address; the fallback only keeps this total.
+    listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }

@@ -1,13 +1,10 @@
-//! The request-path error: every way a webhook request can fail, with its HTTP status and a
-//! stable code. Pure: no I/O, no logging. `http.rs` turns it into a response in one place and
-//! logs it once.
+//! The request-path error: every way a request to either listener can fail, with its HTTP
+//! status and a stable code. Pure: no I/O, no logging. [`crate::response`] turns it into a
+//! response in one place; the handler logs it once.
 
 use http::StatusCode;
 
-use crate::{
-    kafka::{FailureReason, PublishError},
-    signature::SignatureError,
-};
+use crate::{kafka::PublishError, signature::SignatureError};
 
 /// Seconds a sender should wait before retrying a 503.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
@@ -16,11 +13,17 @@ pub const RETRY_AFTER_SECONDS: u32 = 5;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No route at this path.
-    #[error("no webhook route at this path")]
-    NotFound,
-    /// The route exists but takes POST only.
-    #[error("this route accepts POST only")]
-    MethodNotAllowed,
+    #[error("nothing here; the routes are {routes}")]
+    NotFound {
+        /// The listener's routes, for the message.
+        routes: &'static str,
+    },
+    /// The route exists but takes other methods only.
+    #[error("this route accepts {allow} only")]
+    MethodNotAllowed {
+        /// The methods it takes: the `Allow` header.
+        allow: &'static str,
+    },
     /// The signature headers did not verify.
     #[error(transparent)]
     Unauthorized(#[from] SignatureError),
@@ -48,8 +51,8 @@ impl Error {
     /// The HTTP status. 2xx is never here: an error never claims durability.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead(_) => StatusCode::BAD_REQUEST,
@@ -63,22 +66,14 @@ impl Error {
     /// The stable code: JSON `code` field and log field.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotFound { .. } => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unauthorized(reason) => reason.code(),
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyRead(_) => "body_unreadable",
             Self::BodyTimeout => "body_timeout",
             Self::Overloaded => "overloaded",
-            Self::Publish(error) => match error.reason {
-                FailureReason::Timeout => "kafka_timeout",
-                FailureReason::QueueFull => "kafka_queue_full",
-                FailureReason::Transport => "kafka_unavailable",
-                FailureReason::Authorization => "kafka_authorization",
-                FailureReason::MessageTooLarge => "kafka_message_too_large",
-                FailureReason::UnknownTopic => "kafka_unknown_topic",
-                FailureReason::Other => "kafka_error",
-            },
+            Self::Publish(error) => error.reason.code(),
         }
     }
 
@@ -100,9 +95,10 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::FailureReason;
 
     fn publish(reason: FailureReason) -> Error {
-        Error::Publish(PublishError { reason, source: None })
+        Error::Publish(PublishError::because(reason))
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Everything that talks to Kafka: the [`Publisher`] over librdkafka's `FutureProducer`, the
 //! classification of its errors, the client settings, statistics and the embedded mock cluster.
+//! It reports into its own [`ClientMetrics`] and the shared readiness state, never upward.
 //!
 //! Nothing here waits without a bound: enqueueing never blocks (a full queue is an immediate
 //! [`FailureReason::QueueFull`]), and the delivery report is awaited until a deadline only.
@@ -8,7 +9,13 @@ mod context;
 mod embedded;
 mod settings;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
@@ -17,7 +24,7 @@ use rdkafka::{
 };
 use tokio::time::Instant;
 
-pub use context::Context;
+pub use context::{ClientMetrics, Context};
 pub use embedded::EmbeddedKafka;
 pub use settings::client_config;
 
@@ -29,11 +36,12 @@ const TOPIC_RECHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Why a record did not reach Kafka (a closed set: metric label and error code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureReason {
-    /// No acknowledgement before the deadline (broker slow or unreachable).
+    /// No acknowledgement before the deadline while a broker was up (broker slow).
     Timeout,
     /// The producer queue is full: back-pressure.
     QueueFull,
-    /// Connection, leadership or replication trouble that retrying can cure.
+    /// Connection, leadership or replication trouble that retrying can cure, including no
+    /// acknowledgement before the deadline while no broker was up.
     Transport,
     /// The broker refused our credentials or ACLs.
     Authorization,
@@ -57,16 +65,16 @@ impl FailureReason {
         Self::Other,
     ];
 
-    /// The metric label.
-    pub fn label(self) -> &'static str {
+    /// The stable code: the answer's `code` and the metric's `reason` label.
+    pub fn code(self) -> &'static str {
         match self {
-            Self::Timeout => "timeout",
-            Self::QueueFull => "queue_full",
-            Self::Transport => "transport",
-            Self::Authorization => "authorization",
-            Self::MessageTooLarge => "message_too_large",
-            Self::UnknownTopic => "unknown_topic",
-            Self::Other => "other",
+            Self::Timeout => "kafka_timeout",
+            Self::QueueFull => "kafka_queue_full",
+            Self::Transport => "kafka_unavailable",
+            Self::Authorization => "kafka_authorization",
+            Self::MessageTooLarge => "kafka_message_too_large",
+            Self::UnknownTopic => "kafka_unknown_topic",
+            Self::Other => "kafka_error",
         }
     }
 
@@ -115,7 +123,7 @@ impl FailureReason {
 
 /// A record that did not reach Kafka.
 #[derive(Debug, thiserror::Error)]
-#[error("record not published ({})", reason.label())]
+#[error("record not published ({})", reason.code())]
 pub struct PublishError {
     /// The classified reason.
     pub reason: FailureReason,
@@ -127,6 +135,11 @@ pub struct PublishError {
 impl PublishError {
     fn of(error: KafkaError) -> Self {
         Self { reason: FailureReason::of(&error), source: Some(error) }
+    }
+
+    /// A failure without an error from librdkafka (our own deadline, an in-memory publisher).
+    pub fn because(reason: FailureReason) -> Self {
+        Self { reason, source: None }
     }
 }
 
@@ -168,6 +181,7 @@ pub enum TopicCheckError {
 pub struct Publisher {
     producer: FutureProducer<Context>,
     brokers: String,
+    any_broker_up: Arc<AtomicBool>,
 }
 
 impl Publisher {
@@ -176,17 +190,21 @@ impl Publisher {
     /// # Errors
     /// librdkafka refused the configuration (an invalid pass-through property, say).
     pub fn build(config: &ClientConfig, context: Context) -> Result<Publisher, KafkaError> {
+        // librdkafka's own log lines go to debug: each problem is logged once, by the error
+        // callback (see `Context`).
         let brokers = config.get("bootstrap.servers").unwrap_or_default().to_owned();
+        let any_broker_up = context.any_broker_up();
         let producer = config.create_with_context(context)?;
-        Ok(Publisher { producer, brokers })
+        Ok(Publisher { producer, brokers, any_broker_up })
     }
 
     /// Sends `record` to `topic` and waits for the acknowledgement until `deadline`.
     ///
     /// # Errors
-    /// A full queue at once; the classified delivery error; [`FailureReason::Timeout`] at the
-    /// deadline (the record may still be delivered later: the sender's retry is then a
-    /// duplicate with the same `ce_id`).
+    /// A full queue at once; the classified delivery error; at the deadline
+    /// [`FailureReason::Transport`] when no broker is up, else [`FailureReason::Timeout`] (the
+    /// record may still be delivered later: the sender's retry is then a duplicate with the
+    /// same `ce_id`).
     pub async fn publish(&self, topic: &str, record: Record, deadline: Instant) -> Result<Delivered, PublishError> {
         // librdkafka copies key and value into its queue; the headers move.
         let mut future_record = FutureRecord::<str, [u8]>::to(topic)
@@ -200,7 +218,8 @@ impl Publisher {
             .send_result(future_record)
             .map_err(|(error, _)| PublishError::of(error))?;
         match tokio::time::timeout_at(deadline, delivery).await {
-            Err(_elapsed) => Err(PublishError { reason: FailureReason::Timeout, source: None }),
+            Err(_elapsed) if self.any_broker_up.load(Ordering::Relaxed) => Err(PublishError::because(FailureReason::Timeout)),
+            Err(_elapsed) => Err(PublishError::because(FailureReason::Transport)),
             Ok(Err(_canceled)) => Err(PublishError { reason: FailureReason::Other, source: Some(KafkaError::Canceled) }),
             Ok(Ok(Err((error, _message)))) => Err(PublishError::of(error)),
             Ok(Ok(Ok(delivery))) => Ok(Delivered { partition: delivery.partition, offset: delivery.offset }),

@@ -2,17 +2,28 @@
 //! answering 2xx only once the broker has acknowledged the record.
 //!
 //! # Layout
-//! - [`config`]: every flag and environment variable, and the rules between them.
-//! - [`app`]: builds the live service from a config and runs it until shutdown, then drains.
-//! - [`http`]: the webhook ingress: routes, body limit, handler, errors to responses.
-//! - [`admin`]: `/metrics`, `/healthz`, `/readyz` on their own listener.
-//! - [`signature`] and [`replay`]: Authvia's HMAC signature, timestamp window, replay guard.
+//! From the top of the house down; a module uses only modules below it.
+//! - [`app`]: builds the live service from a [`Config`] (or checks it, for `check-config`),
+//!   runs it until shutdown, then drains. Owns the embedded mock cluster of the quick start.
+//! - [`server`]: the accept loop both listeners share.
+//! - [`http`]: the webhook ingress: routes, body limit, the handler; logs and counts each
+//!   failure once. [`admin`]: `/metrics`, `/healthz`, `/readyz` on their own listener.
+//! - [`response`]: JSON answers, and the one place an [`error::Error`] becomes one.
+//! - [`error`]: every way a request can fail, with its status and code.
+//! - [`config`]: every flag and environment variable, in groups (listeners, signing, routes,
+//!   Kafka, lifecycle, telemetry), each with its own rules.
+//! - [`publish`]: what the ingress needs from a publisher; an in-memory one for tests and the
+//!   HTTP-side benchmark.
+//! - [`metrics`]: the request-side metrics, one typed method per event.
+//! - [`kafka`]: the publisher over librdkafka, error classification, client settings,
+//!   statistics and client metrics, the embedded mock cluster.
+//! - [`record`]: the record contract (CloudEvents Kafka binding, binary mode) and the choice of
+//!   topic, including dead-letter routing.
+//! - [`signature`]: authentication: Authvia's HMAC signature, timestamp window, replay guard
+//!   ([`replay`]), and the signed headers the demo client, tests and benches send.
 //! - [`webhook`]: the domain: `Webhook::parse` finds the key and checks known fields.
-//! - [`record`]: the record contract (CloudEvents Kafka binding, binary mode).
-//! - [`kafka`]: the publisher, error classification, client settings, statistics, mock cluster.
-//! - [`error`]: the request-path error with its status and code.
-//! - [`metrics`], [`health`], [`telemetry`], [`traceparent`]: observability.
-//! - [`sign`]: the `bp-relay sign` demo client.
+//! - [`health`]: readiness. [`telemetry`] and [`traceparent`]: logs, spans, trace context.
+//! - [`samples`]: the sample deliveries of `docs/examples/`. [`sign`]: the demo client.
 
 pub mod admin;
 pub mod app;
@@ -22,8 +33,12 @@ pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod publish;
 pub mod record;
 pub mod replay;
+pub mod response;
+pub mod samples;
+pub mod server;
 pub mod sign;
 pub mod signature;
 pub mod telemetry;

@@ -1,15 +1,41 @@
-//! The `bp-relay` binary: parse the configuration (exit 64 on a bad value), start telemetry,
-//! build the app and run it until SIGTERM or SIGINT. Everything else lives in the library.
+//! The `bp-relay` binary: parse the command line (exit 64 on a bad flag or value), start
+//! telemetry, build the app and run it until SIGTERM or SIGINT. Everything else lives in the
+//! library; the subcommands and their arguments live here.
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
-use bp_relay::{
-    config::{Cli, Command},
-    kafka::EmbeddedKafka,
-    telemetry, App,
-};
-use clap::Parser;
+use bp_relay::{app, samples, sign, telemetry, App, Config};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
 use tracing::{error, info, warn};
+
+/// The command line: `bp-relay [FLAGS]` runs the relay; the subcommands take the same flags.
+#[derive(Debug, Parser)]
+#[command(name = "bp-relay", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sign a JSON body the way Authvia does and POST it to a relay (a demo and smoke test).
+    Sign {
+        /// The subscription secret to sign with.
+        #[arg(long, env = "BP_RELAY_SIGN_SECRET", hide_env_values = true)]
+        secret: String,
+        /// Where to POST (a relay route).
+        #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/business-processes")]
+        url: http::Uri,
+        /// The JSON body to send; without it, the sample business process docs/examples/bp-in-progress.json.
+        file: Option<PathBuf>,
+    },
+    /// Check the configuration (flags, environment, secret files, librdkafka properties) and
+    /// exit: 0 when the relay would start with it, 64 with one line when not. Contacts no broker.
+    CheckConfig,
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -24,68 +50,72 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Sign(args)) => match runtime.block_on(bp_relay::sign::run(args)) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(error) => {
-                eprintln!("bp-relay sign: {error:#}");
-                ExitCode::FAILURE
-            }
-        },
-        Some(Command::CheckConfig) => runtime.block_on(check_config(&cli.config)),
+        Some(Command::Sign { secret, url, file }) => runtime.block_on(send_signed(&secret, &url, file)),
+        Some(Command::CheckConfig) => check_config(&cli.config),
         None => runtime.block_on(serve(cli.config)),
     }
 }
 
-/// `--help` and `--version` print and exit 0; any bad flag or value is one line and exit 64.
+/// `--help` and `--version` print and exit 0; a bad flag or value prints clap's whole message
+/// (what is wrong, the valid values, the usage line) and exits 64.
 fn usage_error(error: &clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
-        let _ = error.print();
-        return ExitCode::SUCCESS;
+    let _ = error.print();
+    if error.use_stderr() {
+        ExitCode::from(64)
+    } else {
+        ExitCode::SUCCESS
     }
-    let rendered = error.to_string();
-    let first_line = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-    eprintln!("bp-relay: {first_line} (see --help)");
-    ExitCode::from(64)
 }
 
-async fn check_config(config: &bp_relay::Config) -> ExitCode {
-    let result = config.validate().map_err(bp_relay::app::BuildError::from).and_then(|()| {
-        // The embedded cluster's address is only known once it runs; any address checks the rest.
-        let brokers = config.kafka_brokers.as_deref().unwrap_or("127.0.0.1:9092");
-        bp_relay::app::check(config, brokers)
-    });
-    match result {
+fn check_config(config: &Config) -> ExitCode {
+    match app::check(config) {
         Ok(()) => {
             println!("bp-relay: configuration OK");
             ExitCode::SUCCESS
         }
         Err(error) => {
             eprintln!("bp-relay: {error}");
-            ExitCode::from(64)
+            ExitCode::from(error.exit_code())
         }
     }
 }
 
-async fn serve(config: bp_relay::Config) -> ExitCode {
-    if let Err(error) = config.validate() {
-        eprintln!("bp-relay: {error}");
-        return ExitCode::from(64);
+async fn send_signed(secret: &str, url: &http::Uri, file: Option<PathBuf>) -> ExitCode {
+    let body = match &file {
+        Some(path) => match std::fs::read(path) {
+            Ok(body) => Bytes::from(body),
+            Err(error) => {
+                eprintln!("bp-relay sign: {}: {error}", path.display());
+                return ExitCode::from(66);
+            }
+        },
+        None => Bytes::from_static(samples::BUSINESS_PROCESS),
+    };
+    match sign::send(url, secret, body).await {
+        Ok(answer) => {
+            println!("{} {}", answer.status.as_u16(), answer.body);
+            if answer.status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("bp-relay sign: {error:#}");
+            ExitCode::FAILURE
+        }
     }
-    let telemetry = match telemetry::init(config.log_format, config.otlp_endpoint.as_ref()) {
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let telemetry = match telemetry::init(config.telemetry.log_format, config.telemetry.otlp_endpoint.as_ref()) {
         Ok(telemetry) => telemetry,
         Err(error) => {
             eprintln!("bp-relay: {error}");
             return ExitCode::from(70);
         }
     };
-    // The mock cluster must outlive the app: it is dropped at the end of this function.
-    let (embedded, brokers) = match start_embedded(&config) {
-        Ok(pair) => pair,
-        Err(code) => return code,
-    };
-    let app = match App::build(&config, &brokers).await {
+    let app = match App::build(&config).await {
         Ok(app) => app,
         Err(error) => {
             error!(%error, "Startup failed.");
@@ -95,24 +125,9 @@ async fn serve(config: bp_relay::Config) -> ExitCode {
     };
     info!(ingress = %app.ingress_addr(), admin = %app.admin_addr(), version = env!("CARGO_PKG_VERSION"), "bp-relay started.");
     app.run(shutdown_signal()).await;
-    drop(embedded);
     // After the drain, so the spans of the last requests are exported too.
     telemetry.shutdown().await;
     ExitCode::SUCCESS
-}
-
-fn start_embedded(config: &bp_relay::Config) -> Result<(Option<EmbeddedKafka>, String), ExitCode> {
-    let Some(brokers) = &config.kafka_brokers else {
-        let topics = [config.topic.as_str(), config.actions_topic.as_str(), config.dead_letter_topic.as_str()];
-        let embedded = EmbeddedKafka::start(&topics).map_err(|error| {
-            eprintln!("bp-relay: cannot start the embedded Kafka: {error}");
-            ExitCode::from(70)
-        })?;
-        let brokers = embedded.bootstrap_servers();
-        warn!(bootstrap = %brokers, ?topics, "Embedded Kafka (in-memory mock cluster) started: for demos only, nothing is durable. Read records with: kcat -C -b {brokers} -t {} -J -e", topics[0]);
-        return Ok((Some(embedded), brokers));
-    };
-    Ok((None, brokers.clone()))
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -1,12 +1,17 @@
-//! The relay's Prometheus metrics, registered on a registry the app owns (no globals).
+//! The relay's request-side Prometheus metrics, registered on a registry the app owns (no
+//! globals), with one typed method per thing that happens. The Kafka client's own metrics are
+//! registered by [`crate::kafka::ClientMetrics`] on the same registry.
 //!
 //! Names follow `bp_relay_<name>_<unit>[_total]`; every label comes from a closed set (route,
 //! HTTP status, reason codes, configured broker names), never from request data. Series of the
 //! closed sets are created at registration so dashboards see zeros instead of gaps.
 
+use std::time::Duration;
+
+use http::StatusCode;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::{
@@ -23,45 +28,23 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Route label for requests that matched no webhook route.
 pub const OTHER_ROUTE: &str = "other";
 
-/// Every metric the relay exports.
+/// The route label of a request: its kind's label, or `other`.
+pub fn route_label(route: Option<EventKind>) -> &'static str {
+    route.map_or(OTHER_ROUTE, EventKind::label)
+}
+
+/// Every request-side metric the relay exports.
 #[derive(Clone)]
 pub struct Metrics {
-    /// Requests answered, by route and HTTP status.
-    pub http_requests: IntCounterVec,
-    /// Time from request start to response, by route.
-    pub http_request_duration: HistogramVec,
-    /// Time from receipt to the broker's acknowledgement, by route.
-    pub delivery_lag: HistogramVec,
-    /// Records acknowledged by Kafka on the route's topic, by route.
-    pub published: IntCounterVec,
-    /// Records that could not be published, by reason.
-    pub kafka_delivery_failures: IntCounterVec,
-    /// Authenticated deliveries sent to the dead-letter topic, by route and reason.
-    pub dead_letters: IntCounterVec,
-    /// Refused signatures, by reason.
-    pub signature_failures: IntCounterVec,
-    /// Requests being handled now.
-    pub inflight: IntGauge,
-    /// Records waiting in the producer queue.
-    pub queue_messages: IntGauge,
-    /// Bytes waiting in the producer queue.
-    pub queue_bytes: IntGauge,
-    /// Configured queue capacity in records.
-    pub queue_max_messages: IntGauge,
-    /// Configured queue capacity in bytes.
-    pub queue_max_bytes: IntGauge,
-    /// 1 while librdkafka reports the broker connection UP.
-    pub broker_up: IntGaugeVec,
-    /// Average request round-trip time per broker over the last statistics interval.
-    pub broker_rtt: GaugeVec,
-    /// Transmission errors per broker.
-    pub broker_tx_errors: IntCounterVec,
-    /// Request retries per broker.
-    pub broker_tx_retries: IntCounterVec,
-    /// Request timeouts per broker.
-    pub broker_request_timeouts: IntCounterVec,
-    /// 1 while /readyz answers 200.
-    pub ready: IntGauge,
+    http_requests: IntCounterVec,
+    http_request_duration: HistogramVec,
+    delivery_lag: HistogramVec,
+    published: IntCounterVec,
+    kafka_delivery_failures: IntCounterVec,
+    dead_letters: IntCounterVec,
+    signature_failures: IntCounterVec,
+    inflight: IntGauge,
+    ready: IntGauge,
 }
 
 impl Metrics {
@@ -79,25 +62,9 @@ impl Metrics {
             dead_letters: counter_vec("bp_relay_dead_letter_total", "Authenticated deliveries published to the dead-letter topic, by route and reason.", &["route", "reason"])?,
             signature_failures: counter_vec("bp_relay_signature_failures_total", "Requests refused with 401, by reason.", &["reason"])?,
             inflight: IntGauge::new("bp_relay_inflight_requests", "Webhook requests being handled now.")?,
-            queue_messages: IntGauge::new("bp_relay_kafka_queue_messages", "Records in the producer queue (not yet acknowledged).")?,
-            queue_bytes: IntGauge::new("bp_relay_kafka_queue_bytes", "Bytes in the producer queue (not yet acknowledged).")?,
-            queue_max_messages: IntGauge::new("bp_relay_kafka_queue_max_messages", "Producer queue capacity in records.")?,
-            queue_max_bytes: IntGauge::new("bp_relay_kafka_queue_max_bytes", "Producer queue capacity in bytes.")?,
-            broker_up: IntGaugeVec::new(Opts::new("bp_relay_kafka_broker_up", "1 while the connection to the broker is up."), &["broker"])?,
-            broker_rtt: GaugeVec::new(Opts::new("bp_relay_kafka_broker_rtt_seconds", "Average broker round-trip time over the last statistics interval."), &["broker"])?,
-            broker_tx_errors: counter_vec("bp_relay_kafka_broker_tx_errors_total", "Transmission errors, by broker.", &["broker"])?,
-            broker_tx_retries: counter_vec("bp_relay_kafka_broker_tx_retries_total", "Request retries, by broker.", &["broker"])?,
-            broker_request_timeouts: counter_vec("bp_relay_kafka_broker_request_timeouts_total", "Requests that timed out, by broker.", &["broker"])?,
             ready: IntGauge::new("bp_relay_ready", "1 while the relay reports ready.")?,
         };
-        let build_info = IntGaugeVec::new(
-            Opts::new("bp_relay_build_info", "Always 1; labels name the running build."),
-            &["version", "revision"],
-        )?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("BP_RELAY_REVISION").unwrap_or("unknown")])
-            .set(1);
-        registry.register(Box::new(build_info))?;
+        register_build_info(registry)?;
         metrics.register_all(registry)?;
         metrics.initialise_series();
         Ok(metrics)
@@ -112,21 +79,12 @@ impl Metrics {
         registry.register(Box::new(self.dead_letters.clone()))?;
         registry.register(Box::new(self.signature_failures.clone()))?;
         registry.register(Box::new(self.inflight.clone()))?;
-        registry.register(Box::new(self.queue_messages.clone()))?;
-        registry.register(Box::new(self.queue_bytes.clone()))?;
-        registry.register(Box::new(self.queue_max_messages.clone()))?;
-        registry.register(Box::new(self.queue_max_bytes.clone()))?;
-        registry.register(Box::new(self.broker_up.clone()))?;
-        registry.register(Box::new(self.broker_rtt.clone()))?;
-        registry.register(Box::new(self.broker_tx_errors.clone()))?;
-        registry.register(Box::new(self.broker_tx_retries.clone()))?;
-        registry.register(Box::new(self.broker_request_timeouts.clone()))?;
         registry.register(Box::new(self.ready.clone()))
     }
 
     fn initialise_series(&self) {
         for kind in EventKind::ALL {
-            let route = route_label(Some(kind));
+            let route = kind.label();
             self.delivery_lag.with_label_values(&[route]);
             self.http_request_duration.with_label_values(&[route]);
             self.published.with_label_values(&[route]);
@@ -135,35 +93,77 @@ impl Metrics {
             }
         }
         for reason in FailureReason::ALL {
-            self.kafka_delivery_failures.with_label_values(&[reason.label()]);
+            self.kafka_delivery_failures.with_label_values(&[reason.code()]);
         }
         for reason in SignatureError::ALL {
             self.signature_failures.with_label_values(&[reason.code()]);
         }
     }
 
-    /// Counts one answered request.
-    pub fn observe_request(&self, route: &str, status: http::StatusCode, seconds: f64) {
+    /// One request answered with `status` after `elapsed`.
+    pub fn request_answered(&self, route: Option<EventKind>, status: StatusCode, elapsed: Duration) {
+        let route = route_label(route);
         self.http_requests.with_label_values(&[route, status.as_str()]).inc();
-        self.http_request_duration.with_label_values(&[route]).observe(seconds);
+        self.http_request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
     }
 
-    /// The counter of one delivery failure reason.
-    pub fn delivery_failure(&self, reason: FailureReason) -> IntCounter {
-        self.kafka_delivery_failures.with_label_values(&[reason.label()])
+    /// A record acknowledged on the route's topic, `lag` after its request arrived.
+    pub fn published(&self, kind: EventKind, lag: Duration) {
+        self.delivery_lag(kind).observe(lag.as_secs_f64());
+        self.published.with_label_values(&[kind.label()]).inc();
+    }
+
+    /// A dead letter acknowledged, `lag` after its request arrived.
+    pub fn dead_lettered(&self, kind: EventKind, reason: RejectReason, lag: Duration) {
+        self.delivery_lag(kind).observe(lag.as_secs_f64());
+        self.dead_letters.with_label_values(&[kind.label(), reason.code()]).inc();
+    }
+
+    /// A request refused with 401.
+    pub fn signature_refused(&self, reason: SignatureError) {
+        self.signature_failures.with_label_values(&[reason.code()]).inc();
+    }
+
+    /// A record Kafka did not acknowledge.
+    pub fn delivery_failed(&self, reason: FailureReason) {
+        self.kafka_delivery_failures.with_label_values(&[reason.code()]).inc();
+    }
+
+    /// Whether `/readyz` answers 200 now.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// Counts a request in `bp_relay_inflight_requests` until the guard is dropped.
+    pub fn inflight(&self) -> Inflight<'_> {
+        self.inflight.inc();
+        Inflight(&self.inflight)
+    }
+
+    fn delivery_lag(&self, kind: EventKind) -> Histogram {
+        self.delivery_lag.with_label_values(&[kind.label()])
     }
 }
 
-/// The metric label of a route (`other` for requests that matched none).
-pub fn route_label(kind: Option<EventKind>) -> &'static str {
-    match kind {
-        Some(EventKind::BusinessProcess) => "business_processes",
-        Some(EventKind::Action) => "business_process_actions",
-        None => OTHER_ROUTE,
+/// One request in `bp_relay_inflight_requests`, on every exit path (including a client that
+/// disconnects mid-request, which drops the handler future).
+pub struct Inflight<'a>(&'a IntGauge);
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
-/// Prometheus text exposition of everything in `registry`.
+fn register_build_info(registry: &Registry) -> prometheus::Result<()> {
+    let build_info = IntGaugeVec::new(Opts::new("bp_relay_build_info", "Always 1; labels name the running build."), &["version", "revision"])?;
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("BP_RELAY_REVISION").unwrap_or("unknown")])
+        .set(1);
+    registry.register(Box::new(build_info))
+}
+
+/// Prometheus text exposition of everything in `registry`: (content type, body).
 pub fn encode(registry: &Registry) -> (String, Vec<u8>) {
     let encoder = TextEncoder::new();
     let mut buffer = Vec::with_capacity(16 * 1024);
@@ -183,42 +183,55 @@ fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::ClientMetrics;
+
+    fn text(registry: &Registry) -> String {
+        String::from_utf8(encode(registry).1).unwrap()
+    }
 
     #[test]
     fn every_metric_registers_with_the_house_naming() {
         let registry = Registry::new();
         let metrics = Metrics::register(&registry).unwrap();
-        metrics.observe_request("business_processes", http::StatusCode::OK, 0.001);
-        let (_, text) = encode(&registry);
-        let text = String::from_utf8(text).unwrap();
+        metrics.request_answered(Some(EventKind::BusinessProcess), StatusCode::OK, Duration::from_millis(1));
+        metrics.delivery_failed(FailureReason::Timeout);
+        let text = text(&registry);
         for family in registry.gather() {
             assert!(family.name().starts_with("bp_relay_"), "{}", family.name());
             assert!(!family.help().is_empty(), "{}", family.name());
         }
         assert!(text.contains("bp_relay_http_requests_total{route=\"business_processes\",status=\"200\"} 1"), "{text}");
-        assert!(text.contains("bp_relay_kafka_delivery_failures_total{reason=\"queue_full\"} 0"), "{text}");
+        assert!(text.contains("bp_relay_kafka_delivery_failures_total{reason=\"kafka_timeout\"} 1"), "{text}");
+        assert!(text.contains("bp_relay_kafka_delivery_failures_total{reason=\"kafka_queue_full\"} 0"), "{text}");
+    }
+
+    #[test]
+    fn inflight_counts_until_the_guard_is_dropped() {
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry).unwrap();
+        let first = metrics.inflight();
+        let second = metrics.inflight();
+        assert!(text(&registry).contains("bp_relay_inflight_requests 2"));
+        drop((first, second));
+        assert!(text(&registry).contains("bp_relay_inflight_requests 0"));
     }
 
     #[test]
     fn the_list_the_dashboard_and_alerts_are_checked_against_is_the_registered_set() {
         let registry = Registry::new();
         let metrics = Metrics::register(&registry).unwrap();
+        let client = ClientMetrics::register(&registry).unwrap();
         // Families without a series are not gathered: give the per-broker and per-status ones one.
-        metrics.observe_request("business_processes", http::StatusCode::OK, 0.001);
-        metrics.broker_up.with_label_values(&["b"]).set(1);
-        metrics.broker_rtt.with_label_values(&["b"]).set(0.001);
-        for counter in [&metrics.broker_tx_errors, &metrics.broker_tx_retries, &metrics.broker_request_timeouts] {
-            counter.with_label_values(&["b"]).inc();
-        }
+        metrics.request_answered(None, StatusCode::NOT_FOUND, Duration::ZERO);
+        client.touch_broker("b");
         let mut registered: Vec<String> = registry.gather().iter().map(|f| f.name().to_owned()).collect();
         registered.sort();
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/chart/metrics.txt");
-        let text = std::fs::read_to_string(path).unwrap();
+        let text = include_str!("../scripts/chart/metrics.txt");
         let mut listed: Vec<String> = text
             .lines()
             .map(str::trim)
             .filter(|line| line.starts_with("bp_relay_"))
-            .map(|line| line.split_whitespace().next().unwrap().to_owned())
+            .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
             .collect();
         listed.sort();
         assert_eq!(listed, registered, "scripts/chart/metrics.txt must list exactly the registered metrics");

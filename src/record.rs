@@ -1,8 +1,10 @@
 //! The record contract: CloudEvents 1.0, Kafka protocol binding, binary mode.
 //!
 //! The value is the request body, byte for byte; the key is the process id; the event
-//! attributes travel as `ce_*` headers. Consumer teams rely on every name here: change one
-//! only together with README.md ("Record contract") and docs/asyncapi.yaml.
+//! attributes travel as `ce_*` headers. [`Routes`] chooses the topic: the route's own for a
+//! delivery that parsed, the dead-letter topic for one that did not. Consumer teams rely on
+//! every name here: change one only together with README.md ("Record contract") and
+//! docs/asyncapi.yaml.
 
 use bytes::Bytes;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -13,6 +15,99 @@ use crate::{
     traceparent::TraceParent,
     webhook::{EventKind, RejectReason, Rejection, Webhook},
 };
+
+/// The topics and the CloudEvents `source`: where each delivery is published.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Routes")]
+pub struct Routes {
+    /// Topic for business_processes.update deliveries.
+    #[arg(long, env = "BP_RELAY_TOPIC", default_value = "authvia.business-processes", global = true)]
+    pub topic: String,
+
+    /// Topic for business_processes_actions.update deliveries.
+    #[arg(long, env = "BP_RELAY_ACTIONS_TOPIC", default_value = "authvia.business-process-actions", global = true)]
+    pub actions_topic: String,
+
+    /// Topic for authenticated deliveries that are not a valid business process or action.
+    #[arg(long, env = "BP_RELAY_DEAD_LETTER_TOPIC", default_value = "authvia.webhooks.dead-letter", global = true)]
+    pub dead_letter_topic: String,
+
+    /// CloudEvents `source` attribute of every record.
+    #[arg(long, env = "BP_RELAY_CE_SOURCE", default_value = "urn:authvia:webhooks", global = true)]
+    pub ce_source: String,
+}
+
+/// A record and the topic it goes to.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    /// The destination topic.
+    pub topic: &'a str,
+    /// The record.
+    pub record: Record,
+    /// Why the delivery went to the dead-letter topic, if it did.
+    pub rejection: Option<Rejection>,
+}
+
+impl Routes {
+    /// The three topics, in the order the relay checks them at startup.
+    pub fn topics(&self) -> [&str; 3] {
+        [&self.topic, &self.actions_topic, &self.dead_letter_topic]
+    }
+
+    /// The record for a delivery and its topic: the route's topic when the body parsed, the
+    /// dead-letter topic when it did not.
+    pub fn route(&self, envelope: &Envelope, parsed: Result<Webhook, Rejection>, body: Bytes) -> Outgoing<'_> {
+        match parsed {
+            Ok(webhook) => {
+                let topic = match envelope.kind {
+                    EventKind::BusinessProcess => &self.topic,
+                    EventKind::Action => &self.actions_topic,
+                };
+                Outgoing { topic, record: Record::accepted(envelope, &self.ce_source, &webhook, body), rejection: None }
+            }
+            Err(rejection) => {
+                let record = Record::dead_letter(envelope, &self.ce_source, &rejection, body);
+                Outgoing { topic: &self.dead_letter_topic, record, rejection: Some(rejection) }
+            }
+        }
+    }
+
+    /// Checks the topic names: valid for Kafka, and the dead-letter topic apart.
+    ///
+    /// # Errors
+    /// The first bad name, as one line naming the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        for (flag, topic) in [
+            ("--topic", &self.topic),
+            ("--actions-topic", &self.actions_topic),
+            ("--dead-letter-topic", &self.dead_letter_topic),
+        ] {
+            if topic.is_empty() || topic.len() > 249 || !topic.chars().all(is_topic_char) {
+                return Err(format!(
+                    "{flag} {topic:?} is not a valid Kafka topic name (letters, digits, '.', '_', '-', at most 249)"
+                ));
+            }
+        }
+        if self.dead_letter_topic == self.topic || self.dead_letter_topic == self.actions_topic {
+            return Err("--dead-letter-topic must differ from the business-process topics".to_owned());
+        }
+        Ok(())
+    }
+}
+
+fn is_topic_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+/// The `bp_relay_route` value of a dead letter: the path segment of the route it came in on.
+/// Part of the record contract (consumers match it against `ce_type`), spelled like the URL
+/// rather than like the metric label.
+pub fn route_header(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::BusinessProcess => "business-processes",
+        EventKind::Action => "business-process-actions",
+    }
+}
 
 /// Header names of the contract.
 pub mod header {
@@ -87,7 +182,7 @@ impl Record {
         let headers = base_headers(envelope, source, rejection.key.as_deref(), content_type);
         let headers = add(headers, header::DEAD_LETTER_REASON, rejection.reason.code());
         let headers = add(headers, header::DEAD_LETTER_DETAIL, &rejection.detail);
-        let headers = add(headers, header::ROUTE, envelope.kind.route());
+        let headers = add(headers, header::ROUTE, route_header(envelope.kind));
         Record { key: rejection.key.clone(), value: body, headers }
     }
 }

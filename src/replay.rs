@@ -12,14 +12,23 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
-use crate::signature::{SignatureError, Signed};
-
 /// SHA-256 of a body.
 pub type Digest = [u8; 32];
 
+/// A signing already seen with another body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed;
+
+/// One signing: Authvia's random value and the signed timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Signing {
+    value: Box<str>,
+    timestamp: i64,
+}
+
 /// Remembers the body digest of each recently verified signing.
 pub struct ReplayGuard {
-    seen: Cache<Signed, Digest>,
+    seen: Cache<Signing, Digest>,
 }
 
 impl ReplayGuard {
@@ -33,17 +42,18 @@ impl ReplayGuard {
         Self { seen }
     }
 
-    /// Records `signed` with `digest`, or refuses it when it was seen with another body.
+    /// Records the signing (`value`, `timestamp`) with `digest`, or refuses it when it was seen
+    /// with another body.
     ///
     /// # Errors
-    /// [`SignatureError::Replayed`] when the signing was already used for a different body.
-    pub fn check(&self, signed: Signed, digest: Digest) -> Result<(), SignatureError> {
+    /// [`Replayed`] when the signing was already used for a different body.
+    pub fn check(&self, value: &str, timestamp: i64, digest: Digest) -> Result<(), Replayed> {
         // `entry().or_insert` is atomic: two racing requests cannot both insert.
-        let entry = self.seen.entry(signed).or_insert(digest);
+        let entry = self.seen.entry(Signing { value: value.into(), timestamp }).or_insert(digest);
         if entry.is_fresh() || *entry.value() == digest {
             Ok(())
         } else {
-            Err(SignatureError::Replayed)
+            Err(Replayed)
         }
     }
 }
@@ -52,22 +62,20 @@ impl ReplayGuard {
 mod tests {
     use super::*;
 
-    fn signed(value: &str) -> Signed {
-        Signed { value: value.into(), timestamp: 1_767_225_600 }
-    }
+    const AT: i64 = 1_767_225_600;
 
     #[test]
     fn same_signing_with_same_body_is_a_redelivery() {
         let guard = ReplayGuard::new(Duration::from_secs(300), 100);
-        assert!(guard.check(signed("v"), [1; 32]).is_ok());
-        assert!(guard.check(signed("v"), [1; 32]).is_ok());
+        assert!(guard.check("v", AT, [1; 32]).is_ok());
+        assert!(guard.check("v", AT, [1; 32]).is_ok());
     }
 
     #[test]
     fn same_signing_with_another_body_is_refused() {
         let guard = ReplayGuard::new(Duration::from_secs(300), 100);
-        guard.check(signed("v"), [1; 32]).unwrap();
-        assert_eq!(guard.check(signed("v"), [2; 32]), Err(SignatureError::Replayed));
-        assert!(guard.check(signed("w"), [2; 32]).is_ok());
+        guard.check("v", AT, [1; 32]).unwrap();
+        assert_eq!(guard.check("v", AT, [2; 32]), Err(Replayed));
+        assert!(guard.check("w", AT, [2; 32]).is_ok());
     }
 }

@@ -1,16 +1,19 @@
-//! Authvia's delivery signature (see `../shared/spec/authvia-webhooks.md`, "Authentication").
+//! Authentication of a delivery: Authvia's signature (see `docs/authvia-webhooks.md`,
+//! "Authentication") and the replay guard, as one [`Authenticator`].
 //!
 //! `X-AUTHVIA-SIGNATURE = base64(HMAC-SHA256(secret, VALUE + "." + len(VALUE) + "." + TIMESTAMP))`.
-//! The signature does not cover the body, so verification adds a timestamp window here and a
-//! replay guard ([`crate::replay::ReplayGuard`]) once the body is read.
+//! The signature does not cover the body, so verification adds a timestamp window and, once
+//! the body is read, a replay guard ([`crate::replay::ReplayGuard`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use hmac::{Hmac, Mac};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
+
+use crate::replay::{Digest, ReplayGuard};
 
 /// Header carrying the Base64 signature.
 pub const SIGNATURE_HEADER: &str = "x-authvia-signature";
@@ -87,6 +90,56 @@ pub struct Signed {
     pub value: String,
     /// X-AUTHVIA-TIMESTAMP in Unix seconds.
     pub timestamp: i64,
+}
+
+/// How requests are authenticated: the headers before the body is read, the replay guard
+/// after.
+pub enum Authenticator {
+    /// X-AUTHVIA-* signatures with a replay guard.
+    Signed {
+        /// Checks the headers.
+        verifier: Verifier,
+        /// Remembers signings and their bodies.
+        replay: ReplayGuard,
+    },
+    /// `--insecure-skip-signature`: every request is accepted.
+    Skipped,
+}
+
+/// A request whose headers passed; its body still has to pass the replay guard.
+#[must_use = "a verified request is authenticated only once its body passes admit()"]
+pub struct Verified<'a> {
+    signing: Option<(Signed, &'a ReplayGuard)>,
+}
+
+impl Authenticator {
+    /// Signature checks with these secrets, window and replay memory.
+    pub fn signed(secrets: &[SecretString], tolerance: Duration, replay_capacity: u64) -> Self {
+        Self::Signed { verifier: Verifier::new(secrets, tolerance), replay: ReplayGuard::new(tolerance, replay_capacity) }
+    }
+
+    /// Checks the headers of a request at time `now`, before its body is read.
+    ///
+    /// # Errors
+    /// The first check that fails; see [`Verifier::verify`].
+    pub fn verify(&self, headers: &HeaderMap, now: SystemTime) -> Result<Verified<'_>, SignatureError> {
+        match self {
+            Self::Signed { verifier, replay } => Ok(Verified { signing: Some((verifier.verify(headers, now)?, replay)) }),
+            Self::Skipped => Ok(Verified { signing: None }),
+        }
+    }
+}
+
+impl Verified<'_> {
+    /// Admits the body with this SHA-256 `digest`: a redelivery of the same body passes, the
+    /// same signing with another body does not.
+    ///
+    /// # Errors
+    /// [`SignatureError::Replayed`].
+    pub fn admit(self, digest: Digest) -> Result<(), SignatureError> {
+        let Some((signed, replay)) = self.signing else { return Ok(()) };
+        replay.check(&signed.value, signed.timestamp, digest).map_err(|_| SignatureError::Replayed)
+    }
 }
 
 /// Checks signatures against every configured secret (several during rotation).
@@ -169,6 +222,21 @@ pub fn sign(secret: &str, value: &str, timestamp: &str) -> String {
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// The four X-AUTHVIA-* headers Authvia would send for a signing of `value` at `timestamp`
+/// (Unix seconds) with `secret`: used by `bp-relay sign`, tests and benches.
+///
+/// # Panics
+/// Never: Base64, digits and `SHA-256` are valid header values, and `value` is checked first.
+pub fn signed_headers(secret: &str, value: &str, timestamp: i64) -> Result<HeaderMap, http::header::InvalidHeaderValue> {
+    let timestamp = timestamp.to_string();
+    let mut headers = HeaderMap::with_capacity(5);
+    headers.insert(VALUE_HEADER, HeaderValue::from_str(value)?);
+    headers.insert(SIGNATURE_HEADER, HeaderValue::from_str(&sign(secret, value, &timestamp)).expect("Base64 is a header value"));
+    headers.insert(TIMESTAMP_HEADER, HeaderValue::from_str(&timestamp).expect("digits are a header value"));
+    headers.insert(ALGORITHM_HEADER, HeaderValue::from_static("SHA-256"));
+    Ok(headers)
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, SignatureError> {
     headers
         .get(name)
@@ -190,7 +258,7 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    // The worked example of ../shared/spec/authvia-webhooks.md.
+    // The worked example of docs/authvia-webhooks.md.
     const SECRET: &str = "whsec_test_5f2b8c";
     const VALUE: &str = "b7d1e0a4c93f";
     const TIMESTAMP: i64 = 1_767_225_600;
@@ -272,5 +340,26 @@ mod tests {
         assert_eq!(v.verify(&other_value, at(TIMESTAMP)), Err(SignatureError::Mismatch));
         let other_time = headers(SIGNATURE, VALUE, "1767225601", "SHA-256");
         assert_eq!(v.verify(&other_time, at(TIMESTAMP)), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn signed_headers_verify_and_carry_all_four_headers() {
+        let headers = signed_headers(SECRET, VALUE, TIMESTAMP).unwrap();
+        assert_eq!(headers[SIGNATURE_HEADER], SIGNATURE);
+        assert_eq!(headers[ALGORITHM_HEADER], "SHA-256");
+        assert!(verifier(&[SECRET]).verify(&headers, at(TIMESTAMP)).is_ok());
+        assert!(signed_headers(SECRET, "bad\nvalue", TIMESTAMP).is_err());
+    }
+
+    #[test]
+    fn authenticator_admits_a_redelivery_and_refuses_another_body() {
+        let authenticator = Authenticator::signed(&[SecretString::from(SECRET)], Duration::from_secs(300), 10);
+        let verified = authenticator.verify(&example(), at(TIMESTAMP)).unwrap();
+        verified.admit([1; 32]).unwrap();
+        authenticator.verify(&example(), at(TIMESTAMP)).unwrap().admit([1; 32]).unwrap();
+        let replayed = authenticator.verify(&example(), at(TIMESTAMP)).unwrap().admit([2; 32]);
+        assert_eq!(replayed, Err(SignatureError::Replayed));
+        assert!(matches!(authenticator.verify(&HeaderMap::new(), at(TIMESTAMP)), Err(SignatureError::MissingHeader)));
+        assert!(Authenticator::Skipped.verify(&HeaderMap::new(), at(TIMESTAMP)).unwrap().admit([3; 32]).is_ok());
     }
 }

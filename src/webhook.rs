@@ -32,11 +32,11 @@ impl EventKind {
         }
     }
 
-    /// The closed label used in metrics, logs and dead-letter headers.
-    pub fn route(self) -> &'static str {
+    /// The route label of metrics, spans and logs (a closed set).
+    pub fn label(self) -> &'static str {
         match self {
-            Self::BusinessProcess => "business-processes",
-            Self::Action => "business-process-actions",
+            Self::BusinessProcess => "business_processes",
+            Self::Action => "business_process_actions",
         }
     }
 
@@ -73,32 +73,48 @@ impl FromStr for Pointer {
 
 /// Where to find the key and which fields are required, per kind (configurable because
 /// Authvia has not confirmed most field names).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Routes")]
 pub struct Rules {
-    /// Key pointer for business processes.
-    pub process_key: Pointer,
-    /// Key pointer for actions: the owning process id.
-    pub action_key: Pointer,
-    /// The process version pointer (optional field).
-    pub version: Pointer,
-    /// Required top-level fields of a business process.
-    pub process_required: Vec<String>,
-    /// Required top-level fields of an action.
-    pub action_required: Vec<String>,
+    /// JSON pointer to the process id in a business process (the record key).
+    #[arg(long, env = "BP_RELAY_KEY_POINTER", default_value = "/id", global = true)]
+    pub key_pointer: Pointer,
+
+    /// JSON pointer to the owning process id in an action (the record key).
+    #[arg(long, env = "BP_RELAY_ACTIONS_KEY_POINTER", default_value = "/businessProcess", global = true)]
+    pub actions_key_pointer: Pointer,
+
+    /// JSON pointer to the process version, copied to the `ce_processversion` header.
+    #[arg(long, env = "BP_RELAY_VERSION_POINTER", default_value = "/version", global = true)]
+    pub version_pointer: Pointer,
+
+    /// Top-level fields a business process must have (names Authvia has not confirmed).
+    #[arg(
+        long,
+        env = "BP_RELAY_REQUIRED_FIELDS",
+        value_delimiter = ',',
+        default_value = "id,partner,merchant,customer,status,expiration,actions,addresses",
+        global = true
+    )]
+    pub required_fields: Vec<String>,
+
+    /// Top-level fields an action must have.
+    #[arg(long, env = "BP_RELAY_ACTIONS_REQUIRED_FIELDS", value_delimiter = ',', default_value = "id,type,status", global = true)]
+    pub actions_required_fields: Vec<String>,
 }
 
 impl Rules {
     fn key(&self, kind: EventKind) -> &Pointer {
         match kind {
-            EventKind::BusinessProcess => &self.process_key,
-            EventKind::Action => &self.action_key,
+            EventKind::BusinessProcess => &self.key_pointer,
+            EventKind::Action => &self.actions_key_pointer,
         }
     }
 
     fn required(&self, kind: EventKind) -> &[String] {
         match kind {
-            EventKind::BusinessProcess => &self.process_required,
-            EventKind::Action => &self.action_required,
+            EventKind::BusinessProcess => &self.required_fields,
+            EventKind::Action => &self.actions_required_fields,
         }
     }
 }
@@ -195,7 +211,7 @@ impl Webhook {
         }
         check_fields(object, kind.fields()).map_err(|mismatch| with_key(RejectReason::InvalidField, mismatch.detail()))?;
         let version = match kind {
-            EventKind::BusinessProcess => version_of(&value, &rules.version)
+            EventKind::BusinessProcess => version_of(&value, &rules.version_pointer)
                 .map_err(|detail| with_key(RejectReason::InvalidField, detail))?,
             EventKind::Action => None,
         };
@@ -246,7 +262,7 @@ enum Shape {
 
 type Field = (&'static str, Shape);
 
-// Field names follow ../shared/spec/authvia-webhooks.md; which are required is configuration.
+// Field names follow docs/authvia-webhooks.md; which are required is configuration.
 const BUSINESS_PROCESS: &[Field] = &[
     ("id", Shape::String),
     ("blueprint", Shape::String),
@@ -357,19 +373,18 @@ mod tests {
 
     fn rules() -> Rules {
         Rules {
-            process_key: "/id".parse().unwrap(),
-            action_key: "/businessProcess".parse().unwrap(),
-            version: "/version".parse().unwrap(),
-            process_required: ["id", "partner", "merchant", "customer", "status", "expiration", "actions", "addresses"]
+            key_pointer: "/id".parse().unwrap(),
+            actions_key_pointer: "/businessProcess".parse().unwrap(),
+            version_pointer: "/version".parse().unwrap(),
+            required_fields: ["id", "partner", "merchant", "customer", "status", "expiration", "actions", "addresses"]
                 .map(String::from)
                 .to_vec(),
-            action_required: ["id", "type", "status"].map(String::from).to_vec(),
+            actions_required_fields: ["id", "type", "status"].map(String::from).to_vec(),
         }
     }
 
-    fn sample(name: &str) -> Vec<u8> {
-        let path = format!("{}/../shared/spec/samples/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    fn sample(name: &str) -> &'static [u8] {
+        crate::samples::get(name)
     }
 
     fn process(json: Value) -> Result<Webhook, Rejection> {
@@ -377,29 +392,28 @@ mod tests {
     }
 
     fn minimal() -> Value {
-        serde_json::from_slice(&sample("bp-minimal.json")).unwrap()
+        serde_json::from_slice(sample("bp-minimal.json")).unwrap()
     }
 
     #[test]
     fn every_shared_business_process_sample_parses_with_its_id_as_key() {
-        for name in ["bp-minimal.json", "bp-in-progress.json", "bp-failed-expired.json", "bp-resolved-uuid-v5.json"] {
-            let body = sample(name);
-            let webhook = Webhook::parse(EventKind::BusinessProcess, &body, &rules()).unwrap_or_else(|r| panic!("{name}: {r}"));
-            let json: Value = serde_json::from_slice(&body).unwrap();
+        for (name, body) in crate::samples::BUSINESS_PROCESSES {
+            let webhook = Webhook::parse(EventKind::BusinessProcess, body, &rules()).unwrap_or_else(|r| panic!("{name}: {r}"));
+            let json: Value = serde_json::from_slice(body).unwrap();
             assert_eq!(webhook.key, json["id"].as_str().unwrap(), "{name}");
         }
     }
 
     #[test]
     fn version_is_carried_when_present() {
-        let webhook = Webhook::parse(EventKind::BusinessProcess, &sample("bp-in-progress.json"), &rules()).unwrap();
+        let webhook = Webhook::parse(EventKind::BusinessProcess, sample("bp-in-progress.json"), &rules()).unwrap();
         assert_eq!(webhook.version.as_deref(), Some("4"));
         assert_eq!(process(minimal()).unwrap().version, None);
     }
 
     #[test]
     fn action_is_keyed_by_its_owning_process() {
-        let webhook = Webhook::parse(EventKind::Action, &sample("action-update.json"), &rules()).unwrap();
+        let webhook = Webhook::parse(EventKind::Action, sample("action-update.json"), &rules()).unwrap();
         assert_eq!(webhook.key, "3f6c2a9e-8b1d-4c7a-9e52-0d4b7f1a6c33");
     }
 
@@ -455,7 +469,7 @@ mod tests {
         let mut json = minimal();
         json.as_object_mut().unwrap().remove("merchant");
         let mut relaxed = rules();
-        relaxed.process_required.retain(|f| f != "merchant");
+        relaxed.required_fields.retain(|f| f != "merchant");
         assert!(Webhook::parse(EventKind::BusinessProcess, json.to_string().as_bytes(), &relaxed).is_ok());
     }
 
@@ -492,8 +506,8 @@ mod tests {
     #[test]
     fn custom_key_pointer_reaches_nested_fields() {
         let mut custom = rules();
-        custom.process_key = "/process/uuid".parse().unwrap();
-        custom.process_required.clear();
+        custom.key_pointer = "/process/uuid".parse().unwrap();
+        custom.required_fields.clear();
         let body = br#"{"process": {"uuid": "p-1"}}"#;
         assert_eq!(Webhook::parse(EventKind::BusinessProcess, body, &custom).unwrap().key, "p-1");
     }

@@ -1,9 +1,213 @@
-//! The Kafka-related value types of the configuration: how to reach the brokers and the
-//! librdkafka pass-through.
+//! How the relay reaches Kafka: brokers, security, producer bounds and timeouts, and the
+//! librdkafka pass-through. The Kafka client settings are derived from this group alone.
 
-use std::{fmt, str::FromStr};
+use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
+use bytesize::ByteSize;
 use clap::ValueEnum;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{parse_secret, read_secret_file, ConfigError};
+
+/// Authvia's hard limit: a delivery is failed unless answered within five seconds.
+pub const AUTHVIA_DEADLINE: Duration = Duration::from_secs(5);
+
+/// librdkafka properties the relay sets itself and that `--kafka-option` may not override:
+/// each would weaken "2xx means durable" or break the relay's own logic. Keys with a flag of
+/// their own (timeouts, compression, linger, queue bounds, security) are set through the flag.
+pub const RESERVED_OPTIONS: &[(&str, &str)] = &[
+    ("acks", "2xx means every in-sync replica has the record"),
+    ("request.required.acks", "2xx means every in-sync replica has the record"),
+    ("enable.idempotence", "retries must not duplicate or reorder records"),
+    ("enable.gapless.guarantee", "the relay handles idempotence failures itself"),
+    ("max.in.flight.requests.per.connection", "idempotence bounds it"),
+    ("max.in.flight", "idempotence bounds it"),
+    ("retries", "idempotence needs unbounded retries within message.timeout.ms"),
+    ("message.send.max.retries", "idempotence needs unbounded retries within message.timeout.ms"),
+    ("partitioner", "records must land where the Java client puts the same key"),
+    ("partitioner_cb", "records must land where the Java client puts the same key"),
+    ("transactional.id", "the relay is not a transactional producer"),
+    ("statistics.interval.ms", "readiness and the queue and broker metrics depend on it"),
+    ("dr_cb", "answers wait for the delivery report"),
+    ("dr_msg_cb", "answers wait for the delivery report"),
+    ("delivery.report.only.error", "answers wait for every delivery report"),
+    ("produce.offset.report", "the answer names the record's offset"),
+    ("bootstrap.servers", "use --kafka-brokers"),
+    ("metadata.broker.list", "use --kafka-brokers"),
+    ("message.timeout.ms", "use --ack-timeout"),
+    ("delivery.timeout.ms", "use --ack-timeout"),
+    ("linger.ms", "use --kafka-linger"),
+    ("queue.buffering.max.ms", "use --kafka-linger"),
+    ("compression.type", "use --kafka-compression"),
+    ("compression.codec", "use --kafka-compression"),
+    ("queue.buffering.max.messages", "use --kafka-queue-max-messages"),
+    ("queue.buffering.max.kbytes", "use --kafka-queue-max-bytes"),
+    ("message.max.bytes", "derived from --max-body"),
+    ("security.protocol", "use --kafka-security-protocol"),
+    ("sasl.mechanism", "use --kafka-sasl-mechanism"),
+    ("sasl.mechanisms", "use --kafka-sasl-mechanism"),
+    ("sasl.username", "use --kafka-sasl-username"),
+    ("sasl.password", "use --kafka-sasl-password-file"),
+    ("ssl.ca.location", "use --kafka-ssl-ca-location"),
+    ("ssl.certificate.location", "use --kafka-ssl-certificate-location"),
+    ("ssl.key.location", "use --kafka-ssl-key-location"),
+];
+
+/// The Kafka connection and producer settings.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Kafka")]
+pub struct Kafka {
+    /// Kafka bootstrap servers, comma-separated host:port. Required unless --embedded-kafka.
+    #[arg(long, env = "BP_RELAY_KAFKA_BROKERS", global = true)]
+    pub kafka_brokers: Option<String>,
+
+    /// Run against librdkafka's in-process mock cluster (a demo, not durable).
+    #[arg(long, env = "BP_RELAY_EMBEDDED_KAFKA", global = true)]
+    pub embedded_kafka: bool,
+
+    /// The request's whole budget, from arrival to answer: a record the broker has not
+    /// acknowledged by then is answered 503 (and librdkafka's message.timeout.ms). Below 5s.
+    #[arg(long, env = "BP_RELAY_ACK_TIMEOUT", default_value = "4s", value_parser = humantime::parse_duration, global = true)]
+    pub ack_timeout: Duration,
+
+    /// librdkafka queue.buffering.max.messages: records waiting for the broker at most.
+    #[arg(long, env = "BP_RELAY_KAFKA_QUEUE_MAX_MESSAGES", default_value_t = 100_000, global = true)]
+    pub kafka_queue_max_messages: u32,
+
+    /// librdkafka queue.buffering.max.kbytes, as a size: bytes waiting for the broker at most.
+    #[arg(long, env = "BP_RELAY_KAFKA_QUEUE_MAX_BYTES", default_value = "256MiB", global = true)]
+    pub kafka_queue_max_bytes: ByteSize,
+
+    /// librdkafka linger.ms: how long the producer waits to batch records.
+    #[arg(long, env = "BP_RELAY_KAFKA_LINGER", default_value = "5ms", value_parser = humantime::parse_duration, global = true)]
+    pub kafka_linger: Duration,
+
+    /// Record batch compression.
+    #[arg(long, env = "BP_RELAY_KAFKA_COMPRESSION", value_enum, default_value_t = Compression::Lz4, global = true)]
+    pub kafka_compression: Compression,
+
+    /// How the relay talks to the brokers.
+    #[arg(long, env = "BP_RELAY_KAFKA_SECURITY_PROTOCOL", value_enum, default_value_t = SecurityProtocol::Plaintext, global = true)]
+    pub kafka_security_protocol: SecurityProtocol,
+
+    /// SASL mechanism (with sasl_plaintext or sasl_ssl).
+    #[arg(long, env = "BP_RELAY_KAFKA_SASL_MECHANISM", value_enum, global = true)]
+    pub kafka_sasl_mechanism: Option<SaslMechanism>,
+
+    /// SASL username.
+    #[arg(long, env = "BP_RELAY_KAFKA_SASL_USERNAME", global = true)]
+    pub kafka_sasl_username: Option<String>,
+
+    /// SASL password (prefer --kafka-sasl-password-file).
+    #[arg(long, env = "BP_RELAY_KAFKA_SASL_PASSWORD", value_parser = parse_secret, hide_env_values = true, global = true)]
+    pub kafka_sasl_password: Option<SecretString>,
+
+    /// File holding the SASL password.
+    #[arg(long, env = "BP_RELAY_KAFKA_SASL_PASSWORD_FILE", global = true)]
+    pub kafka_sasl_password_file: Option<PathBuf>,
+
+    /// CA bundle (PEM) to verify the brokers' certificates.
+    #[arg(long, env = "BP_RELAY_KAFKA_SSL_CA_LOCATION", global = true)]
+    pub kafka_ssl_ca_location: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, env = "BP_RELAY_KAFKA_SSL_CERTIFICATE_LOCATION", global = true)]
+    pub kafka_ssl_certificate_location: Option<PathBuf>,
+
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, env = "BP_RELAY_KAFKA_SSL_KEY_LOCATION", global = true)]
+    pub kafka_ssl_key_location: Option<PathBuf>,
+
+    /// Any other librdkafka property as key=value, applied after the relay's own (repeatable;
+    /// the environment form separates several with ';'). Properties the relay owns are refused.
+    #[arg(long = "kafka-option", env = "BP_RELAY_KAFKA_OPTIONS", value_delimiter = ';', hide_env_values = true, global = true)]
+    pub kafka_options: Vec<KafkaOption>,
+}
+
+impl Kafka {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_target()?;
+        self.validate_timeouts()?;
+        self.validate_security()?;
+        self.validate_options()?;
+        if self.kafka_queue_max_messages == 0 {
+            return Err(ConfigError::new("--kafka-queue-max-messages must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn validate_target(&self) -> Result<(), ConfigError> {
+        match (&self.kafka_brokers, self.embedded_kafka) {
+            (Some(_), true) => Err(ConfigError::new("--kafka-brokers and --embedded-kafka exclude each other")),
+            (None, false) => Err(ConfigError::new(
+                "--kafka-brokers (BP_RELAY_KAFKA_BROKERS) is required, or --embedded-kafka for a demo",
+            )),
+            (Some(brokers), false) if brokers.trim().is_empty() => Err(ConfigError::new("--kafka-brokers must not be empty")),
+            _ => Ok(()),
+        }
+    }
+
+    fn validate_timeouts(&self) -> Result<(), ConfigError> {
+        if self.ack_timeout.is_zero() || self.ack_timeout >= AUTHVIA_DEADLINE {
+            return Err(ConfigError::new(format!(
+                "--ack-timeout must be above 0 and below 5s (Authvia's deadline), got {}",
+                humantime::format_duration(self.ack_timeout)
+            )));
+        }
+        if self.kafka_linger >= self.ack_timeout {
+            return Err(ConfigError::new("--kafka-linger must be well below --ack-timeout"));
+        }
+        Ok(())
+    }
+
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        let protocol = self.kafka_security_protocol;
+        let has_password = self.kafka_sasl_password.is_some() || self.kafka_sasl_password_file.is_some();
+        if protocol.uses_sasl() {
+            if self.kafka_sasl_mechanism.is_none() || self.kafka_sasl_username.is_none() || !has_password {
+                return Err(ConfigError::new(format!(
+                    "--kafka-security-protocol {} needs --kafka-sasl-mechanism, --kafka-sasl-username and a password (--kafka-sasl-password-file)",
+                    protocol.as_librdkafka()
+                )));
+            }
+        } else if self.kafka_sasl_mechanism.is_some() || self.kafka_sasl_username.is_some() || has_password {
+            return Err(ConfigError::new(
+                "SASL settings given but --kafka-security-protocol is not sasl_plaintext or sasl_ssl",
+            ));
+        }
+        let has_tls_files = self.kafka_ssl_ca_location.is_some()
+            || self.kafka_ssl_certificate_location.is_some()
+            || self.kafka_ssl_key_location.is_some();
+        if has_tls_files && !protocol.uses_tls() {
+            return Err(ConfigError::new("TLS files given but --kafka-security-protocol is not ssl or sasl_ssl"));
+        }
+        Ok(())
+    }
+
+    fn validate_options(&self) -> Result<(), ConfigError> {
+        for option in &self.kafka_options {
+            if let Some((key, why)) = RESERVED_OPTIONS.iter().find(|(key, _)| option.key == *key) {
+                return Err(ConfigError::new(format!("--kafka-option {key} is reserved: {why}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The SASL password from the flag or the file.
+    ///
+    /// # Errors
+    /// The password file cannot be read.
+    pub fn sasl_password(&self) -> Result<Option<SecretString>, ConfigError> {
+        match (&self.kafka_sasl_password, &self.kafka_sasl_password_file) {
+            (Some(password), _) => Ok(Some(password.clone())),
+            (None, Some(path)) => {
+                let text = read_secret_file(path, "--kafka-sasl-password-file")?;
+                Ok(Some(SecretString::from(text.expose_secret().trim_end_matches(['\r', '\n']).to_owned())))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
 
 /// Record batch compression codecs (both fast enough for the hot path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -54,11 +258,11 @@ impl SecurityProtocol {
         }
     }
 
-    pub(super) fn uses_sasl(self) -> bool {
+    fn uses_sasl(self) -> bool {
         matches!(self, Self::SaslPlaintext | Self::SaslSsl)
     }
 
-    pub(super) fn uses_tls(self) -> bool {
+    fn uses_tls(self) -> bool {
         matches!(self, Self::Ssl | Self::SaslSsl)
     }
 }

@@ -1,33 +1,120 @@
-//! librdkafka callbacks: statistics feed the queue and broker metrics and readiness; client
-//! errors are logged as structured events.
+//! librdkafka callbacks: statistics feed the client metrics and readiness; client errors are
+//! logged once each, as structured events, and not again while the same error repeats.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Instant,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
 };
 
+use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use rdkafka::{
+    config::RDKafkaLogLevel,
     error::KafkaError,
     statistics::{Broker, Statistics},
     ClientContext,
 };
-use tracing::warn;
+use tracing::{debug, info, warn};
 
-use crate::{health::Health, metrics::Metrics};
+use crate::health::Health;
+
+/// The same client error is logged at most once per this interval; the next line says how
+/// many were left out (librdkafka repeats them every reconnect attempt while a broker is down).
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The producer's queue and per-broker metrics, fed by librdkafka's statistics.
+#[derive(Clone)]
+pub struct ClientMetrics {
+    queue_messages: IntGauge,
+    queue_bytes: IntGauge,
+    queue_max_messages: IntGauge,
+    queue_max_bytes: IntGauge,
+    broker_up: IntGaugeVec,
+    broker_rtt: GaugeVec,
+    broker_tx_errors: IntCounterVec,
+    broker_tx_retries: IntCounterVec,
+    broker_request_timeouts: IntCounterVec,
+}
+
+impl ClientMetrics {
+    /// Creates the client metrics and registers them on `registry`.
+    ///
+    /// # Errors
+    /// A metric is already registered there (a programming error caught at startup).
+    pub fn register(registry: &Registry) -> prometheus::Result<ClientMetrics> {
+        let by_broker = |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["broker"]);
+        let metrics = ClientMetrics {
+            queue_messages: IntGauge::new("bp_relay_kafka_queue_messages", "Records in the producer queue (not yet acknowledged).")?,
+            queue_bytes: IntGauge::new("bp_relay_kafka_queue_bytes", "Bytes in the producer queue (not yet acknowledged).")?,
+            queue_max_messages: IntGauge::new("bp_relay_kafka_queue_max_messages", "Producer queue capacity in records.")?,
+            queue_max_bytes: IntGauge::new("bp_relay_kafka_queue_max_bytes", "Producer queue capacity in bytes.")?,
+            broker_up: IntGaugeVec::new(Opts::new("bp_relay_kafka_broker_up", "1 while the connection to the broker is up."), &["broker"])?,
+            broker_rtt: GaugeVec::new(
+                Opts::new("bp_relay_kafka_broker_rtt_seconds", "Average broker round-trip time over the last statistics interval."),
+                &["broker"],
+            )?,
+            broker_tx_errors: by_broker("bp_relay_kafka_broker_tx_errors_total", "Transmission errors, by broker.")?,
+            broker_tx_retries: by_broker("bp_relay_kafka_broker_tx_retries_total", "Request retries, by broker.")?,
+            broker_request_timeouts: by_broker("bp_relay_kafka_broker_request_timeouts_total", "Requests that timed out, by broker.")?,
+        };
+        registry.register(Box::new(metrics.queue_messages.clone()))?;
+        registry.register(Box::new(metrics.queue_bytes.clone()))?;
+        registry.register(Box::new(metrics.queue_max_messages.clone()))?;
+        registry.register(Box::new(metrics.queue_max_bytes.clone()))?;
+        registry.register(Box::new(metrics.broker_up.clone()))?;
+        registry.register(Box::new(metrics.broker_rtt.clone()))?;
+        registry.register(Box::new(metrics.broker_tx_errors.clone()))?;
+        registry.register(Box::new(metrics.broker_tx_retries.clone()))?;
+        registry.register(Box::new(metrics.broker_request_timeouts.clone()))?;
+        Ok(metrics)
+    }
+
+    /// Gives every per-broker family a series for `broker`, so a test can see every name.
+    #[doc(hidden)]
+    pub fn touch_broker(&self, broker: &str) {
+        self.broker_up.with_label_values(&[broker]);
+        self.broker_rtt.with_label_values(&[broker]);
+        for counter in [&self.broker_tx_errors, &self.broker_tx_retries, &self.broker_request_timeouts] {
+            counter.with_label_values(&[broker]);
+        }
+    }
+}
 
 /// The producer's context: owns nothing but handles to shared state.
 pub struct Context {
-    metrics: Metrics,
+    metrics: ClientMetrics,
     health: Arc<Health>,
+    any_broker_up: Arc<AtomicBool>,
     // librdkafka reports cumulative counters; Prometheus counters take increments.
     last_counters: Mutex<HashMap<String, [u64; 3]>>,
+    error_log: Mutex<HashMap<String, LoggedError>>,
+}
+
+/// When an error was last logged and how often it came since.
+struct LoggedError {
+    at: Instant,
+    suppressed: u64,
 }
 
 impl Context {
     /// A context reporting into `metrics` and `health`.
-    pub fn new(metrics: Metrics, health: Arc<Health>) -> Self {
-        Self { metrics, health, last_counters: Mutex::new(HashMap::new()) }
+    pub fn new(metrics: ClientMetrics, health: Arc<Health>) -> Self {
+        Self {
+            metrics,
+            health,
+            any_broker_up: Arc::new(AtomicBool::new(false)),
+            last_counters: Mutex::new(HashMap::new()),
+            error_log: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the last statistics saw a broker connection up, readable after the context has
+    /// moved into the producer.
+    pub(super) fn any_broker_up(&self) -> Arc<AtomicBool> {
+        self.any_broker_up.clone()
     }
 
     fn record_queue(&self, stats: &Statistics) {
@@ -56,6 +143,26 @@ impl Context {
             counter.with_label_values(&[name]).inc_by(now.saturating_sub(last));
         }
     }
+
+    /// Whether to log this occurrence of `key` now, and how many were left out before it.
+    fn should_log(&self, key: &str, now: Instant) -> Option<u64> {
+        let mut log = self.error_log.lock().ok()?;
+        match log.get_mut(key) {
+            Some(entry) if now.duration_since(entry.at) < ERROR_LOG_INTERVAL => {
+                entry.suppressed += 1;
+                None
+            }
+            Some(entry) => {
+                let suppressed = entry.suppressed;
+                *entry = LoggedError { at: now, suppressed: 0 };
+                Some(suppressed)
+            }
+            None => {
+                log.insert(key.to_owned(), LoggedError { at: now, suppressed: 0 });
+                Some(0)
+            }
+        }
+    }
 }
 
 impl ClientContext for Context {
@@ -68,12 +175,51 @@ impl ClientContext for Context {
             any_up |= broker.state == "UP";
             self.record_broker(broker);
         }
+        let was_up = self.any_broker_up.swap(any_up, Ordering::Relaxed);
         if any_up {
             self.health.broker_seen_up(Instant::now());
+            if !was_up {
+                if let Ok(mut log) = self.error_log.lock() {
+                    // A new outage is news again.
+                    log.clear();
+                }
+                info!("A Kafka broker connection is up.");
+            }
         }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!(%error, reason, "Kafka client error.");
+        let code = error.rdkafka_error_code().map_or_else(|| "unknown".to_owned(), |code| format!("{code:?}"));
+        if let Some(suppressed) = self.should_log(&code, Instant::now()) {
+            warn!(code = code.as_str(), reason, suppressed, "Kafka client error.");
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // Every problem librdkafka logs it also reports to `error` above, which logs it once;
+        // its own lines stay available with RUST_LOG=bp_relay=debug.
+        debug!(?level, facility = fac, message = log_message, "librdkafka");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> Context {
+        let metrics = ClientMetrics::register(&Registry::new()).unwrap();
+        Context::new(metrics, Arc::new(Health::new(Duration::from_secs(3), 0.8)))
+    }
+
+    #[test]
+    fn a_repeating_error_is_logged_once_per_interval_with_the_count_left_out() {
+        let context = context();
+        let start = Instant::now();
+        assert_eq!(context.should_log("AllBrokersDown", start), Some(0));
+        for second in 1..=5 {
+            assert_eq!(context.should_log("AllBrokersDown", start + Duration::from_secs(second)), None);
+        }
+        assert_eq!(context.should_log("Resolve", start + Duration::from_secs(1)), Some(0), "another error is news");
+        assert_eq!(context.should_log("AllBrokersDown", start + ERROR_LOG_INTERVAL), Some(5));
     }
 }

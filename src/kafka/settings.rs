@@ -1,10 +1,11 @@
-//! librdkafka settings derived from [`Config`]: the relay's durability defaults first, then
-//! security, then the user's pass-through properties, which win.
+//! librdkafka settings derived from the Kafka group of the configuration: the relay's
+//! durability defaults, security, then the user's pass-through properties (which cannot touch
+//! the reserved ones, see [`crate::config::RESERVED_OPTIONS`]).
 
 use rdkafka::ClientConfig;
 use secrecy::ExposeSecret;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigError, Kafka};
 
 /// Room for headers and protocol framing on top of the largest accepted body.
 const RECORD_OVERHEAD: u64 = 64 * 1024;
@@ -15,11 +16,12 @@ const LIBRDKAFKA_MESSAGE_MAX: u64 = 1_000_000;
 /// How often librdkafka reports statistics (queue fill, broker state, RTT).
 pub const STATISTICS_INTERVAL_MS: u32 = 1_000;
 
-/// The producer configuration for `config`, with `brokers` as bootstrap servers.
+/// The producer configuration for `config`, with `brokers` as bootstrap servers, for records
+/// whose value is at most `max_body` bytes.
 ///
 /// # Errors
 /// The SASL password file cannot be read.
-pub fn client_config(config: &Config, brokers: &str) -> Result<ClientConfig, ConfigError> {
+pub fn client_config(config: &Kafka, brokers: &str, max_body: u64) -> Result<ClientConfig, ConfigError> {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", brokers)
@@ -37,11 +39,13 @@ pub fn client_config(config: &Config, brokers: &str) -> Result<ClientConfig, Con
         .set("message.timeout.ms", config.ack_timeout.as_millis().to_string())
         .set("queue.buffering.max.messages", config.kafka_queue_max_messages.to_string())
         .set("queue.buffering.max.kbytes", (config.kafka_queue_max_bytes.as_u64() / 1024).to_string())
-        .set("message.max.bytes", message_max_bytes(config).to_string())
+        .set("message.max.bytes", message_max_bytes(max_body).to_string())
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string())
         // Reconnect quickly after a broker outage: Authvia's retries are minutes apart anyway.
         .set("reconnect.backoff.max.ms", "2000")
         .set("socket.keepalive.enable", "true")
+        // A closed idle connection is routine, not a problem worth a log line.
+        .set("log.connection.close", "false")
         .set("security.protocol", config.kafka_security_protocol.as_librdkafka());
     if let Some(mechanism) = config.kafka_sasl_mechanism {
         client.set("sasl.mechanism", mechanism.as_librdkafka());
@@ -67,8 +71,8 @@ pub fn client_config(config: &Config, brokers: &str) -> Result<ClientConfig, Con
     Ok(client)
 }
 
-fn message_max_bytes(config: &Config) -> u64 {
-    (config.max_body.as_u64() + RECORD_OVERHEAD).max(LIBRDKAFKA_MESSAGE_MAX)
+fn message_max_bytes(max_body: u64) -> u64 {
+    (max_body + RECORD_OVERHEAD).max(LIBRDKAFKA_MESSAGE_MAX)
 }
 
 #[cfg(test)]
@@ -76,12 +80,12 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::config::Cli;
+    use crate::config::Config;
 
     fn settings(extra: &[&str]) -> ClientConfig {
         let args = ["bp-relay", "--kafka-brokers", "k:9092", "--signing-secrets", "s"].iter().chain(extra);
-        let config = Cli::try_parse_from(args).unwrap().config;
-        client_config(&config, "k:9092").unwrap()
+        let config = Config::try_parse_from(args).unwrap();
+        client_config(&config.kafka, "k:9092", config.listeners.max_body.as_u64()).unwrap()
     }
 
     #[test]
@@ -97,10 +101,11 @@ mod tests {
     }
 
     #[test]
-    fn pass_through_options_override_the_defaults() {
-        let client = settings(&["--kafka-option", "linger.ms=20", "--kafka-option", "debug=broker,topic"]);
+    fn pass_through_options_reach_librdkafka_and_flags_set_their_keys() {
+        let client = settings(&["--kafka-linger", "20ms", "--kafka-option", "debug=broker,topic", "--kafka-option", "socket.keepalive.enable=false"]);
         assert_eq!(client.get("linger.ms"), Some("20"));
         assert_eq!(client.get("debug"), Some("broker,topic"));
+        assert_eq!(client.get("socket.keepalive.enable"), Some("false"));
     }
 
     #[test]

@@ -1,0 +1,39 @@
+//! Startup, readiness and shutdown budgets.
+
+use std::time::Duration;
+
+use super::ConfigError;
+
+/// How long the relay waits at startup and shutdown, and when it reports not ready.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Lifecycle")]
+pub struct Lifecycle {
+    /// Budget for draining on SIGTERM: in-flight requests and the producer flush.
+    #[arg(long, env = "BP_RELAY_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration, global = true)]
+    pub shutdown_grace: Duration,
+
+    /// How long startup waits for the brokers and for the topics to exist (they may be created
+    /// together with the relay).
+    #[arg(long, env = "BP_RELAY_STARTUP_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration, global = true)]
+    pub startup_timeout: Duration,
+
+    /// Time a broker may stay unreachable before /readyz reports not ready.
+    #[arg(long, env = "BP_RELAY_BROKER_DOWN_GRACE", default_value = "3s", value_parser = humantime::parse_duration, global = true)]
+    pub broker_down_grace: Duration,
+
+    /// Producer queue fill (0..1, messages or bytes) above which /readyz reports not ready.
+    #[arg(long, env = "BP_RELAY_QUEUE_HIGH_WATER", default_value_t = 0.8, global = true)]
+    pub queue_high_water: f64,
+}
+
+impl Lifecycle {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.queue_high_water > 0.0 && self.queue_high_water <= 1.0) {
+            return Err(ConfigError::new(format!("--queue-high-water must be in (0, 1], got {}", self.queue_high_water)));
+        }
+        if self.startup_timeout.is_zero() {
+            return Err(ConfigError::new("--startup-timeout must be above 0"));
+        }
+        Ok(())
+    }
+}

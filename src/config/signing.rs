@@ -1,0 +1,72 @@
+//! How deliveries are authenticated: Authvia's signing secrets, the timestamp window and the
+//! replay guard's memory.
+
+use std::{path::PathBuf, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{parse_secret, read_secret_file, ConfigError};
+
+/// Signature verification settings.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Signing")]
+pub struct Signing {
+    /// Subscription signing secrets, comma-separated; several are accepted during rotation.
+    #[arg(long, env = "BP_RELAY_SIGNING_SECRETS", value_delimiter = ',', value_parser = parse_secret, hide_env_values = true, global = true)]
+    pub signing_secrets: Vec<SecretString>,
+
+    /// File with signing secrets, one per line (as a Kubernetes Secret is mounted).
+    #[arg(long, env = "BP_RELAY_SIGNING_SECRETS_FILE", global = true)]
+    pub signing_secrets_file: Option<PathBuf>,
+
+    /// Accepted distance between X-AUTHVIA-TIMESTAMP and now, in the past and the future.
+    #[arg(long, env = "BP_RELAY_SIGNATURE_TOLERANCE", default_value = "5m", value_parser = humantime::parse_duration, global = true)]
+    pub signature_tolerance: Duration,
+
+    /// Signed (value, timestamp) pairs remembered by the replay guard (memory bound).
+    #[arg(long, env = "BP_RELAY_REPLAY_CAPACITY", default_value_t = 100_000, global = true)]
+    pub replay_capacity: u64,
+
+    /// Accept unsigned deliveries. For local experiments only: logs a warning at startup.
+    #[arg(long, env = "BP_RELAY_INSECURE_SKIP_SIGNATURE", global = true)]
+    pub insecure_skip_signature: bool,
+}
+
+impl Signing {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let has_secrets = !self.signing_secrets.is_empty() || self.signing_secrets_file.is_some();
+        match (has_secrets, self.insecure_skip_signature) {
+            (false, false) => Err(ConfigError::new(
+                "no signing secret: set --signing-secrets or --signing-secrets-file (or, for local experiments only, --insecure-skip-signature)",
+            )),
+            (true, true) => Err(ConfigError::new(
+                "--insecure-skip-signature contradicts the signing secrets given; drop one",
+            )),
+            _ if self.signature_tolerance.is_zero() => Err(ConfigError::new("--signature-tolerance must be above 0")),
+            _ if self.replay_capacity == 0 => Err(ConfigError::new("--replay-capacity must be at least 1")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The signing secrets from the flag and the file together.
+    ///
+    /// # Errors
+    /// The secrets file cannot be read or holds no secret.
+    pub fn secrets(&self) -> Result<Vec<SecretString>, ConfigError> {
+        let mut secrets = self.signing_secrets.clone();
+        if let Some(path) = &self.signing_secrets_file {
+            let text = read_secret_file(path, "--signing-secrets-file")?;
+            let from_file: Vec<SecretString> = text
+                .expose_secret()
+                .lines()
+                .flat_map(|line| line.split(','))
+                .filter_map(|secret| parse_secret(secret).ok())
+                .collect();
+            if from_file.is_empty() {
+                return Err(ConfigError::new(format!("--signing-secrets-file {} holds no secret", path.display())));
+            }
+            secrets.extend(from_file);
+        }
+        Ok(secrets)
+    }
+}

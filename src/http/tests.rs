@@ -1,0 +1,306 @@
+//! Handler-level tests: an [`Ingress`] over an in-memory publisher (or the embedded mock
+//! cluster, where the broker's own behaviour matters), called directly with in-memory requests.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use clap::Parser;
+use http::{HeaderValue, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Frame;
+use prometheus::Registry;
+use rdkafka::message::Headers as _;
+
+use super::*;
+use crate::{kafka::FailureReason, publish::Memory, samples, signature};
+
+const SECRET: &str = "whsec_handler_tests";
+
+fn config(extra: &[&str]) -> Config {
+    let args = ["bp-relay", "--kafka-brokers", "unused:9092", "--signing-secrets", SECRET].iter().chain(extra);
+    let config = Config::try_parse_from(args).unwrap();
+    config.validate().unwrap();
+    config
+}
+
+fn ingress(extra: &[&str]) -> (Ingress<Memory>, Registry) {
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry).unwrap();
+    (Ingress::build(&config(extra), Memory::keeping(), metrics).unwrap(), registry)
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn signed(path: &str, body: &[u8], value: &str, timestamp: i64) -> Request<Full<Bytes>> {
+    let mut request = Request::post(path).body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+    *request.headers_mut() = signature::signed_headers(SECRET, value, timestamp).unwrap();
+    request
+}
+
+fn process(body: &[u8]) -> Request<Full<Bytes>> {
+    signed(PROCESS_PATH, body, &format!("v{}", rand::random::<u64>()), now())
+}
+
+async fn json(response: Response<response::Body>) -> serde_json::Value {
+    serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn a_signed_business_process_is_published_keyed_by_its_id() {
+    let (ingress, registry) = ingress(&[]);
+    let response = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json(response).await, serde_json::json!({"topic": "authvia.business-processes", "partition": 0, "offset": 0}));
+    let published = ingress.publisher().published();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].1.key.as_deref(), Some("3f6c2a9e-8b1d-4c7a-9e52-0d4b7f1a6c33"));
+    assert_eq!(&published[0].1.value[..], samples::BUSINESS_PROCESS);
+    let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
+    assert!(text.contains("bp_relay_published_records_total{route=\"business_processes\"} 1"), "{text}");
+}
+
+#[tokio::test]
+async fn an_action_goes_to_the_actions_topic_keyed_by_its_process() {
+    let (ingress, _) = ingress(&[]);
+    let request = signed(ACTION_PATH, samples::ACTION, "action-1", now());
+    assert_eq!(ingress.handle(request).await.status(), StatusCode::OK);
+    let (topic, record) = &ingress.publisher().published()[0];
+    assert_eq!(topic, "authvia.business-process-actions");
+    assert_eq!(record.key.as_deref(), Some("3f6c2a9e-8b1d-4c7a-9e52-0d4b7f1a6c33"));
+}
+
+#[tokio::test]
+async fn every_401_reason_writes_nothing_and_names_its_code() {
+    let (ingress, registry) = ingress(&[]);
+    let body = samples::BUSINESS_PROCESS;
+    let mut cases: Vec<(Request<Full<Bytes>>, &str)> = Vec::new();
+    cases.push((Request::post(PROCESS_PATH).body(Full::new(Bytes::from_static(body))).unwrap(), "missing_signature_header"));
+    let mut wrong_algorithm = process(body);
+    wrong_algorithm.headers_mut().insert(signature::ALGORITHM_HEADER, HeaderValue::from_static("SHA-1"));
+    cases.push((wrong_algorithm, "unsupported_algorithm"));
+    let mut bad_timestamp = process(body);
+    bad_timestamp.headers_mut().insert(signature::TIMESTAMP_HEADER, HeaderValue::from_static("yesterday"));
+    cases.push((bad_timestamp, "malformed_timestamp"));
+    cases.push((signed(PROCESS_PATH, body, "stale", now() - 301), "stale_timestamp"));
+    cases.push((signed(PROCESS_PATH, body, "future", now() + 301), "future_timestamp"));
+    let mut bad_base64 = process(body);
+    bad_base64.headers_mut().insert(signature::SIGNATURE_HEADER, HeaderValue::from_static("not base64!"));
+    cases.push((bad_base64, "malformed_signature"));
+    let mut other_secret = process(body);
+    *other_secret.headers_mut() = signature::signed_headers("another-secret", "x", now()).unwrap();
+    cases.push((other_secret, "signature_mismatch"));
+    assert_eq!(ingress.handle(signed(PROCESS_PATH, body, "once", now())).await.status(), StatusCode::OK);
+    cases.push((signed(PROCESS_PATH, b"{\"forged\": true}", "once", now()), "replayed_signature"));
+
+    for (request, code) in cases {
+        let response = ingress.handle(request).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{code}");
+        assert_eq!(json(response).await["code"], code);
+    }
+    assert_eq!(ingress.publisher().published().len(), 1, "only the control delivery was published");
+    let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
+    assert!(text.contains("bp_relay_signature_failures_total{reason=\"replayed_signature\"} 1"), "{text}");
+}
+
+#[tokio::test]
+async fn a_redelivery_of_the_same_body_is_published_again() {
+    let (ingress, _) = ingress(&[]);
+    let timestamp = now();
+    for _ in 0..2 {
+        let response = ingress.handle(signed(PROCESS_PATH, samples::BUSINESS_PROCESS, "same", timestamp)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(ingress.publisher().published().len(), 2);
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_are_404_and_405() {
+    let (ingress, _) = ingress(&[]);
+    let not_found = ingress.handle(Request::post("/webhooks/other").body(Full::new(Bytes::new())).unwrap()).await;
+    assert_eq!(not_found.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json(not_found).await["code"], "not_found");
+    let wrong_method = ingress.handle(Request::get(PROCESS_PATH).body(Full::new(Bytes::new())).unwrap()).await;
+    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.headers()[header::ALLOW], "POST");
+    assert!(ingress.publisher().published().is_empty());
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_declared_or_not() {
+    let (ingress, _) = ingress(&["--max-body", "100B"]);
+    let response = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let mut declared = process(b"{}");
+    declared.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(101));
+    assert_eq!(ingress.handle(declared).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(ingress.publisher().published().is_empty());
+}
+
+/// A body whose end never arrives.
+struct Endless;
+
+impl Body for Endless {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Pending
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_never_ends_is_408_at_the_deadline() {
+    let (ingress, _) = ingress(&["--ack-timeout", "300ms"]);
+    let mut request = Request::post(PROCESS_PATH).body(Endless).unwrap();
+    *request.headers_mut() = signature::signed_headers(SECRET, "slow", now()).unwrap();
+    let response = ingress.handle(request).await;
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(json(response).await["code"], "body_timeout");
+}
+
+#[tokio::test]
+async fn each_dead_letter_reason_is_routed_to_the_dead_letter_topic_with_a_2xx() {
+    let (ingress, registry) = ingress(&[]);
+    let minimal: serde_json::Value = serde_json::from_slice(samples::get("bp-minimal.json")).unwrap();
+    let without = |field: &str| {
+        let mut json = minimal.clone();
+        json.as_object_mut().unwrap().remove(field);
+        json.to_string().into_bytes()
+    };
+    let with = |field: &str, value: serde_json::Value| {
+        let mut json = minimal.clone();
+        json[field] = value;
+        json.to_string().into_bytes()
+    };
+    let cases: [(Vec<u8>, RejectReason); 6] = [
+        (b"ping".to_vec(), RejectReason::NotJson),
+        (b"[1]".to_vec(), RejectReason::NotAnObject),
+        (without("id"), RejectReason::MissingKey),
+        (with("id", 42.into()), RejectReason::InvalidKey),
+        (without("merchant"), RejectReason::MissingField),
+        (with("status", 3.into()), RejectReason::InvalidField),
+    ];
+    for (body, reason) in &cases {
+        let response = ingress.handle(process(body)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{reason:?}");
+        assert_eq!(json(response).await["deadLetterReason"], reason.code());
+    }
+    let published = ingress.publisher().published();
+    assert_eq!(published.len(), cases.len());
+    for ((topic, record), (body, reason)) in published.iter().zip(&cases) {
+        assert_eq!(topic, "authvia.webhooks.dead-letter");
+        assert_eq!(&record.value[..], &body[..], "the exact body is kept");
+        let header = record.headers.iter().find(|h| h.key == "bp_relay_dead_letter_reason").unwrap();
+        assert_eq!(header.value, Some(reason.code().as_bytes()));
+    }
+    let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
+    assert!(text.contains("bp_relay_dead_letter_total{reason=\"not_json\",route=\"business_processes\"} 1"), "{text}");
+}
+
+#[tokio::test]
+async fn transient_publish_failures_are_503_with_retry_after_and_terminal_ones_500() {
+    let (ingress, registry) = ingress(&[]);
+    for (reason, status) in [
+        (FailureReason::Transport, StatusCode::SERVICE_UNAVAILABLE),
+        (FailureReason::QueueFull, StatusCode::SERVICE_UNAVAILABLE),
+        (FailureReason::Timeout, StatusCode::SERVICE_UNAVAILABLE),
+        (FailureReason::UnknownTopic, StatusCode::INTERNAL_SERVER_ERROR),
+    ] {
+        ingress.publisher().fail_with(Some(reason));
+        let response = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
+        assert_eq!(response.status(), status, "{reason:?}");
+        assert_eq!(response.headers().get(header::RETRY_AFTER).is_some(), status == StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json(response).await["code"], reason.code());
+    }
+    let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
+    assert!(text.contains("bp_relay_kafka_delivery_failures_total{reason=\"kafka_unavailable\"} 1"), "{text}");
+}
+
+#[tokio::test]
+async fn requests_beyond_max_inflight_are_refused_at_once() {
+    let (ingress, _) = ingress(&["--max-inflight", "1", "--ack-timeout", "2s"]);
+    let mut held = Request::post(PROCESS_PATH).body(Endless).unwrap();
+    *held.headers_mut() = signature::signed_headers(SECRET, "held", now()).unwrap();
+    let holding = ingress.handle(held);
+    tokio::pin!(holding);
+    // Poll the first request until it waits for its body, holding the only permit.
+    assert!(futures_poll_once(holding.as_mut()).await.is_none());
+    let refused = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(refused).await["code"], "overloaded");
+}
+
+/// Polls `future` once; `Some` if it finished.
+async fn futures_poll_once<F: std::future::Future + Unpin>(mut future: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(match Pin::new(&mut future).poll(cx) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }))
+    .await
+}
+
+mod against_the_mock_cluster {
+    //! The real producer against librdkafka's mock cluster: what a broker does matters here.
+
+    use rdkafka::{mocking::MockCluster, producer::DefaultProducerContext};
+
+    use super::*;
+    use crate::{
+        health::Health,
+        kafka::{self, ClientMetrics, Publisher},
+    };
+
+    fn kafka_ingress(cluster: &MockCluster<'static, DefaultProducerContext>, extra: &[&str]) -> Ingress<Publisher> {
+        let config = config(extra);
+        let registry = Registry::new();
+        let health = Arc::new(Health::new(Duration::from_secs(3), 0.8));
+        let client = kafka::client_config(&config.kafka, &cluster.bootstrap_servers(), 1 << 20).unwrap();
+        let context = kafka::Context::new(ClientMetrics::register(&registry).unwrap(), health);
+        let publisher = Publisher::build(&client, context).unwrap();
+        Ingress::build(&config, publisher, Metrics::register(&registry).unwrap()).unwrap()
+    }
+
+    fn cluster() -> MockCluster<'static, DefaultProducerContext> {
+        let cluster = MockCluster::new(1).unwrap();
+        for topic in ["authvia.business-processes", "authvia.business-process-actions", "authvia.webhooks.dead-letter"] {
+            cluster.create_topic(topic, 1, 1).unwrap();
+        }
+        cluster
+    }
+
+    #[tokio::test]
+    async fn a_broker_that_is_down_gets_503_kafka_unavailable_within_the_budget() {
+        let cluster = cluster();
+        let ingress = kafka_ingress(&cluster, &["--ack-timeout", "1500ms"]);
+        assert_eq!(ingress.handle(process(samples::BUSINESS_PROCESS)).await.status(), StatusCode::OK, "up first");
+        cluster.broker_down(1).unwrap();
+        let started = Instant::now();
+        let response = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
+        assert!(started.elapsed() < Duration::from_millis(2500), "answered within the budget: {:?}", started.elapsed());
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        assert_eq!(json(response).await["code"], "kafka_unavailable", "no broker is up, so the code says so");
+    }
+
+    #[tokio::test]
+    async fn a_full_producer_queue_is_503_at_once() {
+        let cluster = cluster();
+        let ingress = kafka_ingress(&cluster, &["--kafka-queue-max-messages", "1", "--ack-timeout", "2s"]);
+        cluster.broker_down(1).unwrap();
+        // The first record waits in the queue for the broker; the second finds it full.
+        let first = ingress.handle(process(samples::BUSINESS_PROCESS));
+        tokio::pin!(first);
+        assert!(futures_poll_once(first.as_mut()).await.is_none());
+        let started = Instant::now();
+        let second = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
+        assert!(started.elapsed() < Duration::from_millis(500), "refused at once");
+        assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json(second).await["code"], "kafka_queue_full");
+    }
+}
