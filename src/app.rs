@@ -35,7 +35,7 @@ pub enum BuildError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// librdkafka refused the client configuration.
-    #[error("Kafka client configuration refused: {0}")]
+    #[error("Kafka client configuration refused: {}", describe_refusal(.0))]
     KafkaConfig(#[source] KafkaError),
     /// The embedded mock cluster did not start.
     #[error("cannot start the embedded Kafka: {0}")]
@@ -233,6 +233,17 @@ impl<P: Publish> App<P> {
     }
 }
 
+/// librdkafka's reason for refusing a property, naming the property once and its value only
+/// when librdkafka did not (values may be credentials, which it never echoes).
+fn describe_refusal(error: &KafkaError) -> String {
+    match error {
+        KafkaError::ClientConfig(_, description, key, _) if description.contains(key.as_str()) => description.clone(),
+        KafkaError::ClientConfig(_, description, key, _) => format!("{key}: {description}"),
+        KafkaError::ClientCreation(description) => description.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn start_embedded(config: &Config) -> Result<Option<EmbeddedKafka>, BuildError> {
     if !config.kafka.embedded_kafka {
         return Ok(None);
@@ -251,4 +262,27 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, BuildError> {
 fn local_addr(listener: &TcpListener) -> SocketAddr {
     // A bound listener always has an address; the fallback only keeps this total.
     listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn check_args(extra: &[&str]) -> Result<(), BuildError> {
+        let args = ["bp-relay", "--kafka-brokers", "127.0.0.1:9092", "--signing-secrets", "s"].iter().chain(extra);
+        check(&Config::try_parse_from(args).unwrap())
+    }
+
+    #[test]
+    fn check_validates_the_rules_itself_and_names_a_refused_property_once() {
+        let error = check_args(&["--ack-timeout", "5s"]).unwrap_err();
+        assert_eq!(error.exit_code(), 64);
+        let error = check_args(&["--kafka-option", "foo=bar"]).unwrap_err();
+        assert_eq!(error.to_string(), r#"Kafka client configuration refused: No such configuration property: "foo""#);
+        assert_eq!(error.exit_code(), 64);
+        assert!(check_args(&["--embedded-kafka"]).is_err(), "brokers and the embedded cluster exclude each other");
+        check_args(&[]).unwrap();
+    }
 }

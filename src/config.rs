@@ -88,6 +88,16 @@ impl Config {
     }
 }
 
+/// A duration such as `250ms`, `4s` or `5m` (humantime), with one short message when not.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|_| "expected a duration such as 250ms, 4s or 5m".to_owned())
+}
+
+/// A size such as `512KiB` or `1MiB`, with one short message when not.
+fn parse_size(s: &str) -> Result<bytesize::ByteSize, String> {
+    s.parse().map_err(|_| "expected a size such as 512KiB, 1MiB or 256MiB".to_owned())
+}
+
 fn parse_secret(s: &str) -> Result<SecretString, String> {
     let trimmed = s.trim();
     if trimmed.is_empty() {
@@ -207,6 +217,16 @@ mod tests {
         assert!(parse(&["--key-pointer", "id"]).is_err());
         assert!(parse(&["--topic", "bad topic"]).is_err());
         assert!(parse(&["--dead-letter-topic", "authvia.business-processes"]).is_err());
+    }
+
+    #[test]
+    fn a_bad_duration_or_size_is_named_once_with_an_example() {
+        let error = parse(&["--ack-timeout", "5x"]).unwrap_err();
+        assert!(error.contains("invalid value '5x' for '--ack-timeout"), "{error}");
+        assert!(error.contains("expected a duration such as 250ms"), "{error}");
+        let error = parse(&["--max-body", "2XB"]).unwrap_err();
+        assert_eq!(error.matches("XB").count(), 1, "{error}");
+        assert!(error.contains("expected a size such as"), "{error}");
     }
 
     #[test]

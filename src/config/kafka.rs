@@ -67,7 +67,7 @@ pub struct Kafka {
 
     /// The request's whole budget, from arrival to answer: a record the broker has not
     /// acknowledged by then is answered 503 (and librdkafka's message.timeout.ms). Below 5s.
-    #[arg(long, env = "BP_RELAY_ACK_TIMEOUT", default_value = "4s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_ACK_TIMEOUT", default_value = "4s", value_parser = super::parse_duration, global = true)]
     pub ack_timeout: Duration,
 
     /// librdkafka queue.buffering.max.messages: records waiting for the broker at most.
@@ -75,11 +75,11 @@ pub struct Kafka {
     pub kafka_queue_max_messages: u32,
 
     /// librdkafka queue.buffering.max.kbytes, as a size: bytes waiting for the broker at most.
-    #[arg(long, env = "BP_RELAY_KAFKA_QUEUE_MAX_BYTES", default_value = "256MiB", global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_QUEUE_MAX_BYTES", default_value = "256MiB", value_parser = super::parse_size, global = true)]
     pub kafka_queue_max_bytes: ByteSize,
 
     /// librdkafka linger.ms: how long the producer waits to batch records.
-    #[arg(long, env = "BP_RELAY_KAFKA_LINGER", default_value = "5ms", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_LINGER", default_value = "5ms", value_parser = super::parse_duration, global = true)]
     pub kafka_linger: Duration,
 
     /// Record batch compression.

@@ -9,16 +9,16 @@ use super::ConfigError;
 #[command(next_help_heading = "Lifecycle")]
 pub struct Lifecycle {
     /// Budget for draining on SIGTERM: in-flight requests and the producer flush.
-    #[arg(long, env = "BP_RELAY_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_SHUTDOWN_GRACE", default_value = "20s", value_parser = super::parse_duration, global = true)]
     pub shutdown_grace: Duration,
 
     /// How long startup waits for the brokers and for the topics to exist (they may be created
     /// together with the relay).
-    #[arg(long, env = "BP_RELAY_STARTUP_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_STARTUP_TIMEOUT", default_value = "15s", value_parser = super::parse_duration, global = true)]
     pub startup_timeout: Duration,
 
     /// Time a broker may stay unreachable before /readyz reports not ready.
-    #[arg(long, env = "BP_RELAY_BROKER_DOWN_GRACE", default_value = "3s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_BROKER_DOWN_GRACE", default_value = "3s", value_parser = super::parse_duration, global = true)]
     pub broker_down_grace: Duration,
 
     /// Producer queue fill (0..1, messages or bytes) above which /readyz reports not ready.

@@ -22,7 +22,7 @@ pub struct Listeners {
     pub admin_listen: SocketAddr,
 
     /// Largest accepted request body; larger requests get 413 before the body is read.
-    #[arg(long, env = "BP_RELAY_MAX_BODY", default_value = "1MiB", global = true)]
+    #[arg(long, env = "BP_RELAY_MAX_BODY", default_value = "1MiB", value_parser = super::parse_size, global = true)]
     pub max_body: ByteSize,
 
     /// Requests handled at once; more are answered 503 with Retry-After (memory bound).

@@ -20,7 +20,7 @@ pub struct Signing {
     pub signing_secrets_file: Option<PathBuf>,
 
     /// Accepted distance between X-AUTHVIA-TIMESTAMP and now, in the past and the future.
-    #[arg(long, env = "BP_RELAY_SIGNATURE_TOLERANCE", default_value = "5m", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_SIGNATURE_TOLERANCE", default_value = "5m", value_parser = super::parse_duration, global = true)]
     pub signature_tolerance: Duration,
 
     /// Signed (value, timestamp) pairs remembered by the replay guard (memory bound).
