@@ -4,20 +4,22 @@
 //! `bp_relay::kafka::client_config` from the relay's own default configuration: acks=all,
 //! idempotence, murmur2_random, lz4, linger 5 ms, message.timeout.ms 4000, the queue bounds)
 //! sends the records the relay would send for the same deliveries: the business-process samples
-//! `docs/examples/bp-*.json` with a distinct top-level `id` each, key = id, and the `ce_*`
-//! headers of `src/record.rs`. `--inflight` tasks each send one record and await its delivery
-//! report, then the next, for `--warmup` + `--duration`; the measured phase's deliveries/s and
-//! latencies (send -> delivery report) are printed as one JSON line, in the shape of the load
-//! generator's results, together with the "every acknowledged record is in Kafka" check.
+//! of `docs/examples/bp-*.json` (`bp_relay::samples`) with a distinct top-level `id` each, built
+//! by the relay's own `Record::accepted` (key = id, the `ce_*` headers). `--inflight` tasks each
+//! send one record and await its delivery report, then the next, for `--warmup` + `--duration`;
+//! the measured phase's deliveries/s and latencies (send -> delivery report) are printed as one
+//! JSON line, in the shape of the load generator's results, together with the "every
+//! acknowledged record is in Kafka" check.
 //!
 //! ```sh
 //! cargo build --release --locked --features bench --bin bp-relay-kafka-bound
 //! target/release/bp-relay-kafka-bound --brokers 127.0.0.1:19092 --topic bench.kafka --inflight 64
 //! ```
+//!
+//! Not a product: built only with `--features bench`.
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -26,18 +28,19 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, ensure, Context as _};
-use clap::Parser;
-use rdkafka::{
-    message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord, Producer},
+use bp_relay::{
+    record::{now_millis, Envelope, Record},
+    samples,
+    traceparent::TraceParent,
+    webhook::{EventKind, Webhook},
+    Config,
 };
+use bytes::Bytes;
+use clap::Parser;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use sha2::{Digest, Sha256};
-use time::{format_description::FormatItem, macros::format_description, OffsetDateTime};
+use time::OffsetDateTime;
 use tokio::time::Instant;
-
-/// `ce_time` exactly as the relay writes it (RFC 3339 UTC, milliseconds).
-const CE_TIME: &[FormatItem<'static>] =
-    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 /// The kernel reports utime/stime in USER_HZ, 100 on every Linux architecture this runs on.
 const USER_HZ: f64 = 100.0;
@@ -60,9 +63,6 @@ struct Args {
     /// Unmeasured phase before it (same load).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     warmup: Duration,
-    /// Directory holding the `bp-*.json` samples.
-    #[arg(long, default_value = "docs/examples")]
-    samples: PathBuf,
     /// System name for the result.
     #[arg(long, default_value = "kafka-bound")]
     system: String,
@@ -78,25 +78,8 @@ struct Template {
     version: Option<String>,
 }
 
-fn load_templates(dir: &PathBuf) -> anyhow::Result<Vec<Template>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            name.starts_with("bp-") && name.ends_with(".json")
-        })
-        .collect();
-    files.sort();
-    ensure!(!files.is_empty(), "no bp-*.json sample in {}", dir.display());
-    files
-        .iter()
-        .map(|f| {
-            let body = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-            template(&body).with_context(|| f.display().to_string())
-        })
-        .collect()
+fn load_templates() -> anyhow::Result<Vec<Template>> {
+    samples::BUSINESS_PROCESSES.iter().map(|(name, body)| template(body).context(*name)).collect()
 }
 
 fn template(body: &[u8]) -> anyhow::Result<Template> {
@@ -131,6 +114,7 @@ fn preceded_by_id_key(body: &[u8], at: usize) -> bool {
 struct Shared {
     templates: Vec<Template>,
     topic: String,
+    ce_source: String,
     nonce: [u8; 6],
     counter: AtomicU64,
 }
@@ -157,10 +141,6 @@ fn process_id(nonce: &[u8; 6], n: u64) -> String {
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-fn header(headers: OwnedHeaders, key: &str, value: &str) -> OwnedHeaders {
-    headers.insert(Header { key, value: Some(value) })
-}
-
 async fn worker(shared: Arc<Shared>, producer: FutureProducer, measure_start: Instant, stop: Instant) -> Tally {
     let mut tally = Tally::default();
     loop {
@@ -177,25 +157,22 @@ async fn worker(shared: Arc<Shared>, producer: FutureProducer, measure_start: In
         value.extend_from_slice(id.as_bytes());
         value.extend_from_slice(&t.suffix);
 
-        // The headers of `Record::accepted` (src/record.rs), in the same order.
-        let received = bp_relay::record::now_millis();
-        let time = received.format(CE_TIME).unwrap_or_else(|_| received.unix_timestamp().to_string());
-        let mut headers = OwnedHeaders::new_with_capacity(10);
-        headers = header(headers, "ce_specversion", "1.0");
-        headers = header(headers, "ce_id", &hex::encode(Sha256::digest(&value)));
-        headers = header(headers, "ce_source", "urn:authvia:webhooks");
-        headers = header(headers, "ce_type", "business_processes.update");
-        headers = header(headers, "ce_subject", &id);
-        headers = header(headers, "ce_time", &time);
-        headers = header(headers, "ce_traceparent", &bp_relay::traceparent::TraceParent::fresh().to_string());
-        headers = header(headers, "content-type", "application/json");
-        if let Some(version) = &t.version {
-            headers = header(headers, "ce_processversion", version);
+        // The relay's own record for this delivery: key, value, CloudEvents headers.
+        let envelope = Envelope {
+            kind: EventKind::BusinessProcess,
+            digest: Sha256::digest(&value).into(),
+            received: now_millis(),
+            traceparent: TraceParent::fresh(),
+        };
+        let webhook = Webhook { key: id, version: t.version.clone() };
+        let record = Record::accepted(&envelope, &shared.ce_source, &webhook, Bytes::from(value));
+        let mut future_record = FutureRecord::<str, [u8]>::to(&shared.topic).payload(&record.value[..]).headers(record.headers);
+        if let Some(key) = &record.key {
+            future_record = future_record.key(key.as_str());
         }
-        let record = FutureRecord::<str, [u8]>::to(&shared.topic).key(id.as_str()).payload(&value[..]).headers(headers);
 
         let sent = Instant::now();
-        let outcome = match producer.send_result(record) {
+        let outcome = match producer.send_result(future_record) {
             Ok(delivery) => match delivery.await {
                 Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
                 Ok(Err((error, _))) => Err(error.to_string()),
@@ -270,10 +247,11 @@ fn percentile(sorted: &[u32], q: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!(args.inflight > 0, "--inflight must be positive");
-    let templates = load_templates(&args.samples)?;
+    let templates = load_templates()?;
+    let started_at = OffsetDateTime::now_utc();
 
     // The relay's producer settings, from the relay's own code and default configuration.
-    let relay = bp_relay::Config::try_parse_from([
+    let relay = Config::try_parse_from([
         "bp-relay",
         "--kafka-brokers",
         &args.brokers,
@@ -281,7 +259,8 @@ async fn main() -> anyhow::Result<()> {
         "unused-by-the-kafka-bound",
     ])
     .map_err(|e| anyhow!("the relay's default configuration: {e}"))?;
-    let client = bp_relay::kafka::client_config(&relay.kafka, &args.brokers, relay.listeners.max_body.as_u64()).map_err(|e| anyhow!("{e}"))?;
+    let client = bp_relay::kafka::client_config(&relay.kafka, &args.brokers, relay.listeners.max_body.as_u64())
+        .map_err(|e| anyhow!("the relay's producer settings: {e}"))?;
     let producer: FutureProducer = client.create()?;
 
     let metadata = producer.client().fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
@@ -294,6 +273,7 @@ async fn main() -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         templates,
         topic: args.topic.clone(),
+        ce_source: relay.routes.ce_source.clone(),
         nonce: rand::random(),
         counter: AtomicU64::new(0),
     });
@@ -397,7 +377,7 @@ async fn main() -> anyhow::Result<()> {
             "topics": [args.topic],
             "problems": problems,
         },
-        "started_at": OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?,
+        "started_at": started_at.format(&time::format_description::well_known::Rfc3339)?,
     });
     println!("{result}");
     producer.flush(Duration::from_secs(5))?;
