@@ -46,7 +46,11 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd -P)"
-COMMAND_LINE="benches/compare.sh${*:+ $*}"
+# The command as run, with the settings that change what it measures.
+COMMAND_LINE="$(for v in BP_RELAY_BENCH_PROFILE BP_RELAY_BENCH_DURATION BP_RELAY_BENCH_WARMUP BP_RELAY_BENCH_BROKER_WARMUP \
+  BP_RELAY_BENCH_KAFKA_JVM_OPTS BP_RELAY_KAFKA_JVM_OPTS BP_RELAY_BIN BP_RELAY_HTTP_BOUND_BIN BP_RELAY_KAFKA_BOUND_BIN RUST_LOG; do
+  [[ -n "${!v+set}" ]] && printf '%s=%q ' "$v" "${!v}"
+done)benches/compare.sh${*:+ $*}"
 
 # --- Options ----------------------------------------------------------------------------------
 
@@ -271,8 +275,8 @@ KAFKA_VERSION="$(basename "$(ls "$CACHE_DIR"/kafka-*/libs/kafka_2.13-*.jar 2>/de
   printf '  "java": %s,\n' "$(java -version 2>&1 | head -n 1 | jq -Rs 'rtrimstr("\n")')"
   printf '  "kafka": %s,\n' "$(printf 'Apache Kafka %s (KRaft, scripts/kafka.sh, one node, JVM extra: %s)' "${KAFKA_VERSION:-?}" "${BP_RELAY_BENCH_KAFKA_JVM_OPTS--XX:TieredStopAtLevel=4}" | jq -Rs .)"
   printf '  "librdkafka_rust": %s,\n' "$(grep -A1 '^name = "rdkafka-sys"' Cargo.lock | sed -n 's/^version = "\(.*\)"/rdkafka-sys \1/p' | jq -Rs 'rtrimstr("\n")')"
-  printf '  "librdkafka_python": %s,\n' "$("$VENV/bin/python" -c 'import confluent_kafka as c; print("confluent-kafka %s, librdkafka %s" % (c.version()[0], c.libversion()[0]))' | jq -Rs 'rtrimstr("\n")')"
-  printf '  "franz_go": %s,\n' "$(sed -n 's#^\t*github.com/twmb/franz-go \(v[^ ]*\).*#\1#p' benches/peers/go/go.mod | head -n 1 | jq -Rs 'rtrimstr("\n")')"
+  printf '  "librdkafka_python": %s,\n' "$("$VENV/bin/python" -c 'import confluent_kafka as c; v = c.version(); v = v[0] if isinstance(v, tuple) else v; print("confluent-kafka %s, librdkafka %s" % (v, c.libversion()[0]))' | jq -Rs 'rtrimstr("\n")')"
+  printf '  "franz_go": %s,\n' "$(awk '$1 == "github.com/twmb/franz-go" || ($1 == "require" && $2 == "github.com/twmb/franz-go") { print $NF == "indirect" ? $(NF-2) : $NF; exit }' benches/peers/go/go.mod | jq -Rs 'rtrimstr("\n")')"
   printf '  "git": %s,\n' "$( (git rev-parse --short HEAD 2>/dev/null || echo unknown) | jq -Rs 'rtrimstr("\n")')"
   printf '  "profile": "%s",\n' "$PROFILE"
   printf '  "smoke": %s,\n' "$( ((SMOKE)) && echo true || echo false)"
