@@ -264,6 +264,11 @@ def markdown(meta, systems, failures):
     w("- **Kafka bound**: no HTTP; the relay's producer settings (from `bp_relay::kafka::client_config`) and the "
       "relay's records, as many in flight as connections: what the broker and librdkafka allow on this machine "
       "with the load generator's CPU left idle.")
+    w("- **Not included**: Benthos / Redpanda Connect (`http_server` input, `kafka` output, `sync_response`). "
+      "Benthos' Kafka components live in the Redpanda Connect module, whose licence is not an open-source "
+      "one; the MIT core (`github.com/redpanda-data/benthos/v4`) has an `http_server` input but no Kafka "
+      "output. Kafka REST proxies take their own envelope, not a raw signed webhook, so they would measure "
+      "something else.")
     w("")
 
     notes = [(s["name"], n) for s in systems for n in s["notes"]]
