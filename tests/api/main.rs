@@ -8,7 +8,10 @@
 //! `TEST_LOG=1` (show the in-process relays' logs, filtered by `RUST_LOG`).
 
 mod authentication;
+mod backpressure;
+mod binary;
 mod dead_letter;
 mod helpers;
 mod http_errors;
+mod outage;
 mod publish;

@@ -1,0 +1,226 @@
+//! The `bp-relay` binary as an operator runs it: exit codes on bad configuration, `check-config`,
+//! the SIGTERM drain, the embedded quick start with `bp-relay sign`, and logs free of secrets
+//! and bodies.
+
+use std::{net::SocketAddr, time::Duration};
+
+use bp_relay::samples;
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::Full;
+use rdkafka::Message;
+
+use crate::helpers::*;
+
+/// The flags of a relay on `topics` with the test secret, on port 0, as a child process.
+fn child_args(topics: &Topics) -> Vec<String> {
+    let mut args = topics.args();
+    args.extend(["--signing-secrets", SECRET, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"].map(String::from));
+    args
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_configuration_exits_64_with_one_line_before_binding() {
+    // The ingress port is taken: a relay that bound before checking its configuration would
+    // exit 71 instead.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--signing-secrets", "s", "--ack-timeout", "5s"], "--ack-timeout"),
+        (&[], "--signing-secrets"),
+        (&["--signing-secrets-file", "/nonexistent/secrets"], "/nonexistent/secrets"),
+        (&["--signing-secrets", "s", "--kafka-option", "no.such.property=1"], "no.such.property"),
+        (&["--signing-secrets", "s", "--kafka-option", "linger.ms=1"], "--kafka-linger"),
+        (&["--signing-secrets", "s", "--kafka-option", "acks=1"], "--kafka-option acks is reserved"),
+    ];
+    for (case, named) in cases {
+        let mut args = vec!["--kafka-brokers", "127.0.0.1:9", "--listen", &listen, "--admin-listen", "127.0.0.1:0"];
+        args.extend_from_slice(case);
+        let (code, _stdout, stderr) = run_to_end(&args).await;
+        assert_eq!(code, 64, "{args:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("bp-relay")).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line expected:\n{stderr}");
+        assert!(lines[0].contains(named), "{args:?}: the line names {named:?}: {stderr}");
+        assert!(!stderr.contains("\"s\""), "the secret is not echoed: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_flag_or_malformed_value_exits_64_with_clap_s_message() {
+    let (code, _stdout, stderr) = run_to_end(&["--bad-flag"]).await;
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.starts_with("error:") && stderr.contains("'--bad-flag'"), "{stderr}");
+    assert!(stderr.contains("Usage:") && stderr.lines().count() > 1, "clap's whole message, with the usage line: {stderr}");
+
+    let (code, _stdout, stderr) = run_to_end(&["--kafka-brokers", "127.0.0.1:9", "--signing-secrets", "s", "--listen", "not-an-address"]).await;
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.starts_with("error:") && stderr.contains("not-an-address") && stderr.contains("--listen"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_accepts_a_good_configuration_and_refuses_a_bad_one_without_a_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::write(&secrets, "whsec_a\nwhsec_b\n").unwrap();
+    let secrets = secrets.to_str().unwrap();
+    // Port 9 (discard): nothing answers there, and check-config must not need it to.
+    let flags = ["--kafka-brokers", "127.0.0.1:9", "--signing-secrets-file", secrets];
+    let flags_first = [&flags[..], &["check-config"]].concat();
+    let subcommand_first = [&["check-config"], &flags[..]].concat();
+    for args in [flags_first, subcommand_first] {
+        let (code, stdout, stderr) = run_to_end(&args).await;
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert_eq!(stdout.trim(), "bp-relay: configuration OK", "{args:?}");
+    }
+
+    // librdkafka refuses the value of a property it knows.
+    let (code, _stdout, stderr) = run_to_end(&["check-config", "--kafka-brokers", "127.0.0.1:9", "--signing-secrets-file", secrets, "--kafka-option", "socket.keepalive.enable=banana"]).await;
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("socket.keepalive.enable"), "{stderr}");
+    // A property the relay sets itself is refused, naming the flag to use.
+    let (code, _stdout, stderr) = run_to_end(&["check-config", "--kafka-brokers", "127.0.0.1:9", "--signing-secrets-file", secrets, "--kafka-option", "linger.ms=20"]).await;
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("linger.ms") && stderr.contains("--kafka-linger"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_topics_are_named_at_startup_with_exit_69() {
+    let topics = Topics::create(&bootstrap(), 1, &[]).await;
+    let absent = unique("absent");
+    let mut args = child_args(&topics);
+    let actions_flag = args.iter().position(|a| a == "--actions-topic").unwrap();
+    args[actions_flag + 1] = absent.clone();
+    args.extend(["--startup-timeout", "2s"].map(String::from));
+    let (code, _stdout, stderr) = run_to_end(&as_strs(&args)).await;
+    assert_eq!(code, 69, "{stderr}");
+    assert!(stderr.contains(&absent) && stderr.contains("missing"), "{stderr}");
+    assert!(!stderr.contains(&topics.processes.name), "only missing topics are named: {stderr}");
+}
+
+/// The in-flight gauge of a relay's admin listener.
+async fn in_flight(admin: SocketAddr) -> f64 {
+    scrape(admin).await.get("bp_relay_inflight_requests").unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_answers_every_request_in_flight_and_every_2xx_is_in_kafka() {
+    const HELD: usize = 10;
+    let topics = Topics::create(&bootstrap(), 3, &[]).await;
+    let mut args = child_args(&topics);
+    // The whole budget: the held requests must be finished within it.
+    args.extend(["--ack-timeout", "4900ms"].map(String::from));
+    let mut process = Process::spawn(&as_strs(&args), &[]);
+    let (ingress, admin) = process.started().await;
+
+    // Requests the signal catches in flight: headers and half the body sent, the rest held back.
+    let mut held = Vec::new();
+    for n in 0..HELD {
+        held.push(hold(ingress, PROCESS_PATH, signed_headers(SECRET), process_body(&format!("drain-held-{n}"))).await);
+    }
+    eventually("the held requests to be in flight", Duration::from_secs(10), || async { in_flight(admin).await >= HELD as f64 }).await;
+    // And a burst racing the signal: each is accepted (and then answered) or refused.
+    let racing: Vec<_> = (0..20)
+        .map(|n| {
+            let mut request = http::Request::post(format!("http://{ingress}{PROCESS_PATH}"))
+                .body(Full::new(Bytes::from(process_body(&format!("drain-racing-{n}")))))
+                .unwrap();
+            *request.headers_mut() = signed_headers(SECRET);
+            tokio::spawn(try_send(request))
+        })
+        .collect();
+    process.signal("TERM");
+    eventually("the relay to start draining", Duration::from_secs(10), || async {
+        admin_get(admin, "/readyz").await.text().contains("draining")
+    })
+    .await;
+
+    let mut acked = Vec::new();
+    for request in held {
+        let answer = request.finish().await.expect("a request in flight at SIGTERM is answered");
+        assert_eq!(answer.status, StatusCode::OK, "a request in flight at SIGTERM is made durable: {}", answer.text());
+        acked.push(answer.json());
+    }
+    // Racing requests the relay had accepted are answered; ones that raced the listener's
+    // closing may see a refused or reset connection (the sender retries those). None may see a
+    // 2xx that is not in Kafka.
+    for request in racing {
+        let Ok(answer) = request.await.unwrap() else { continue };
+        assert_eq!(answer.status, StatusCode::OK, "an answered request is durable: {}", answer.text());
+        acked.push(answer.json());
+    }
+    assert_eq!(process.exit_code(Duration::from_secs(25)).await, 0, "{}", process.all_logs());
+    let records = topics.processes.consume(acked.len()).await;
+    for ack in acked {
+        let (partition, offset) = (ack["partition"].as_i64().unwrap() as i32, ack["offset"].as_i64().unwrap());
+        assert!(
+            records.iter().any(|r| r.partition() == partition && r.offset() == offset),
+            "acknowledged record {partition}/{offset} is in Kafka"
+        );
+    }
+    let logs = process.all_logs();
+    assert!(logs.contains("SIGTERM received."), "{logs}");
+    assert!(!logs.contains(SECRET), "logs never contain the signing secret");
+    assert!(!logs.contains("\"merchant\""), "logs never contain bodies");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_quick_start_acknowledges_signed_samples_and_refuses_a_wrong_secret() {
+    let mut process = Process::spawn(&["--embedded-kafka", "--signing-secrets", "whsec_demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"], &[]);
+    let (ingress, _admin) = process.started().await;
+    let url = format!("http://{ingress}{PROCESS_PATH}");
+
+    // Without a file, `sign` sends the bp-in-progress sample.
+    let (code, stdout, stderr) = run_to_end(&["sign", "--secret", "whsec_demo", "--url", &url]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.starts_with("200 ") && stdout.contains("\"offset\":0"), "{stdout}");
+    let dir = tempfile::tempdir().unwrap();
+    let minimal = dir.path().join("bp-minimal.json");
+    std::fs::write(&minimal, samples::get("bp-minimal.json")).unwrap();
+    let (code, stdout, stderr) = run_to_end(&["sign", "--secret", "whsec_demo", "--url", &url, minimal.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.starts_with("200 "), "{stdout}");
+    let (code, stdout, _stderr) = run_to_end(&["sign", "--secret", "not-the-secret", "--url", &url]).await;
+    assert_ne!(code, 0);
+    assert!(stdout.starts_with("401 "), "{stdout}");
+
+    let embedded = process.logged("Embedded Kafka", "bootstrap").await;
+    let records = Topic::on(&embedded, "authvia.business-processes").consume(2).await;
+    for body in [samples::BUSINESS_PROCESS, samples::get("bp-minimal.json")] {
+        assert!(records.iter().any(|r| r.payload() == Some(body)), "each signed sample is a record");
+    }
+    process.signal("INT");
+    assert_eq!(process.exit_code(Duration::from_secs(25)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_never_contain_secrets_or_sample_bodies() {
+    let topics = Topics::create(&bootstrap(), 1, &[]).await;
+    let mut process = Process::spawn(&as_strs(&child_args(&topics)), &[]);
+    let (ingress, _admin) = process.started().await;
+    let url = format!("http://{ingress}{PROCESS_PATH}");
+    let bodies: Vec<Vec<u8>> = samples::BUSINESS_PROCESSES
+        .iter()
+        .map(|(_, body)| body.to_vec())
+        .chain([fixture("subscription-test-payload.json"), br#"{"id": 5, "customer": "Jane Roe"}"#.to_vec()])
+        .collect();
+    for body in &bodies {
+        assert_eq!(post(&url, signed_headers(SECRET), body.clone()).await.status, StatusCode::OK);
+    }
+    assert_eq!(post(&url, signed_headers("whsec_wrong_one"), bodies[0].clone()).await.status, StatusCode::UNAUTHORIZED);
+    process.signal("TERM");
+    assert_eq!(process.exit_code(Duration::from_secs(25)).await, 0);
+
+    let logs = process.all_logs();
+    assert!(logs.contains("Request answered."), "the run did log requests");
+    for secret in [SECRET, "whsec_wrong_one"] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+    // Values that only occur inside the bodies: none may reach the logs.
+    for needle in ["jane.roe@example.com", "Jane Roe", "+15125550199", "Zoë", "AVIDM9K3L8", "cust-004817", "Authvia subscription verification", "monthly-invoice-collection"] {
+        assert!(!logs.contains(needle), "body content {needle:?} reached the logs");
+    }
+}
