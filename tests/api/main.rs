@@ -13,5 +13,7 @@ mod binary;
 mod dead_letter;
 mod helpers;
 mod http_errors;
+mod java_consumer;
+mod otlp;
 mod outage;
 mod publish;
