@@ -59,6 +59,7 @@ async fn an_unknown_flag_or_malformed_value_exits_64_with_clap_s_message() {
     let (code, _stdout, stderr) = run_to_end(&["--kafka-brokers", "127.0.0.1:9", "--signing-secrets", "s", "--listen", "not-an-address"]).await;
     assert_eq!(code, 64, "{stderr}");
     assert!(stderr.starts_with("error:") && stderr.contains("not-an-address") && stderr.contains("--listen"), "{stderr}");
+    assert!(!stderr.contains("\"s\""), "the secret is not echoed: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
