@@ -286,3 +286,11 @@ mod tests {
         check_args(&[]).unwrap();
     }
 }
+
+/// Compiles only while the relay can run on any runtime thread (`tokio::spawn`).
+#[cfg(test)]
+#[allow(dead_code)]
+fn run_is_send(app: App, shutdown: std::future::Ready<()>) {
+    fn spawnable<T: Send + 'static>(_: T) {}
+    spawnable(app.run(shutdown));
+}

@@ -81,8 +81,13 @@ impl Config {
                 "--shutdown-grace must be at least --ack-timeout, or in-flight requests cannot finish",
             ));
         }
-        if self.kafka.kafka_queue_max_bytes < self.listeners.max_body {
-            return Err(ConfigError::new("--kafka-queue-max-bytes must be at least --max-body"));
+        // The largest record (body plus headers) must fit an empty queue, or it is refused forever.
+        let largest_record = self.listeners.max_body.as_u64() + RECORD_HEADROOM;
+        if self.kafka.kafka_queue_max_bytes.as_u64() < largest_record {
+            return Err(ConfigError::new(format!(
+                "--kafka-queue-max-bytes must be at least --max-body + 64KiB ({}), or the largest delivery never fits the queue",
+                bytesize::ByteSize::b(largest_record)
+            )));
         }
         Ok(())
     }
@@ -97,6 +102,10 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 fn parse_size(s: &str) -> Result<bytesize::ByteSize, String> {
     s.parse().map_err(|_| "expected a size such as 512KiB, 1MiB or 256MiB".to_owned())
 }
+
+/// Room for a record's headers and framing on top of its body: the Kafka client's
+/// `message.max.bytes` and the queue bound both allow it.
+pub const RECORD_HEADROOM: u64 = 64 * 1024;
 
 fn parse_secret(s: &str) -> Result<SecretString, String> {
     let trimmed = s.trim();

@@ -5,10 +5,8 @@
 use rdkafka::ClientConfig;
 use secrecy::ExposeSecret;
 
-use crate::config::{ConfigError, Kafka};
+use crate::config::{ConfigError, Kafka, RECORD_HEADROOM};
 
-/// Room for headers and protocol framing on top of the largest accepted body.
-const RECORD_OVERHEAD: u64 = 64 * 1024;
 
 /// librdkafka's own default for `message.max.bytes`.
 const LIBRDKAFKA_MESSAGE_MAX: u64 = 1_000_000;
@@ -38,7 +36,7 @@ pub fn client_config(config: &Kafka, brokers: &str, max_body: u64) -> Result<Cli
         // librdkafka too, so a 503 rarely leaves a record to land long after.
         .set("message.timeout.ms", config.ack_timeout.as_millis().to_string())
         .set("queue.buffering.max.messages", config.kafka_queue_max_messages.to_string())
-        .set("queue.buffering.max.kbytes", (config.kafka_queue_max_bytes.as_u64() / 1024).to_string())
+        .set("queue.buffering.max.kbytes", queue_max_kbytes(config).to_string())
         .set("message.max.bytes", message_max_bytes(max_body).to_string())
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string())
         // Reconnect quickly after a broker outage: Authvia's retries are minutes apart anyway.
@@ -71,8 +69,13 @@ pub fn client_config(config: &Kafka, brokers: &str, max_body: u64) -> Result<Cli
     Ok(client)
 }
 
+/// The queue bound in librdkafka's unit, rounded up: never below what the flag promised.
+fn queue_max_kbytes(config: &Kafka) -> u64 {
+    config.kafka_queue_max_bytes.as_u64().div_ceil(1024)
+}
+
 fn message_max_bytes(max_body: u64) -> u64 {
-    (max_body + RECORD_OVERHEAD).max(LIBRDKAFKA_MESSAGE_MAX)
+    (max_body + RECORD_HEADROOM).max(LIBRDKAFKA_MESSAGE_MAX)
 }
 
 #[cfg(test)]
@@ -106,6 +109,12 @@ mod tests {
         assert_eq!(client.get("linger.ms"), Some("20"));
         assert_eq!(client.get("debug"), Some("broker,topic"));
         assert_eq!(client.get("socket.keepalive.enable"), Some("false"));
+    }
+
+    #[test]
+    fn the_queue_bound_is_rounded_up_to_whole_kibibytes() {
+        let client = settings(&["--max-body", "1000B", "--kafka-queue-max-bytes", "66537B"]);
+        assert_eq!(client.get("queue.buffering.max.kbytes"), Some("65"));
     }
 
     #[test]

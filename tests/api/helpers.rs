@@ -157,8 +157,8 @@ impl RelayOptions {
 
 /// Creates fresh topics, then builds and starts a relay on them in this process, on port 0.
 ///
-/// The relay runs on a runtime of its own, on its own thread, as it does in production (and
-/// because `App::run`'s future is not `Send`: the app may own the embedded mock cluster).
+/// The relay runs on a runtime of its own, on its own thread, as it does in production: the
+/// test's client and Kafka reads never share its workers.
 pub async fn spawn_relay(options: RelayOptions) -> TestRelay {
     init_test_log();
     let bootstrap = options.bootstrap.unwrap_or_else(bootstrap);
