@@ -49,7 +49,7 @@ ROOT="$(pwd -P)"
 # The command as run, with the settings that change what it measures.
 COMMAND_LINE="$(for v in BP_RELAY_BENCH_PROFILE BP_RELAY_BENCH_DURATION BP_RELAY_BENCH_WARMUP BP_RELAY_BENCH_BROKER_WARMUP \
   BP_RELAY_BENCH_KAFKA_JVM_OPTS BP_RELAY_KAFKA_JVM_OPTS BP_RELAY_BIN BP_RELAY_HTTP_BOUND_BIN BP_RELAY_KAFKA_BOUND_BIN RUST_LOG; do
-  [[ -n "${!v+set}" ]] && printf '%s=%q ' "$v" "${!v}"
+  if [[ -n "${!v+set}" ]]; then printf '%s=%q ' "$v" "${!v}"; fi
 done)benches/compare.sh${*:+ $*}"
 
 # --- Options ----------------------------------------------------------------------------------
