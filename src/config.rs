@@ -22,7 +22,7 @@ pub use kafka::{Compression, Kafka, KafkaOption, SaslMechanism, SecurityProtocol
 pub use lifecycle::Lifecycle;
 pub use listeners::Listeners;
 pub use signing::Signing;
-pub use telemetry::{LogFormat, Telemetry};
+pub use telemetry::{AccessLog, LogFormat, Telemetry};
 
 /// The relay's configuration. Field docs become `--help` and the README's table.
 #[derive(Debug, Clone, clap::Parser)]

@@ -13,10 +13,10 @@ use hyper::body::Body;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
-use tracing::{field::Empty, info, warn, Instrument, Span};
+use tracing::{debug, field::Empty, info, warn, Instrument, Span};
 
 use crate::{
-    config::{Config, ConfigError},
+    config::{AccessLog, Config, ConfigError},
     error::Error,
     kafka::Delivered,
     metrics::{self, Metrics},
@@ -26,7 +26,7 @@ use crate::{
     signature::Authenticator,
     telemetry,
     traceparent::TraceParent,
-    webhook::{EventKind, RejectReason, Rules, Webhook},
+    webhook::{EventKind, Rejection, Rules, Webhook},
 };
 
 /// Path of the `business_processes.update` subscription.
@@ -47,6 +47,7 @@ pub struct Ingress<P> {
     max_body: u64,
     ack_timeout: Duration,
     inflight: Semaphore,
+    access_log: AccessLog,
 }
 
 /// A durable record: what the 2xx body reports.
@@ -74,6 +75,7 @@ impl<P: Publish> Ingress<P> {
             max_body: config.listeners.max_body.as_u64(),
             ack_timeout: config.kafka.ack_timeout,
             inflight: Semaphore::new(config.listeners.max_inflight),
+            access_log: config.telemetry.access_log,
         })
     }
 
@@ -90,39 +92,50 @@ impl<P: Publish> Ingress<P> {
     {
         let started = Instant::now();
         let kind = route(request.uri().path());
-        let span = tracing::info_span!(
-            "request", route = metrics::route_label(kind), key = Empty, topic = Empty, partition = Empty, offset = Empty,
-            trace_id = Empty, outcome = Empty, status = Empty, latency_us = Empty,
+        let route_label = metrics::route_label(kind);
+        // Exported over OTLP when that is on; at debug level, so it costs nothing otherwise.
+        let span = tracing::debug_span!(
+            target: telemetry::REQUEST_TARGET, "request", route = route_label, key = Empty, topic = Empty,
+            partition = Empty, offset = Empty, outcome = Empty, status = Empty,
             // Read by the OTLP exporter (tracing-opentelemetry's special fields).
             "otel.kind" = "server", "otel.status_code" = Empty,
         );
         // Before the span is first entered: an exported span joins the sender's trace.
         let traceparent = telemetry::join_trace(&span, incoming_traceparent(request.headers()));
+        let mut access = Access { route: route_label, trace_id: traceparent.trace_id(), ..Access::default() };
         let outcome = async {
             match (kind, request.method()) {
                 (None, _) => Err(Error::NotFound { routes: ROUTES }),
-                (Some(kind), &Method::POST) => self.ingest(kind, request, started, traceparent).await,
+                (Some(kind), &Method::POST) => self.ingest(kind, request, started, traceparent, &mut access).await,
                 (Some(_), _) => Err(Error::MethodNotAllowed { allow: "POST" }),
             }
         }
         .instrument(span.clone())
         .await;
-        let response = match outcome {
-            Ok(response) => response,
-            Err(error) => self.refuse(&error, &span),
+        let response = match &outcome {
+            Ok(stored) => acknowledge(stored),
+            Err(error) => {
+                self.count_refusal(error);
+                response::error(error)
+            }
         };
         let elapsed = started.elapsed();
         self.metrics.request_answered(kind, response.status(), elapsed);
-        span.record("status", response.status().as_u16());
-        if response.status().is_server_error() {
-            span.record("otel.status_code", "error");
-        }
-        span.record("latency_us", elapsed.as_micros() as u64);
-        span.in_scope(|| info!("Request answered."));
+        access.status = response.status().as_u16();
+        access.latency_us = elapsed.as_micros() as u64;
+        record_on(&span, &access, &outcome);
+        access.log(&outcome, self.access_log);
         response
     }
 
-    async fn ingest<B>(&self, kind: EventKind, request: Request<B>, started: Instant, traceparent: TraceParent) -> Result<Response<response::Body>, Error>
+    async fn ingest<'s, B>(
+        &'s self,
+        kind: EventKind,
+        request: Request<B>,
+        started: Instant,
+        traceparent: TraceParent,
+        access: &mut Access,
+    ) -> Result<Stored<'s>, Error>
     where
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -136,46 +149,97 @@ impl<P: Publish> Ingress<P> {
         let body = read_body(body, &parts.headers, self.max_body, deadline).await?;
         let digest: [u8; 32] = Sha256::digest(&body).into();
         verified.admit(digest)?;
-        Span::current().record("trace_id", traceparent.trace_id());
         let envelope = Envelope { kind, digest, received, traceparent };
         let parsed = Webhook::parse(kind, &body, &self.rules);
         let Outgoing { topic, record, rejection } = self.routes.route(&envelope, parsed, body);
-        if let Some(rejection) = &rejection {
-            warn!(reason = rejection.reason.code(), detail = %rejection.detail, "Delivery is not a valid {}; publishing it to the dead-letter topic.", kind.event_type());
-        }
-        if let Some(key) = &record.key {
-            Span::current().record("key", key.as_str());
-        }
-        Span::current().record("topic", topic);
+        access.key.clone_from(&record.key);
+        access.topic = Some(topic.to_owned());
         let delivered = self.publisher.publish(topic, record, deadline).await?;
-        let dead_letter = rejection.map(|rejection| rejection.reason);
-        match dead_letter {
+        match &rejection {
             None => self.metrics.published(kind, started.elapsed()),
-            Some(reason) => self.metrics.dead_lettered(kind, reason, started.elapsed()),
+            Some(rejection) => self.metrics.dead_lettered(kind, rejection.reason, started.elapsed()),
         }
-        Ok(acknowledge(topic, delivered, dead_letter))
+        Ok(Stored { topic, delivered, rejection })
     }
 
-    /// Logs and counts a failed request once, then answers it.
-    fn refuse(&self, error: &Error, span: &Span) -> Response<response::Body> {
-        span.record("outcome", error.code());
-        let _entered = span.enter();
+    /// Counts a failed request once (it is logged once, by the access log).
+    fn count_refusal(&self, error: &Error) {
         match error {
-            Error::Unauthorized(reason) => {
-                self.metrics.signature_refused(*reason);
-                warn!(code = error.code(), "Refused an unauthenticated delivery.");
-            }
-            Error::Publish(publish) => {
-                self.metrics.delivery_failed(publish.reason);
-                match &publish.source {
-                    Some(source) => warn!(code = error.code(), error = %source, "Kafka did not acknowledge the record."),
-                    None => warn!(code = error.code(), "Kafka did not acknowledge the record in time."),
-                }
-            }
-            Error::Overloaded => warn!(code = error.code(), "Refused a request: --max-inflight reached."),
-            _ => info!(code = error.code(), "Refused a request."),
+            Error::Unauthorized(reason) => self.metrics.signature_refused(*reason),
+            Error::Publish(publish) => self.metrics.delivery_failed(publish.reason),
+            _ => {}
         }
-        response::error(error)
+    }
+}
+
+/// A durable record and where it is.
+struct Stored<'a> {
+    topic: &'a str,
+    delivered: Delivered,
+    rejection: Option<Rejection>,
+}
+
+/// What one request's log line says: ids and outcomes, never bodies or secrets.
+#[derive(Default)]
+struct Access {
+    route: &'static str,
+    trace_id: String,
+    key: Option<String>,
+    topic: Option<String>,
+    status: u16,
+    latency_us: u64,
+}
+
+impl Access {
+    /// The one log line of a request: every failure and dead letter at info or warn, the rest
+    /// at debug unless `--access-log all`.
+    fn log(&self, outcome: &Result<Stored<'_>, Error>, policy: AccessLog) {
+        let (route, trace_id, status, latency_us) = (self.route, self.trace_id.as_str(), self.status, self.latency_us);
+        let (key, topic) = (self.key.as_deref(), self.topic.as_deref());
+        match outcome {
+            Ok(Stored { delivered, rejection: None, .. }) if policy == AccessLog::All => {
+                info!(target: telemetry::REQUEST_TARGET, route, key, topic, partition = delivered.partition, offset = delivered.offset, trace_id, status, latency_us, outcome = "published", "Request answered.");
+            }
+            Ok(Stored { delivered, rejection: None, .. }) => {
+                debug!(target: telemetry::REQUEST_TARGET, route, key, topic, partition = delivered.partition, offset = delivered.offset, trace_id, status, latency_us, outcome = "published", "Request answered.");
+            }
+            Ok(Stored { delivered, rejection: Some(rejection), .. }) => {
+                warn!(target: telemetry::REQUEST_TARGET, route, key, topic, partition = delivered.partition, offset = delivered.offset, trace_id, status, latency_us, outcome = "dead_lettered", reason = rejection.reason.code(), detail = %rejection.detail, "Request answered: not a valid delivery of its route, published to the dead-letter topic.");
+            }
+            Err(error @ Error::Publish(publish)) => {
+                let source = publish.source.as_ref().map(tracing::field::display);
+                warn!(target: telemetry::REQUEST_TARGET, route, key, topic, trace_id, status, latency_us, code = error.code(), error = source, "Request refused: Kafka did not acknowledge the record.");
+            }
+            Err(error @ (Error::Unauthorized(_) | Error::Overloaded)) => {
+                warn!(target: telemetry::REQUEST_TARGET, route, trace_id, status, latency_us, code = error.code(), "Request refused.");
+            }
+            Err(error) => {
+                info!(target: telemetry::REQUEST_TARGET, route, trace_id, status, latency_us, code = error.code(), "Request refused.");
+            }
+        }
+    }
+}
+
+/// The outcome on the request span, for the OTLP export (a no-op when the span is disabled).
+fn record_on(span: &Span, access: &Access, outcome: &Result<Stored<'_>, Error>) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("key", access.key.as_deref());
+    span.record("topic", access.topic.as_deref());
+    span.record("status", access.status);
+    match outcome {
+        Ok(stored) => {
+            span.record("partition", stored.delivered.partition);
+            span.record("offset", stored.delivered.offset);
+            span.record("outcome", if stored.rejection.is_some() { "dead_lettered" } else { "published" });
+        }
+        Err(error) => {
+            span.record("outcome", error.code());
+        }
+    }
+    if access.status >= 500 {
+        span.record("otel.status_code", "error");
     }
 }
 
@@ -224,16 +288,12 @@ where
     }
 }
 
-fn acknowledge(topic: &str, delivered: Delivered, dead_letter: Option<RejectReason>) -> Response<response::Body> {
-    let span = Span::current();
-    span.record("partition", delivered.partition);
-    span.record("offset", delivered.offset);
-    span.record("outcome", if dead_letter.is_some() { "dead_lettered" } else { "published" });
+fn acknowledge(stored: &Stored<'_>) -> Response<response::Body> {
     let ack = Ack {
-        topic,
-        partition: delivered.partition,
-        offset: delivered.offset,
-        dead_letter_reason: dead_letter.map(RejectReason::code),
+        topic: stored.topic,
+        partition: stored.delivered.partition,
+        offset: stored.delivered.offset,
+        dead_letter_reason: stored.rejection.as_ref().map(|rejection| rejection.reason.code()),
     };
     response::json(StatusCode::OK, &ack)
 }

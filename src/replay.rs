@@ -3,14 +3,15 @@
 //! body digest each signed (value, timestamp) came with. The same pair with the same body is a
 //! redelivery and passes; with another body it is refused.
 //!
-//! Memory is bounded: entries expire once their timestamp has left the window (the verifier
-//! refuses them by then anyway) and the cache holds at most `capacity` entries. Past capacity
-//! the least useful entries are evicted, which can only weaken the guard, never refuse a
-//! genuine delivery; `capacity` is sized for the expected delivery rate times the window.
+//! Memory is bounded by `capacity` entries of fixed size (a 128-bit fingerprint of the signing
+//! and the body's digest, about 100 bytes each with the cache's own overhead). Entries need no
+//! expiry to stay correct: the timestamp is part of the signing, and the verifier refuses a
+//! timestamp outside the window before the guard is asked. Past capacity the coldest entries
+//! are evicted, which can only weaken the guard, never refuse a genuine delivery; `capacity`
+//! is sized for the expected delivery rate times the window.
 
-use std::time::Duration;
-
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
+use sha2::{Digest as _, Sha256};
 
 /// SHA-256 of a body.
 pub type Digest = [u8; 32];
@@ -19,27 +20,15 @@ pub type Digest = [u8; 32];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replayed;
 
-/// One signing: Authvia's random value and the signed timestamp.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Signing {
-    value: Box<str>,
-    timestamp: i64,
-}
-
 /// Remembers the body digest of each recently verified signing.
 pub struct ReplayGuard {
-    seen: Cache<Signing, Digest>,
+    seen: Cache<u128, Digest>,
 }
 
 impl ReplayGuard {
-    /// A guard for a timestamp window of ± `tolerance`, holding at most `capacity` signings.
-    pub fn new(tolerance: Duration, capacity: u64) -> Self {
-        // A timestamp is accepted for 2 × tolerance of wall time; remember it as long.
-        let seen = Cache::builder()
-            .max_capacity(capacity)
-            .time_to_live(tolerance * 2 + Duration::from_secs(1))
-            .build();
-        Self { seen }
+    /// A guard holding at most `capacity` signings.
+    pub fn new(capacity: u64) -> Self {
+        Self { seen: Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)) }
     }
 
     /// Records the signing (`value`, `timestamp`) with `digest`, or refuses it when it was seen
@@ -48,14 +37,38 @@ impl ReplayGuard {
     /// # Errors
     /// [`Replayed`] when the signing was already used for a different body.
     pub fn check(&self, value: &str, timestamp: i64, digest: Digest) -> Result<(), Replayed> {
-        // `entry().or_insert` is atomic: two racing requests cannot both insert.
-        let entry = self.seen.entry(Signing { value: value.into(), timestamp }).or_insert(digest);
-        if entry.is_fresh() || *entry.value() == digest {
+        // Atomic: of two racing requests with one signing, one inserts, the other sees it.
+        let remembered = self.seen.get_or_insert_with(&fingerprint(value, timestamp), || Ok::<_, Replayed>(digest))?;
+        if remembered == digest {
             Ok(())
         } else {
             Err(Replayed)
         }
     }
+
+    /// Signings remembered now.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether no signing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+/// A fixed-size name for a signing: 128 bits of SHA-256, so an entry's size does not depend on
+/// the header's length and two signings do not collide by chance.
+fn fingerprint(value: &str, timestamp: i64) -> u128 {
+    let mut hasher = Sha256::new();
+    hasher.update(value.as_bytes());
+    // The separator keeps ("a1", 2) and ("a", 12) apart.
+    hasher.update([0]);
+    hasher.update(timestamp.to_be_bytes());
+    let hash = hasher.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash[..16]);
+    u128::from_be_bytes(first)
 }
 
 #[cfg(test)]
@@ -66,16 +79,28 @@ mod tests {
 
     #[test]
     fn same_signing_with_same_body_is_a_redelivery() {
-        let guard = ReplayGuard::new(Duration::from_secs(300), 100);
+        let guard = ReplayGuard::new(100);
         assert!(guard.check("v", AT, [1; 32]).is_ok());
         assert!(guard.check("v", AT, [1; 32]).is_ok());
+        assert_eq!(guard.len(), 1);
     }
 
     #[test]
     fn same_signing_with_another_body_is_refused() {
-        let guard = ReplayGuard::new(Duration::from_secs(300), 100);
+        let guard = ReplayGuard::new(100);
         guard.check("v", AT, [1; 32]).unwrap();
         assert_eq!(guard.check("v", AT, [2; 32]), Err(Replayed));
         assert!(guard.check("w", AT, [2; 32]).is_ok());
+        assert!(guard.check("v", AT + 1, [2; 32]).is_ok(), "another timestamp is another signing");
+    }
+
+    #[test]
+    fn memory_stays_within_capacity() {
+        let guard = ReplayGuard::new(1_000);
+        for n in 0..10_000 {
+            guard.check(&n.to_string(), AT, [3; 32]).unwrap();
+        }
+        assert!(guard.len() <= 1_000, "{}", guard.len());
+        assert!(guard.check("9999", AT, [4; 32]).is_err(), "the newest signing is remembered");
     }
 }

@@ -115,7 +115,7 @@ pub struct Verified<'a> {
 impl Authenticator {
     /// Signature checks with these secrets, window and replay memory.
     pub fn signed(secrets: &[SecretString], tolerance: Duration, replay_capacity: u64) -> Self {
-        Self::Signed { verifier: Verifier::new(secrets, tolerance), replay: ReplayGuard::new(tolerance, replay_capacity) }
+        Self::Signed { verifier: Verifier::new(secrets, tolerance), replay: ReplayGuard::new(replay_capacity) }
     }
 
     /// Checks the headers of a request at time `now`, before its body is read.

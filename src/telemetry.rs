@@ -20,7 +20,7 @@ use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerPro
 use tokio::runtime::Handle;
 use tracing::{info, warn, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-use tracing_subscriber::{fmt, layer::SubscriberExt as _, util::SubscriberInitExt as _, EnvFilter, Layer as _};
+use tracing_subscriber::{filter::filter_fn, fmt, layer::SubscriberExt as _, util::SubscriberInitExt as _, EnvFilter, Layer as _};
 
 use crate::{config::LogFormat, traceparent::TraceParent};
 
@@ -31,6 +31,9 @@ pub const FLUSH_BUDGET: Duration = Duration::from_secs(3);
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 const TRACEPARENT: &str = "traceparent";
+
+/// The target of the request span and of the access log.
+pub const REQUEST_TARGET: &str = "bp_relay::request";
 
 /// Keeps span export running until [`Telemetry::shutdown`]. Logging itself needs no guard.
 #[must_use = "call shutdown() at exit, or the spans of the last requests are lost"]
@@ -51,20 +54,24 @@ pub struct TelemetryError(String);
 pub fn init(format: LogFormat, otlp_endpoint: Option<&http::Uri>) -> Result<Telemetry, TelemetryError> {
     let provider = otlp_endpoint.map(tracer_provider).transpose()?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Request spans are at debug level, so without export (and without RUST_LOG=debug) no layer
+    // wants them and they cost nothing; the exporter takes them whatever RUST_LOG says.
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
-    let spans = provider
-        .as_ref()
-        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("bp-relay")));
+    let spans = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("bp-relay"))
+            .with_filter(filter_fn(|metadata| metadata.is_span() && metadata.target() == REQUEST_TARGET))
+    });
     let logs = if json {
         fmt::layer().with_target(true).json().flatten_event(true).with_current_span(true).with_span_list(false).boxed()
     } else {
         fmt::layer().with_target(true).boxed()
     };
-    tracing_subscriber::registry().with(filter).with(spans).with(logs).init();
+    tracing_subscriber::registry().with(spans).with(logs.with_filter(filter)).init();
     Ok(Telemetry { provider })
 }
 
@@ -92,6 +99,10 @@ impl Telemetry {
 ///
 /// Call before `span` is first entered: its parent is fixed from then on.
 pub fn join_trace(span: &Span, incoming: Option<TraceParent>) -> TraceParent {
+    if span.is_disabled() {
+        // Nothing is exported: no OpenTelemetry context to join or read.
+        return incoming.map_or_else(TraceParent::fresh, |parent| parent.child());
+    }
     let propagator = TraceContextPropagator::new();
     if let Some(parent) = incoming {
         let carrier = HashMap::from([(TRACEPARENT.to_owned(), parent.to_string())]);

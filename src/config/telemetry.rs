@@ -12,6 +12,11 @@ pub struct Telemetry {
     #[arg(long, env = "BP_RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto, global = true)]
     pub log_format: LogFormat,
 
+    /// Which answered requests are logged at info: every failure and dead letter (failures;
+    /// 2xx answers are logged at debug), or every request (all).
+    #[arg(long, env = "BP_RELAY_ACCESS_LOG", value_enum, default_value_t = AccessLog::Failures, global = true)]
+    pub access_log: AccessLog,
+
     /// OTLP/HTTP collector to export request spans to, e.g. http://otel-collector:4318 (spans
     /// go to <URL>/v1/traces as protobuf). Unset: nothing is exported.
     #[arg(long, env = "BP_RELAY_OTLP_ENDPOINT", global = true)]
@@ -27,6 +32,17 @@ pub enum LogFormat {
     Json,
     /// Human-readable.
     Pretty,
+}
+
+/// Which answered requests get an info-level log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccessLog {
+    /// Every non-2xx answer (warn for 401 and 5xx) and every dead letter (warn); 2xx answers
+    /// are logged at debug.
+    Failures,
+    /// Every request, 2xx answers included, at info: costs about as much CPU as the rest of
+    /// the request's own work.
+    All,
 }
 
 impl Telemetry {

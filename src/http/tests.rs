@@ -16,7 +16,7 @@ use prometheus::Registry;
 use rdkafka::message::Headers as _;
 
 use super::*;
-use crate::{kafka::FailureReason, publish::Memory, samples, signature};
+use crate::{kafka::FailureReason, publish::Memory, samples, signature, webhook::RejectReason};
 
 const SECRET: &str = "whsec_handler_tests";
 
@@ -303,4 +303,50 @@ mod against_the_mock_cluster {
         assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(json(second).await["code"], "kafka_queue_full");
     }
+}
+
+/// The lines a JSON subscriber at `info` writes while `work` runs on a current-thread runtime.
+fn info_log_of(work: impl std::future::Future<Output = ()>) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tracing::subscriber::with_default(subscriber, || runtime.block_on(work));
+    let bytes = buffer.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn by_default_every_failure_and_dead_letter_is_logged_and_2xx_answers_are_not() {
+    let (failures_only, _) = ingress(&[]);
+    let log = info_log_of(async {
+        assert_eq!(failures_only.handle(process(samples::BUSINESS_PROCESS)).await.status(), StatusCode::OK);
+        assert_eq!(failures_only.handle(process(b"ping")).await.status(), StatusCode::OK);
+        let unsigned = Request::post(PROCESS_PATH).body(Full::new(Bytes::from_static(b"{}"))).unwrap();
+        assert_eq!(failures_only.handle(unsigned).await.status(), StatusCode::UNAUTHORIZED);
+    });
+    assert!(!log.contains("\"outcome\":\"published\""), "{log}");
+    assert!(log.contains("\"outcome\":\"dead_lettered\"") && log.contains("\"reason\":\"not_json\""), "{log}");
+    assert!(log.contains("\"code\":\"missing_signature_header\""), "{log}");
+    let (all, _) = ingress(&["--access-log", "all"]);
+    let log = info_log_of(async {
+        assert_eq!(all.handle(process(samples::BUSINESS_PROCESS)).await.status(), StatusCode::OK);
+    });
+    assert!(log.contains("\"outcome\":\"published\"") && log.contains("\"partition\":0"), "{log}");
 }

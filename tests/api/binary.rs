@@ -200,7 +200,10 @@ async fn embedded_quick_start_acknowledges_signed_samples_and_refuses_a_wrong_se
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_never_contain_secrets_or_sample_bodies() {
     let topics = Topics::create(&bootstrap(), 1, &[]).await;
-    let mut process = Process::spawn(&as_strs(&child_args(&topics)), &[]);
+    // Every request logged, 2xx answers included.
+    let mut args = child_args(&topics);
+    args.extend(["--access-log", "all"].map(String::from));
+    let mut process = Process::spawn(&as_strs(&args), &[]);
     let (ingress, _admin) = process.started().await;
     let url = format!("http://{ingress}{PROCESS_PATH}");
     let bodies: Vec<Vec<u8>> = samples::BUSINESS_PROCESSES
@@ -216,7 +219,9 @@ async fn logs_never_contain_secrets_or_sample_bodies() {
     assert_eq!(process.exit_code(Duration::from_secs(25)).await, 0);
 
     let logs = process.all_logs();
-    assert!(logs.contains("Request answered."), "the run did log requests");
+    assert_eq!(logs.matches("\"outcome\":\"published\"").count(), samples::BUSINESS_PROCESSES.len(), "every 2xx was logged:\n{logs}");
+    assert!(logs.contains("\"outcome\":\"dead_lettered\""), "dead letters are logged");
+    assert!(logs.contains("\"code\":\"signature_mismatch\""), "the 401 is logged");
     for secret in [SECRET, "whsec_wrong_one"] {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
