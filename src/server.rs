@@ -43,6 +43,10 @@ where
         match accepted {
             Ok((stream, _peer)) => {
                 backoff = FIRST_ACCEPT_BACKOFF;
+                // Answers are small single writes: send them now, not after the peer's delayed ACK.
+                if let Err(error) = stream.set_nodelay(true) {
+                    debug!(%error, "Cannot disable Nagle's algorithm on a connection.");
+                }
                 let connection = builder.serve_connection(TokioIo::new(stream), service.clone()).into_owned();
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
