@@ -46,9 +46,7 @@ pub enum BuildError {
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        /// The address.
         addr: SocketAddr,
-        /// The OS error.
         #[source]
         source: io::Error,
     },

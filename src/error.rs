@@ -30,7 +30,6 @@ pub enum Error {
     /// The body is larger than `--max-body`.
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge {
-        /// The configured limit.
         limit: u64,
     },
     /// The body could not be read (the client went away, or sent broken framing).

@@ -125,7 +125,6 @@ impl FailureReason {
 #[derive(Debug, thiserror::Error)]
 #[error("record not published ({})", reason.code())]
 pub struct PublishError {
-    /// The classified reason.
     pub reason: FailureReason,
     /// librdkafka's error, when there was one (none for our own deadline).
     #[source]
@@ -146,9 +145,7 @@ impl PublishError {
 /// Where the broker stored a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
-    /// Partition of the topic.
     pub partition: i32,
-    /// Offset within the partition.
     pub offset: i64,
 }
 
@@ -158,20 +155,15 @@ pub enum TopicCheckError {
     /// Metadata could not be fetched in time.
     #[error("cannot reach Kafka at {brokers} to check topics within {timeout}: {source}")]
     Unreachable {
-        /// The configured bootstrap servers.
         brokers: String,
-        /// The bound waited.
         timeout: humantime::FormattedDuration,
-        /// librdkafka's error.
         #[source]
         source: KafkaError,
     },
     /// Topics the relay writes to are absent (or invisible to its credentials).
     #[error("Kafka topics missing at {brokers}: {} (create them, or grant the relay Describe/Write on them)", missing.join(", "))]
     Missing {
-        /// The configured bootstrap servers.
         brokers: String,
-        /// The missing topic names.
         missing: Vec<String>,
     },
 }

@@ -40,9 +40,7 @@ pub struct Routes {
 /// A record and the topic it goes to.
 #[derive(Debug)]
 pub struct Outgoing<'a> {
-    /// The destination topic.
     pub topic: &'a str,
-    /// The record.
     pub record: Record,
     /// Why the delivery went to the dead-letter topic, if it did.
     pub rejection: Option<Rejection>,

@@ -15,9 +15,7 @@ use crate::signature;
 /// What the relay answered.
 #[derive(Debug)]
 pub struct Answer {
-    /// The HTTP status.
     pub status: http::StatusCode,
-    /// The body, as text.
     pub body: String,
 }
 

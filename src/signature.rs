@@ -225,8 +225,9 @@ pub fn sign(secret: &str, value: &str, timestamp: &str) -> String {
 /// The four X-AUTHVIA-* headers Authvia would send for a signing of `value` at `timestamp`
 /// (Unix seconds) with `secret`: used by `bp-relay sign`, tests and benches.
 ///
-/// # Panics
-/// Never: Base64, digits and `SHA-256` are valid header values, and `value` is checked first.
+/// # Errors
+/// `value` is not a valid header value (control characters, say). Base64, digits and
+/// `SHA-256` always are, so nothing else fails.
 pub fn signed_headers(secret: &str, value: &str, timestamp: i64) -> Result<HeaderMap, http::header::InvalidHeaderValue> {
     let timestamp = timestamp.to_string();
     let mut headers = HeaderMap::with_capacity(5);

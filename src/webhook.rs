@@ -176,7 +176,6 @@ impl RejectReason {
 /// never payload values (it is logged and sent as a header).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    /// The closed reason.
     pub reason: RejectReason,
     /// A human-readable explanation without payload values.
     pub detail: String,

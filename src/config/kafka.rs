@@ -293,7 +293,6 @@ impl Compression {
 pub struct KafkaOption {
     /// Property name, e.g. `socket.keepalive.enable`.
     pub key: String,
-    /// Property value.
     pub value: String,
 }
 
