@@ -226,13 +226,40 @@ fn self_memory() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// The high watermark of every partition. A topic created a moment ago may still answer "not
+/// leader" for a while: ask again every 200 ms for up to 30 s.
 fn watermarks(producer: &FutureProducer, topic: &str, partitions: i32) -> anyhow::Result<BTreeMap<i32, i64>> {
-    (0..partitions)
-        .map(|p| {
-            let (_low, high) = producer.client().fetch_watermarks(topic, p, Duration::from_secs(10))?;
-            Ok((p, high))
-        })
-        .collect()
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed: Result<BTreeMap<i32, i64>, _> = (0..partitions)
+            .map(|p| producer.client().fetch_watermarks(topic, p, Duration::from_secs(10)).map(|(_low, high)| (p, high)))
+            .collect();
+        match listed {
+            Ok(marks) => return Ok(marks),
+            Err(error) if std::time::Instant::now() < deadline => {
+                eprintln!("bp-relay-kafka-bound: watermarks of {topic}: {error}; asking again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(error) => return Err(anyhow!("watermarks of {topic}: {error}")),
+        }
+    }
+}
+
+/// How many partitions `topic` has, waiting up to 30 s for a topic that was just created.
+fn partition_count(producer: &FutureProducer, topic: &str) -> anyhow::Result<i32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let count = producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map(|m| m.topics().first().map_or(0, |t| if t.error().is_some() { 0 } else { t.partitions().len() }));
+        match count {
+            Ok(n) if n > 0 => return Ok(i32::try_from(n)?),
+            _ if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            Ok(_) => bail!("topic {topic} does not exist (or has no partitions)"),
+            Err(error) => bail!("metadata of {topic}: {error}"),
+        }
+    }
 }
 
 fn percentile(sorted: &[u32], q: f64) -> f64 {
@@ -263,11 +290,7 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow!("the relay's producer settings: {e}"))?;
     let producer: FutureProducer = client.create()?;
 
-    let metadata = producer.client().fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
-    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-    if partitions == 0 {
-        bail!("topic {} does not exist (or has no partitions)", args.topic);
-    }
+    let partitions = partition_count(&producer, &args.topic)?;
     let hw_start = watermarks(&producer, &args.topic, partitions)?;
 
     let shared = Arc::new(Shared {

@@ -85,8 +85,23 @@ func allLed(details kadm.TopicDetails, topics []string, partitions int) bool {
 	return true
 }
 
-// endOffsets lists the high watermark of every partition of the topics.
+// endOffsets lists the high watermark of every partition of the topics. A topic created a moment
+// ago may still answer "not leader": it asks again every 200 ms until ctx ends.
 func endOffsets(ctx context.Context, adm *kadm.Client, topics []string) (map[string]map[int32]int64, error) {
+	for {
+		out, err := endOffsetsOnce(ctx, adm, topics)
+		if err == nil {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func endOffsetsOnce(ctx context.Context, adm *kadm.Client, topics []string) (map[string]map[int32]int64, error) {
 	listed, err := adm.ListEndOffsets(ctx, topics...)
 	if err != nil {
 		return nil, err

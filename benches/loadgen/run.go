@@ -350,14 +350,14 @@ func cmdRun(args []string) error {
 	}
 	check := !rc.noCheck && rc.brokers != "" && len(topics) > 0
 	var hwStart map[string]map[int32]int64
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	if check {
 		adm, closeFn, err := adminClient(rc.brokers)
 		if err != nil {
 			return err
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		hwStart, err = endOffsets(ctx, adm, topics)
+		cancel()
 		closeFn()
 		if err != nil {
 			return fmt.Errorf("high watermarks before the run: %w", err)
@@ -439,7 +439,9 @@ func cmdRun(args []string) error {
 		if err != nil {
 			return err
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		hwEnd, err := endOffsets(ctx, adm, topics)
+		cancel()
 		closeFn()
 		if err != nil {
 			res.Check = Check{Done: true, Problems: []string{"high watermarks after the run: " + err.Error()}}
