@@ -1,6 +1,7 @@
 """The report of benches/compare.sh: results.json, results.md, throughput.svg, latency.svg.
 
     python report.py --work WORK_DIR --out OUT_DIR
+    python report.py --from-json docs/benchmarks/results.json --out docs/benchmarks   (re-render)
 
 WORK_DIR holds what compare.sh collected: meta.json (machine, versions, command), runs/SYSTEM.jsonl
 (one JSON line per run, from the load generator or the Kafka bound), runs/SYSTEM.idle.json and
@@ -250,9 +251,9 @@ def markdown(meta, systems, failures):
         w("bp-relay did not run: no ratios.\n")
 
     w("## What each system does per delivery\n")
-    w("- **bp-relay**: default flags plus ports, brokers, secret and topics; `RUST_LOG=info`, JSON logs to a file "
-      "(one line per request). Checks the signature, timestamp window and replay guard, parses and type-checks "
-      "the body, and writes the record with 8 CloudEvents headers (`ce_id` is a SHA-256 of the body).")
+    w("- **bp-relay**: default flags plus ports, brokers, secret and topics; `RUST_LOG=info`, JSON logs to a file, "
+      "metrics on its admin port. Checks the signature, timestamp window and replay guard, parses and type-checks "
+      "the body, and writes the record with its CloudEvents headers (`ce_id` is a SHA-256 of the body).")
     w("- **Go peer** (`benches/peers/go`, ~100 lines): signature and ±5 min window, JSON parse for `id`, "
       "franz-go `ProduceSync` (acks=all, idempotent, lz4, linger 5 ms, sticky-key murmur2 partitioner). "
       "No headers, no replay guard, no logging per request.")
@@ -360,10 +361,17 @@ def charts(systems, out):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--work", required=True, type=pathlib.Path)
+    ap.add_argument("--work", type=pathlib.Path, help="compare.sh's work dir")
+    ap.add_argument("--from-json", type=pathlib.Path, help="an earlier results.json instead (re-render only)")
     ap.add_argument("--out", required=True, type=pathlib.Path)
     args = ap.parse_args()
-    meta, systems, failures = load(args.work)
+    if args.from_json:
+        data = json.loads(args.from_json.read_text())
+        meta, systems, failures = data["meta"], data["systems"], data["failures"]
+    elif args.work:
+        meta, systems, failures = load(args.work)
+    else:
+        ap.error("give --work or --from-json")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(
         {"meta": meta, "systems": systems, "failures": failures}, indent=1) + "\n")
