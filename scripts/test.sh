@@ -49,6 +49,7 @@ BROKER_PROBLEM='^\[[^]]*\] (ERROR|WARN|FATAL) ' # kafka.sh's log4j pattern: [dat
 EXTRA_CHECKS=(
   scripts/check-asyncapi.sh # docs/asyncapi.yaml and its JSON Schemas, by a real AsyncAPI parser
   scripts/check-chart.sh    # the Helm chart under deploy/helm (lint, render, policy checks)
+  scripts/bench-smoke.sh    # benches/compare.sh --smoke: every system, 2 s runs, so the script cannot rot
 )
 # -----------------------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -36,6 +36,8 @@ pub fn route_label(route: Option<EventKind>) -> &'static str {
 /// Every request-side metric the relay exports.
 #[derive(Clone)]
 pub struct Metrics {
+    // The series every delivery touches, looked up once: a label lookup hashes its values.
+    per_route: [RouteSeries; 2],
     http_requests: IntCounterVec,
     http_request_duration: HistogramVec,
     delivery_lag: HistogramVec,
@@ -53,11 +55,25 @@ impl Metrics {
     /// # Errors
     /// A metric is already registered there (a programming error caught at startup).
     pub fn register(registry: &Registry) -> prometheus::Result<Metrics> {
+        let http_requests = counter_vec("bp_relay_http_requests_total", "HTTP requests answered, by route and status code.", &["route", "status"])?;
+        let http_request_duration = histogram_vec("bp_relay_http_request_duration_seconds", "Time from request start to response, by route.", &["route"])?;
+        let delivery_lag = histogram_vec("bp_relay_delivery_lag_seconds", "Time from receipt of a delivery to the broker's acknowledgement of its record, by route.", &["route"])?;
+        let published = counter_vec("bp_relay_published_records_total", "Records acknowledged by Kafka on the route's topic (dead letters not included).", &["route"])?;
+        let per_route = EventKind::ALL.map(|kind| {
+            let route = kind.label();
+            RouteSeries {
+                answered_ok: http_requests.with_label_values(&[route, StatusCode::OK.as_str()]),
+                duration: http_request_duration.with_label_values(&[route]),
+                delivery_lag: delivery_lag.with_label_values(&[route]),
+                published: published.with_label_values(&[route]),
+            }
+        });
         let metrics = Metrics {
-            http_requests: counter_vec("bp_relay_http_requests_total", "HTTP requests answered, by route and status code.", &["route", "status"])?,
-            http_request_duration: histogram_vec("bp_relay_http_request_duration_seconds", "Time from request start to response, by route.", &["route"])?,
-            delivery_lag: histogram_vec("bp_relay_delivery_lag_seconds", "Time from receipt of a delivery to the broker's acknowledgement of its record, by route.", &["route"])?,
-            published: counter_vec("bp_relay_published_records_total", "Records acknowledged by Kafka on the route's topic (dead letters not included).", &["route"])?,
+            per_route,
+            http_requests,
+            http_request_duration,
+            delivery_lag,
+            published,
             kafka_delivery_failures: counter_vec("bp_relay_kafka_delivery_failures_total", "Records that could not be published, by reason.", &["reason"])?,
             dead_letters: counter_vec("bp_relay_dead_letter_total", "Authenticated deliveries published to the dead-letter topic, by route and reason.", &["route", "reason"])?,
             signature_failures: counter_vec("bp_relay_signature_failures_total", "Requests refused with 401, by reason.", &["reason"])?,
@@ -102,20 +118,30 @@ impl Metrics {
 
     /// One request answered with `status` after `elapsed`.
     pub fn request_answered(&self, route: Option<EventKind>, status: StatusCode, elapsed: Duration) {
-        let route = route_label(route);
-        self.http_requests.with_label_values(&[route, status.as_str()]).inc();
-        self.http_request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+        match route {
+            Some(kind) if status == StatusCode::OK => {
+                let series = self.route(kind);
+                series.answered_ok.inc();
+                series.duration.observe(elapsed.as_secs_f64());
+            }
+            _ => {
+                let route = route_label(route);
+                self.http_requests.with_label_values(&[route, status.as_str()]).inc();
+                self.http_request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+            }
+        }
     }
 
     /// A record acknowledged on the route's topic, `lag` after its request arrived.
     pub fn published(&self, kind: EventKind, lag: Duration) {
-        self.delivery_lag(kind).observe(lag.as_secs_f64());
-        self.published.with_label_values(&[kind.label()]).inc();
+        let series = self.route(kind);
+        series.delivery_lag.observe(lag.as_secs_f64());
+        series.published.inc();
     }
 
     /// A dead letter acknowledged, `lag` after its request arrived.
     pub fn dead_lettered(&self, kind: EventKind, reason: RejectReason, lag: Duration) {
-        self.delivery_lag(kind).observe(lag.as_secs_f64());
+        self.route(kind).delivery_lag.observe(lag.as_secs_f64());
         self.dead_letters.with_label_values(&[kind.label(), reason.code()]).inc();
     }
 
@@ -140,9 +166,21 @@ impl Metrics {
         Inflight(&self.inflight)
     }
 
-    fn delivery_lag(&self, kind: EventKind) -> Histogram {
-        self.delivery_lag.with_label_values(&[kind.label()])
+    fn route(&self, kind: EventKind) -> &RouteSeries {
+        match kind {
+            EventKind::BusinessProcess => &self.per_route[0],
+            EventKind::Action => &self.per_route[1],
+        }
     }
+}
+
+/// The series of one route that a delivery answered 200 touches.
+#[derive(Clone)]
+struct RouteSeries {
+    answered_ok: IntCounter,
+    duration: Histogram,
+    delivery_lag: Histogram,
+    published: IntCounter,
 }
 
 /// One request in `bp_relay_inflight_requests`, on every exit path (including a client that
