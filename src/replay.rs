@@ -3,8 +3,8 @@
 //! body digest each signed (value, timestamp) came with. The same pair with the same body is a
 //! redelivery and passes; with another body it is refused.
 //!
-//! Memory is bounded by `capacity` entries of fixed size (a 128-bit fingerprint of the signing
-//! and the body's digest, about 100 bytes each with the cache's own overhead). Entries need no
+//! Memory is bounded by `capacity` entries of fixed size (128-bit fingerprints of the signing
+//! and of the body: well under 100 bytes each with the cache's own overhead). Entries need no
 //! expiry to stay correct: the timestamp is part of the signing, and the verifier refuses a
 //! timestamp outside the window before the guard is asked. Past capacity the coldest entries
 //! are evicted, which can only weaken the guard, never refuse a genuine delivery; `capacity`
@@ -22,7 +22,9 @@ pub struct Replayed;
 
 /// Remembers the body digest of each recently verified signing.
 pub struct ReplayGuard {
-    seen: Cache<u128, Digest>,
+    // Signing fingerprint -> the first 128 bits of the body's SHA-256: forging a second body
+    // with the same 128 bits is as out of reach as with all 256, at half the memory.
+    seen: Cache<u128, u128>,
 }
 
 impl ReplayGuard {
@@ -38,8 +40,9 @@ impl ReplayGuard {
     /// [`Replayed`] when the signing was already used for a different body.
     pub fn check(&self, value: &str, timestamp: i64, digest: Digest) -> Result<(), Replayed> {
         // Atomic: of two racing requests with one signing, one inserts, the other sees it.
-        let remembered = self.seen.get_or_insert_with(&fingerprint(value, timestamp), || Ok::<_, Replayed>(digest))?;
-        if remembered == digest {
+        let body = first_128_bits(&digest);
+        let remembered = self.seen.get_or_insert_with(&fingerprint(value, timestamp), || Ok::<_, Replayed>(body))?;
+        if remembered == body {
             Ok(())
         } else {
             Err(Replayed)
@@ -65,7 +68,10 @@ fn fingerprint(value: &str, timestamp: i64) -> u128 {
     // The separator keeps ("a1", 2) and ("a", 12) apart.
     hasher.update([0]);
     hasher.update(timestamp.to_be_bytes());
-    let hash = hasher.finalize();
+    first_128_bits(&hasher.finalize().into())
+}
+
+fn first_128_bits(hash: &[u8; 32]) -> u128 {
     let mut first = [0u8; 16];
     first.copy_from_slice(&hash[..16]);
     u128::from_be_bytes(first)

@@ -20,8 +20,8 @@ pub const RESERVED_OPTIONS: &[(&str, &str)] = &[
     ("request.required.acks", "2xx means every in-sync replica has the record"),
     ("enable.idempotence", "retries must not duplicate or reorder records"),
     ("enable.gapless.guarantee", "the relay handles idempotence failures itself"),
-    ("max.in.flight.requests.per.connection", "idempotence bounds it"),
-    ("max.in.flight", "idempotence bounds it"),
+    ("max.in.flight.requests.per.connection", "the relay keeps one request in flight per broker, so batches grow with the load"),
+    ("max.in.flight", "the relay keeps one request in flight per broker, so batches grow with the load"),
     ("retries", "idempotence needs unbounded retries within message.timeout.ms"),
     ("message.send.max.retries", "idempotence needs unbounded retries within message.timeout.ms"),
     ("partitioner", "records must land where the Java client puts the same key"),
@@ -78,8 +78,9 @@ pub struct Kafka {
     #[arg(long, env = "BP_RELAY_KAFKA_QUEUE_MAX_BYTES", default_value = "256MiB", value_parser = super::parse_size, global = true)]
     pub kafka_queue_max_bytes: ByteSize,
 
-    /// librdkafka linger.ms: how long the producer waits to batch records.
-    #[arg(long, env = "BP_RELAY_KAFKA_LINGER", default_value = "5ms", value_parser = super::parse_duration, global = true)]
+    /// librdkafka linger.ms: how long the producer waits to batch records. 0: send at once;
+    /// records that arrive while a request is in flight are batched into the next one anyway.
+    #[arg(long, env = "BP_RELAY_KAFKA_LINGER", default_value = "0ms", value_parser = super::parse_duration, global = true)]
     pub kafka_linger: Duration,
 
     /// Record batch compression.
@@ -154,7 +155,7 @@ impl Kafka {
                 humantime::format_duration(self.ack_timeout)
             )));
         }
-        if self.kafka_linger >= self.ack_timeout {
+        if self.kafka_linger * 2 >= self.ack_timeout {
             return Err(ConfigError::new("--kafka-linger must be well below --ack-timeout"));
         }
         Ok(())

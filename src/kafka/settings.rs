@@ -31,7 +31,8 @@ pub fn client_config(config: &Kafka, brokers: &str, max_body: u64) -> Result<Cli
         // Same partition as the Java client's default partitioner for the same key.
         .set("partitioner", "murmur2_random")
         .set("compression.type", config.kafka_compression.as_librdkafka())
-        .set("linger.ms", config.kafka_linger.as_millis().to_string())
+        // librdkafka takes fractions of a millisecond: 500us stays 0.5, not 0.
+        .set("linger.ms", (config.kafka_linger.as_secs_f64() * 1000.0).to_string())
         // A record that cannot be acknowledged within the request's budget is failed by
         // librdkafka too, so a 503 rarely leaves a record to land long after.
         .set("message.timeout.ms", config.ack_timeout.as_millis().to_string())
@@ -45,6 +46,10 @@ pub fn client_config(config: &Kafka, brokers: &str, max_body: u64) -> Result<Cli
         // Produce requests are small and latency-bound: Nagle's algorithm would hold one back
         // until the broker's delayed ACK (tens of ms), the tail of every answer.
         .set("socket.nagle.disable", "true")
+        // One produce request in flight per broker: records that arrive meanwhile ride in the next
+        // one, so batches grow with the load without a linger delay at low rates (measured in
+        // docs/benchmarks: more deliveries/s at 64 connections and less broker CPU per record).
+        .set("max.in.flight.requests.per.connection", "1")
         // A closed idle connection is routine, not a problem worth a log line.
         .set("log.connection.close", "false")
         .set("security.protocol", config.kafka_security_protocol.as_librdkafka());
@@ -103,14 +108,16 @@ mod tests {
         assert_eq!(client.get("message.timeout.ms"), Some("4000"));
         assert_eq!(client.get("compression.type"), Some("lz4"));
         assert_eq!(client.get("socket.nagle.disable"), Some("true"));
+        assert_eq!(client.get("linger.ms"), Some("0"));
+        assert_eq!(client.get("max.in.flight.requests.per.connection"), Some("1"));
         // A 1 MiB body plus headers must fit.
         assert_eq!(client.get("message.max.bytes"), Some("1114112"));
     }
 
     #[test]
     fn pass_through_options_reach_librdkafka_and_flags_set_their_keys() {
-        let client = settings(&["--kafka-linger", "20ms", "--kafka-option", "debug=broker,topic", "--kafka-option", "socket.keepalive.enable=false"]);
-        assert_eq!(client.get("linger.ms"), Some("20"));
+        let client = settings(&["--kafka-linger", "2500us", "--kafka-option", "debug=broker,topic", "--kafka-option", "socket.keepalive.enable=false"]);
+        assert_eq!(client.get("linger.ms"), Some("2.5"));
         assert_eq!(client.get("debug"), Some("broker,topic"));
         assert_eq!(client.get("socket.keepalive.enable"), Some("false"));
     }
