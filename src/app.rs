@@ -273,6 +273,13 @@ mod tests {
         check(&Config::try_parse_from(args).unwrap())
     }
 
+    /// Compiles only while the relay can run on any runtime thread (`tokio::spawn`).
+    #[allow(dead_code)]
+    fn run_is_send(app: App, shutdown: std::future::Ready<()>) {
+        fn spawnable<T: Send + 'static>(_: T) {}
+        spawnable(app.run(shutdown));
+    }
+
     #[test]
     fn check_validates_the_rules_itself_and_names_a_refused_property_once() {
         let error = check_args(&["--ack-timeout", "5s"]).unwrap_err();
@@ -283,12 +290,4 @@ mod tests {
         assert!(check_args(&["--embedded-kafka"]).is_err(), "brokers and the embedded cluster exclude each other");
         check_args(&[]).unwrap();
     }
-}
-
-/// Compiles only while the relay can run on any runtime thread (`tokio::spawn`).
-#[cfg(test)]
-#[allow(dead_code)]
-fn run_is_send(app: App, shutdown: std::future::Ready<()>) {
-    fn spawnable<T: Send + 'static>(_: T) {}
-    spawnable(app.run(shutdown));
 }
