@@ -122,8 +122,19 @@ pub struct App<P = Publisher> {
     admin: Arc<Admin>,
     health: Arc<Health>,
     shutdown_grace: Duration,
+    // Stopped with the app.
+    _broker_probe: Option<BrokerProbe>,
     // Dropped with the app, after the producer has flushed.
     _embedded: Option<EmbeddedKafka>,
+}
+
+/// The task asking the brokers for metadata (see [`Publisher::probe_brokers`]); aborted on drop.
+struct BrokerProbe(tokio::task::AbortHandle);
+
+impl Drop for BrokerProbe {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl App<Publisher> {
@@ -143,9 +154,17 @@ impl App<Publisher> {
         let prepared = Prepared::kafka(config, &brokers)?;
         let topics = config.routes.topics().map(str::to_owned);
         prepared.ingress.publisher().check_topics(&topics, config.lifecycle.startup_timeout).await?;
-        prepared.health.broker_seen_up(std::time::Instant::now());
+        let now = std::time::Instant::now();
+        prepared.health.broker_seen_up(now);
+        prepared.health.broker_answered(now);
         info!(brokers, ?topics, "Kafka topics found.");
-        Self::bind(config, prepared, embedded).await
+        // Aborted on drop, also if binding a listener fails below.
+        let probe = BrokerProbe(
+            tokio::spawn(prepared.ingress.publisher().clone().probe_brokers(config.routes.topic.clone(), prepared.health.clone())).abort_handle(),
+        );
+        let mut app = Self::bind(config, prepared, embedded).await?;
+        app._broker_probe = Some(probe);
+        Ok(app)
     }
 }
 
@@ -170,6 +189,7 @@ impl<P: Publish> App<P> {
             admin: Arc::new(Admin::new(registry, health.clone(), metrics)),
             health,
             shutdown_grace: config.lifecycle.shutdown_grace,
+            _broker_probe: None,
             _embedded: embedded,
         })
     }

@@ -1,7 +1,9 @@
 //! Readiness: whether this pod should receive webhooks now.
 //!
-//! Ready means a delivery sent here can be made durable: not draining, a broker was reachable
-//! within the last `broker_down_grace`, and the producer queue is below its high-water mark.
+//! Ready means a delivery sent here can be made durable: not draining, a broker connection was up
+//! and a broker answered a request within the last `broker_down_grace`, and the producer queue is
+//! below its high-water mark. Both broker signals count: a broker that keeps its connections open
+//! but answers nothing (a paused process, a network black hole) stays "up" to the client.
 //! Liveness (`/healthz`) is deliberately not here: it never depends on Kafka, or an outage
 //! would make Kubernetes restart every pod for nothing.
 
@@ -39,6 +41,7 @@ impl NotReady {
 pub struct Health {
     draining: AtomicBool,
     broker_last_up: Mutex<Option<Instant>>,
+    broker_last_answered: Mutex<Option<Instant>>,
     broker_down_grace: Duration,
     // Queue fill in parts per million, so it fits an atomic.
     queue_fill_ppm: AtomicU64,
@@ -51,6 +54,7 @@ impl Health {
         Self {
             draining: AtomicBool::new(false),
             broker_last_up: Mutex::new(None),
+            broker_last_answered: Mutex::new(None),
             broker_down_grace,
             queue_fill_ppm: AtomicU64::new(0),
             high_water_ppm: (queue_high_water * 1e6) as u64,
@@ -74,6 +78,13 @@ impl Health {
         }
     }
 
+    /// A broker answered a request at `at`.
+    pub fn broker_answered(&self, at: Instant) {
+        if let Ok(mut last) = self.broker_last_answered.lock() {
+            *last = Some(at);
+        }
+    }
+
     /// The fuller of the queue's record and byte fill, as a fraction of capacity.
     pub fn set_queue_fill(&self, fill: f64) {
         self.queue_fill_ppm.store((fill.clamp(0.0, 1.0) * 1e6) as u64, Ordering::Relaxed);
@@ -85,13 +96,10 @@ impl Health {
         if self.is_draining() {
             reasons.push(NotReady::Draining);
         }
-        let broker_recent = self
-            .broker_last_up
-            .lock()
-            .ok()
-            .and_then(|last| *last)
-            .is_some_and(|at| now.saturating_duration_since(at) <= self.broker_down_grace);
-        if !broker_recent {
+        let recent = |last: &Mutex<Option<Instant>>| {
+            last.lock().ok().and_then(|last| *last).is_some_and(|at| now.saturating_duration_since(at) <= self.broker_down_grace)
+        };
+        if !(recent(&self.broker_last_up) && recent(&self.broker_last_answered)) {
             reasons.push(NotReady::NoBroker);
         }
         if self.queue_fill_ppm.load(Ordering::Relaxed) > self.high_water_ppm {
@@ -109,12 +117,17 @@ mod tests {
         Health::new(Duration::from_secs(3), 0.8)
     }
 
+    fn healthy_broker(health: &Health, at: Instant) {
+        health.broker_seen_up(at);
+        health.broker_answered(at);
+    }
+
     #[test]
     fn not_ready_until_a_broker_is_seen() {
         let health = health();
         let now = Instant::now();
         assert_eq!(health.check(now), [NotReady::NoBroker]);
-        health.broker_seen_up(now);
+        healthy_broker(&health, now);
         assert!(health.check(now).is_empty());
     }
 
@@ -122,16 +135,28 @@ mod tests {
     fn broker_unseen_beyond_the_grace_makes_it_unready() {
         let health = health();
         let then = Instant::now();
-        health.broker_seen_up(then);
+        healthy_broker(&health, then);
         assert!(health.check(then + Duration::from_secs(3)).is_empty());
         assert_eq!(health.check(then + Duration::from_secs(4)), [NotReady::NoBroker]);
+    }
+
+    #[test]
+    fn a_connected_broker_that_stops_answering_makes_it_unready() {
+        let health = health();
+        let then = Instant::now();
+        healthy_broker(&health, then);
+        // The connection still reports up; no request has been answered since `then`.
+        health.broker_seen_up(then + Duration::from_secs(4));
+        assert_eq!(health.check(then + Duration::from_secs(4)), [NotReady::NoBroker]);
+        health.broker_answered(then + Duration::from_secs(5));
+        assert!(health.check(then + Duration::from_secs(5)).is_empty());
     }
 
     #[test]
     fn draining_and_a_full_queue_are_reported() {
         let health = health();
         let now = Instant::now();
-        health.broker_seen_up(now);
+        healthy_broker(&health, now);
         health.set_queue_fill(0.81);
         health.start_draining();
         assert_eq!(health.check(now), [NotReady::Draining, NotReady::QueueHigh]);

@@ -28,10 +28,16 @@ pub use context::{ClientMetrics, Context};
 pub use embedded::EmbeddedKafka;
 pub use settings::client_config;
 
-use crate::record::Record;
+use crate::{health::Health, record::Record};
 
 /// How often startup asks again for topics that are not there yet.
 const TOPIC_RECHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How often a running relay asks a broker for metadata, and how long it waits for the answer:
+/// with the default `--broker-down-grace` of 3 s, a broker that stops answering makes the relay
+/// unready within about 4 s, and ready again within about 1 s of answering.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a record did not reach Kafka (a closed set: metric label and error code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +264,23 @@ impl Publisher {
                 .any(|topic| topic.name() == name && topic.error().is_none() && !topic.partitions().is_empty())
         };
         Ok(wanted.iter().filter(|name| !usable(name)).cloned().collect())
+    }
+
+    /// Asks a broker for `topic`'s metadata every [`PROBE_INTERVAL`], forever, and tells
+    /// `health` each time one answers in time. A broker can keep its connections open and answer
+    /// nothing; only an answered request proves it serves.
+    pub async fn probe_brokers(self, topic: String, health: Arc<Health>) {
+        loop {
+            let producer = self.producer.clone();
+            let topic = topic.clone();
+            let answered = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), PROBE_TIMEOUT).is_ok())
+                .await
+                .unwrap_or(false);
+            if answered {
+                health.broker_answered(std::time::Instant::now());
+            }
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
     }
 
     /// Records waiting in the producer (queued or in flight).

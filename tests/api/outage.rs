@@ -111,3 +111,26 @@ fn assert_metrics_match(metrics: &Scrape, tally: &Tally) {
     assert!(metrics.has("bp_relay_kafka_broker_up"), "broker statistics are exported");
     assert_eq!(metrics["bp_relay_kafka_queue_max_messages"], 100_000.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_that_answers_nothing_makes_the_relay_unready_within_10_s_with_no_traffic_and_ready_again_after() {
+    let broker = DedicatedBroker::start().await;
+    let relay = spawn_relay(RelayOptions::default().broker(&broker.bootstrap())).await;
+    eventually("the relay to be ready", Duration::from_secs(15), || async { relay.admin_get("/readyz").await.status == StatusCode::OK }).await;
+
+    // Paused, the broker keeps its connections open and answers nothing; no delivery is sent.
+    broker.freeze().await;
+    eventually("/readyz to turn 503 no_broker within 10 s", Duration::from_secs(10), || async {
+        let answer = relay.admin_get("/readyz").await;
+        answer.status == StatusCode::SERVICE_UNAVAILABLE && answer.text().contains("no_broker")
+    })
+    .await;
+
+    broker.thaw().await;
+    eventually("/readyz to turn 200 within 10 s of the broker answering", Duration::from_secs(10), || async {
+        relay.admin_get("/readyz").await.status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(relay.send_process(&process_body("after-the-pause")).await.status, StatusCode::OK);
+    relay.stop().await;
+}
