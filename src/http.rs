@@ -154,7 +154,9 @@ impl<P: Publish> Ingress<P> {
         let Outgoing { topic, record, rejection } = self.routes.route(&envelope, parsed, body);
         access.key.clone_from(&record.key);
         access.topic = Some(topic.to_owned());
-        let delivered = self.publisher.publish(topic, record, deadline).await?;
+        let delivered = self.publisher.publish(topic, record, deadline).await.inspect_err(|error| {
+            self.metrics.delivery_failed(kind, error.reason, started.elapsed());
+        })?;
         match &rejection {
             None => self.metrics.published(kind, started.elapsed()),
             Some(rejection) => self.metrics.dead_lettered(kind, rejection.reason, started.elapsed()),
@@ -162,12 +164,11 @@ impl<P: Publish> Ingress<P> {
         Ok(Stored { topic, delivered, rejection })
     }
 
-    /// Counts a failed request once (it is logged once, by the access log).
+    /// Counts a refused signature once (a failed publish is counted where it fails, with its
+    /// lag; every failure is logged once, by the access log).
     fn count_refusal(&self, error: &Error) {
-        match error {
-            Error::Unauthorized(reason) => self.metrics.signature_refused(*reason),
-            Error::Publish(publish) => self.metrics.delivery_failed(publish.reason),
-            _ => {}
+        if let Error::Unauthorized(reason) = error {
+            self.metrics.signature_refused(*reason);
         }
     }
 }

@@ -28,6 +28,12 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Route label for requests that matched no webhook route.
 pub const OTHER_ROUTE: &str = "other";
 
+/// The `outcome` labels of the delivery lag: acknowledged on the route's topic, acknowledged on
+/// the dead-letter topic, or not acknowledged (the answer was 5xx).
+const PUBLISHED: &str = "published";
+const DEAD_LETTERED: &str = "dead_lettered";
+const FAILED: &str = "failed";
+
 /// The route label of a request: its kind's label, or `other`.
 pub fn route_label(route: Option<EventKind>) -> &'static str {
     route.map_or(OTHER_ROUTE, EventKind::label)
@@ -57,14 +63,18 @@ impl Metrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Metrics> {
         let http_requests = counter_vec("bp_relay_http_requests_total", "HTTP requests answered, by route and status code.", &["route", "status"])?;
         let http_request_duration = histogram_vec("bp_relay_http_request_duration_seconds", "Time from request start to response, by route.", &["route"])?;
-        let delivery_lag = histogram_vec("bp_relay_delivery_lag_seconds", "Time from receipt of a delivery to the broker's acknowledgement of its record, by route.", &["route"])?;
+        let delivery_lag = histogram_vec(
+            "bp_relay_delivery_lag_seconds",
+            "Time from receipt of a delivery to the broker's answer for its record, by route and outcome (published, dead_lettered, failed).",
+            &["route", "outcome"],
+        )?;
         let published = counter_vec("bp_relay_published_records_total", "Records acknowledged by Kafka on the route's topic (dead letters not included).", &["route"])?;
         let per_route = EventKind::ALL.map(|kind| {
             let route = kind.label();
             RouteSeries {
                 answered_ok: http_requests.with_label_values(&[route, StatusCode::OK.as_str()]),
                 duration: http_request_duration.with_label_values(&[route]),
-                delivery_lag: delivery_lag.with_label_values(&[route]),
+                delivery_lag: delivery_lag.with_label_values(&[route, PUBLISHED]),
                 published: published.with_label_values(&[route]),
             }
         });
@@ -101,7 +111,9 @@ impl Metrics {
     fn initialise_series(&self) {
         for kind in EventKind::ALL {
             let route = kind.label();
-            self.delivery_lag.with_label_values(&[route]);
+            for outcome in [PUBLISHED, DEAD_LETTERED, FAILED] {
+                self.delivery_lag.with_label_values(&[route, outcome]);
+            }
             self.http_request_duration.with_label_values(&[route]);
             self.published.with_label_values(&[route]);
             for reason in RejectReason::ALL {
@@ -141,7 +153,7 @@ impl Metrics {
 
     /// A dead letter acknowledged, `lag` after its request arrived.
     pub fn dead_lettered(&self, kind: EventKind, reason: RejectReason, lag: Duration) {
-        self.route(kind).delivery_lag.observe(lag.as_secs_f64());
+        self.delivery_lag.with_label_values(&[kind.label(), DEAD_LETTERED]).observe(lag.as_secs_f64());
         self.dead_letters.with_label_values(&[kind.label(), reason.code()]).inc();
     }
 
@@ -150,8 +162,10 @@ impl Metrics {
         self.signature_failures.with_label_values(&[reason.code()]).inc();
     }
 
-    /// A record Kafka did not acknowledge.
-    pub fn delivery_failed(&self, reason: FailureReason) {
+    /// A record Kafka did not acknowledge, `lag` after its request arrived: in the lag too, so
+    /// the tail shows during an outage.
+    pub fn delivery_failed(&self, kind: EventKind, reason: FailureReason, lag: Duration) {
+        self.delivery_lag.with_label_values(&[kind.label(), FAILED]).observe(lag.as_secs_f64());
         self.kafka_delivery_failures.with_label_values(&[reason.code()]).inc();
     }
 
@@ -232,7 +246,7 @@ mod tests {
         let registry = Registry::new();
         let metrics = Metrics::register(&registry).unwrap();
         metrics.request_answered(Some(EventKind::BusinessProcess), StatusCode::OK, Duration::from_millis(1));
-        metrics.delivery_failed(FailureReason::Timeout);
+        metrics.delivery_failed(EventKind::Action, FailureReason::Timeout, Duration::from_secs(4));
         let text = text(&registry);
         for family in registry.gather() {
             assert!(family.name().starts_with("bp_relay_"), "{}", family.name());
@@ -241,6 +255,8 @@ mod tests {
         assert!(text.contains("bp_relay_http_requests_total{route=\"business_processes\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("bp_relay_kafka_delivery_failures_total{reason=\"kafka_timeout\"} 1"), "{text}");
         assert!(text.contains("bp_relay_kafka_delivery_failures_total{reason=\"kafka_queue_full\"} 0"), "{text}");
+        assert!(text.contains("bp_relay_delivery_lag_seconds_count{outcome=\"failed\",route=\"business_process_actions\"} 1"), "{text}");
+        assert!(text.contains("bp_relay_delivery_lag_seconds_bucket{outcome=\"failed\",route=\"business_process_actions\",le=\"2.5\"} 0"), "{text}");
     }
 
     #[test]

@@ -72,6 +72,16 @@ impl ClientMetrics {
         Ok(metrics)
     }
 
+    /// Removes every series of `broker`: it left the cluster, and its last values must not keep
+    /// an alert firing.
+    fn forget_broker(&self, broker: &str) {
+        let _ = self.broker_up.remove_label_values(&[broker]);
+        let _ = self.broker_rtt.remove_label_values(&[broker]);
+        for counter in [&self.broker_tx_errors, &self.broker_tx_retries, &self.broker_request_timeouts] {
+            let _ = counter.remove_label_values(&[broker]);
+        }
+    }
+
     /// Gives every per-broker family a series for `broker`, so a test can see every name.
     #[doc(hidden)]
     pub fn touch_broker(&self, broker: &str) {
@@ -144,6 +154,20 @@ impl Context {
         }
     }
 
+    /// Drops the series and counters of brokers that are no longer cluster members.
+    fn forget_departed(&self, members: &[&Broker]) {
+        let Ok(mut last_counters) = self.last_counters.lock() else { return };
+        let departed: Vec<String> = last_counters
+            .keys()
+            .filter(|name| !members.iter().any(|broker| &broker.name == *name))
+            .cloned()
+            .collect();
+        for name in departed {
+            self.metrics.forget_broker(&name);
+            last_counters.remove(&name);
+        }
+    }
+
     /// Whether to log this occurrence of `key` now, and how many were left out before it.
     fn should_log(&self, key: &str, now: Instant) -> Option<u64> {
         let mut log = self.error_log.lock().ok()?;
@@ -169,12 +193,13 @@ impl ClientContext for Context {
     fn stats(&self, stats: Statistics) {
         self.record_queue(&stats);
         // Bootstrap entries (node id -1) stand for configured addresses, not cluster members.
-        let members = stats.brokers.values().filter(|broker| broker.nodeid >= 0);
+        let members: Vec<&Broker> = stats.brokers.values().filter(|broker| broker.nodeid >= 0).collect();
         let mut any_up = false;
-        for broker in members {
+        for broker in &members {
             any_up |= broker.state == "UP";
             self.record_broker(broker);
         }
+        self.forget_departed(&members);
         let was_up = self.any_broker_up.swap(any_up, Ordering::Relaxed);
         if any_up {
             self.health.broker_seen_up(Instant::now());
@@ -205,6 +230,41 @@ impl ClientContext for Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stats_with(brokers: &[(&str, i32)]) -> Statistics {
+        let brokers: serde_json::Map<String, serde_json::Value> = brokers
+            .iter()
+            .map(|(name, id)| {
+                let broker = serde_json::json!({
+                    "name": name, "nodeid": id, "nodename": name, "source": "learned", "state": "UP",
+                    "stateage": 1, "outbuf_cnt": 0, "outbuf_msg_cnt": 0, "waitresp_cnt": 0, "waitresp_msg_cnt": 0,
+                    "tx": 1, "txbytes": 1, "txerrs": 2, "txretries": 0, "txidle": 0, "req_timeouts": 0, "rx": 1, "rxbytes": 1, "rxidle": 0,
+                    "rxerrs": 0, "rxcorriderrs": 0, "rxpartial": 0, "zbuf_grow": 0, "buf_grow": 0, "wakeups": 0,
+                    "connects": 1, "disconnects": 0, "req": {}, "toppars": {}
+                });
+                ((*name).to_owned(), broker)
+            })
+            .collect();
+        let json = serde_json::json!({
+            "name": "p", "client_id": "c", "type": "producer", "ts": 1, "time": 1, "age": 1, "replyq": 0,
+            "msg_cnt": 0, "msg_size": 0, "msg_max": 10, "msg_size_max": 10, "simple_cnt": 0,
+            "metadata_cache_cnt": 1, "brokers": brokers, "topics": {}, "tx": 0, "tx_bytes": 0, "rx": 0,
+            "rx_bytes": 0, "txmsgs": 0, "txmsg_bytes": 0, "rxmsgs": 0, "rxmsg_bytes": 0
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_broker_that_leaves_the_cluster_loses_its_series() {
+        let registry = Registry::new();
+        let context = Context::new(ClientMetrics::register(&registry).unwrap(), Arc::new(Health::new(Duration::from_secs(3), 0.8)));
+        context.stats(stats_with(&[("b1:9092/1", 1), ("b2:9092/2", 2)]));
+        let text = || String::from_utf8(crate::metrics::encode(&registry).1).unwrap();
+        assert!(text().contains("bp_relay_kafka_broker_up{broker=\"b2:9092/2\"} 1"), "{}", text());
+        context.stats(stats_with(&[("b1:9092/1", 1)]));
+        assert!(!text().contains("b2:9092/2"), "{}", text());
+        assert!(text().contains("bp_relay_kafka_broker_tx_errors_total{broker=\"b1:9092/1\"} 2"), "{}", text());
+    }
 
     fn context() -> Context {
         let metrics = ClientMetrics::register(&Registry::new()).unwrap();

@@ -100,8 +100,11 @@ fn assert_metrics_match(metrics: &Scrape, tally: &Tally) {
         metrics["bp_relay_kafka_delivery_failures_total{reason=\"kafka_unavailable\"}"] >= 1.0,
         "the 503 while no broker was up is counted as kafka_unavailable"
     );
-    // The lag histogram counts every record the broker acknowledged, dead letters included.
-    assert_eq!(metrics["bp_relay_delivery_lag_seconds_count{route=\"business_processes\"}"], f64::from(tally.published + tally.dead_lettered));
+    // The lag histogram counts every record the broker answered for, by outcome: failures too.
+    let lag = |outcome: &str| metrics[&format!("bp_relay_delivery_lag_seconds_count{{outcome=\"{outcome}\",route=\"business_processes\"}}")];
+    assert_eq!(lag("published"), f64::from(tally.published));
+    assert_eq!(lag("dead_lettered"), f64::from(tally.dead_lettered));
+    assert_eq!(lag("failed"), f64::from(tally.unavailable));
     assert_eq!(
         metrics["bp_relay_http_request_duration_seconds_count{route=\"business_processes\"}"],
         f64::from(tally.published + tally.dead_lettered + tally.unauthorized + tally.unavailable)
