@@ -156,7 +156,7 @@ impl App<Publisher> {
         prepared.ingress.publisher().check_topics(&topics, config.lifecycle.startup_timeout).await?;
         let now = std::time::Instant::now();
         prepared.health.broker_seen_up(now);
-        prepared.health.broker_answered(now);
+        prepared.health.broker_answered();
         info!(brokers, ?topics, "Kafka topics found.");
         // Aborted on drop, also if binding a listener fails below.
         let probe = BrokerProbe(

@@ -239,6 +239,13 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_down_grace_shorter_than_two_statistics_intervals_is_refused() {
+        let error = parse(&["--broker-down-grace", "1s"]).unwrap_err();
+        assert!(error.contains("--broker-down-grace must be at least 2s"), "{error}");
+        assert!(parse(&["--broker-down-grace", "2s"]).is_ok());
+    }
+
+    #[test]
     fn rules_between_groups_are_checked() {
         let error = parse(&["--shutdown-grace", "1s"]).unwrap_err();
         assert!(error.contains("--shutdown-grace"), "{error}");

@@ -41,7 +41,8 @@ impl NotReady {
 pub struct Health {
     draining: AtomicBool,
     broker_last_up: Mutex<Option<Instant>>,
-    broker_last_answered: Mutex<Option<Instant>>,
+    // Since when a request to the brokers has gone unanswered; `None` while they answer.
+    broker_unanswered_since: Mutex<Option<Instant>>,
     broker_down_grace: Duration,
     // Queue fill in parts per million, so it fits an atomic.
     queue_fill_ppm: AtomicU64,
@@ -54,7 +55,7 @@ impl Health {
         Self {
             draining: AtomicBool::new(false),
             broker_last_up: Mutex::new(None),
-            broker_last_answered: Mutex::new(None),
+            broker_unanswered_since: Mutex::new(None),
             broker_down_grace,
             queue_fill_ppm: AtomicU64::new(0),
             high_water_ppm: (queue_high_water * 1e6) as u64,
@@ -78,10 +79,17 @@ impl Health {
         }
     }
 
-    /// A broker answered a request at `at`.
-    pub fn broker_answered(&self, at: Instant) {
-        if let Ok(mut last) = self.broker_last_answered.lock() {
-            *last = Some(at);
+    /// A broker answered a request.
+    pub fn broker_answered(&self) {
+        if let Ok(mut since) = self.broker_unanswered_since.lock() {
+            *since = None;
+        }
+    }
+
+    /// A request sent at `sent` went unanswered (the first such time is kept until an answer).
+    pub fn broker_unanswered(&self, sent: Instant) {
+        if let Ok(mut since) = self.broker_unanswered_since.lock() {
+            since.get_or_insert(sent);
         }
     }
 
@@ -96,10 +104,10 @@ impl Health {
         if self.is_draining() {
             reasons.push(NotReady::Draining);
         }
-        let recent = |last: &Mutex<Option<Instant>>| {
-            last.lock().ok().and_then(|last| *last).is_some_and(|at| now.saturating_duration_since(at) <= self.broker_down_grace)
-        };
-        if !(recent(&self.broker_last_up) && recent(&self.broker_last_answered)) {
+        let within_grace = |at: Instant| now.saturating_duration_since(at) <= self.broker_down_grace;
+        let connected = self.broker_last_up.lock().ok().and_then(|last| *last).is_some_and(within_grace);
+        let answering = self.broker_unanswered_since.lock().ok().and_then(|since| *since).is_none_or(within_grace);
+        if !(connected && answering) {
             reasons.push(NotReady::NoBroker);
         }
         if self.queue_fill_ppm.load(Ordering::Relaxed) > self.high_water_ppm {
@@ -119,7 +127,7 @@ mod tests {
 
     fn healthy_broker(health: &Health, at: Instant) {
         health.broker_seen_up(at);
-        health.broker_answered(at);
+        health.broker_answered();
     }
 
     #[test]
@@ -145,10 +153,14 @@ mod tests {
         let health = health();
         let then = Instant::now();
         healthy_broker(&health, then);
-        // The connection still reports up; no request has been answered since `then`.
+        // The connection still reports up, but a request sent at `then` + 1 s is unanswered.
+        health.broker_unanswered(then + Duration::from_secs(1));
+        health.broker_unanswered(then + Duration::from_secs(3));
         health.broker_seen_up(then + Duration::from_secs(4));
-        assert_eq!(health.check(then + Duration::from_secs(4)), [NotReady::NoBroker]);
-        health.broker_answered(then + Duration::from_secs(5));
+        assert!(health.check(then + Duration::from_secs(4)).is_empty(), "within the grace");
+        health.broker_seen_up(then + Duration::from_secs(5));
+        assert_eq!(health.check(then + Duration::from_secs(5)), [NotReady::NoBroker], "unanswered since 1 s, for 4 s");
+        health.broker_answered();
         assert!(health.check(then + Duration::from_secs(5)).is_empty());
     }
 

@@ -35,7 +35,7 @@ const TOPIC_RECHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How often a running relay asks a broker for metadata, and how long it waits for the answer:
 /// with the default `--broker-down-grace` of 3 s, a broker that stops answering makes the relay
-/// unready within about 4 s, and ready again within about 1 s of answering.
+/// unready within about 6 s, and ready again within about 1 s of answering.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -267,17 +267,20 @@ impl Publisher {
     }
 
     /// Asks a broker for `topic`'s metadata every [`PROBE_INTERVAL`], forever, and tells
-    /// `health` each time one answers in time. A broker can keep its connections open and answer
+    /// `health` whether one answered within [`PROBE_TIMEOUT`]. A broker can keep its connections open and answer
     /// nothing; only an answered request proves it serves.
     pub async fn probe_brokers(self, topic: String, health: Arc<Health>) {
         loop {
             let producer = self.producer.clone();
             let topic = topic.clone();
+            let sent = std::time::Instant::now();
             let answered = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), PROBE_TIMEOUT).is_ok())
                 .await
                 .unwrap_or(false);
             if answered {
-                health.broker_answered(std::time::Instant::now());
+                health.broker_answered();
+            } else {
+                health.broker_unanswered(sent);
             }
             tokio::time::sleep(PROBE_INTERVAL).await;
         }

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use super::ConfigError;
 
+/// Twice the interval of librdkafka's statistics, which report whether a broker is up.
+const MIN_BROKER_DOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// How long the relay waits at startup and shutdown, and when it reports not ready.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Lifecycle")]
@@ -30,6 +33,13 @@ impl Lifecycle {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if !(self.queue_high_water > 0.0 && self.queue_high_water <= 1.0) {
             return Err(ConfigError::new(format!("--queue-high-water must be in (0, 1], got {}", self.queue_high_water)));
+        }
+        // librdkafka reports the brokers' state once a second: a shorter grace flaps readiness.
+        if self.broker_down_grace < MIN_BROKER_DOWN_GRACE {
+            return Err(ConfigError::new(format!(
+                "--broker-down-grace must be at least 2s (the brokers' state is reported every second), got {}",
+                humantime::format_duration(self.broker_down_grace)
+            )));
         }
         if self.startup_timeout.is_zero() {
             return Err(ConfigError::new("--startup-timeout must be above 0"));

@@ -23,7 +23,7 @@ struct Tally {
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_outage_gets_503_then_publishing_resumes_without_restart() {
     let broker = DedicatedBroker::start().await;
-    let relay = spawn_relay(RelayOptions::default().broker(&broker.bootstrap()).flags(&["--ack-timeout", "2s", "--broker-down-grace", "1s"])).await;
+    let relay = spawn_relay(RelayOptions::default().broker(&broker.bootstrap()).flags(&["--ack-timeout", "2s", "--broker-down-grace", "2s"])).await;
     let mut tally = Tally::default();
     let minimal = samples::get("bp-minimal.json");
     let before = relay.send_process(minimal).await;
