@@ -209,7 +209,6 @@ fi
 # The Rust binaries. cargo only rebuilds what changed; BP_RELAY_BENCH_BUILD=0 skips it.
 cargo_flags=(--locked)
 [[ "$PROFILE" == release ]] && cargo_flags+=(--release)
-declared() { grep -Eq "^name *= *\"$1\"" Cargo.toml; }
 build() { # build BIN [FEATURES]
   [[ "${BP_RELAY_BENCH_BUILD:-1}" == 0 ]] && return 0
   need cargo "to build $1 (or set BP_RELAY_BENCH_BUILD=0)"
@@ -220,12 +219,6 @@ build() { # build BIN [FEATURES]
 RELAY_BIN="${BP_RELAY_BIN:-$ROOT/target/$PROFILE/bp-relay}"
 HTTP_BOUND_BIN="${BP_RELAY_HTTP_BOUND_BIN:-$ROOT/target/$PROFILE/bp-relay-http-bound}"
 KAFKA_BOUND_BIN="${BP_RELAY_KAFKA_BOUND_BIN:-$ROOT/target/$PROFILE/bp-relay-kafka-bound}"
-NOTES=() # "system|note" lines for the report
-note() { # note SYSTEM TEXT, once per system
-  local n
-  for n in "${NOTES[@]}"; do [[ "$n" == "$1|"* ]] && return 0; done
-  NOTES+=("$1|$2")
-}
 want() { [[ ",$SYSTEMS," == *",$1,"* ]]; }
 if want bp-relay && [[ -z "${BP_RELAY_BIN:-}" ]]; then build bp-relay || fail "bp-relay: cargo build failed"; fi
 for pair in "http-bound:bp-relay-http-bound:HTTP_BOUND_BIN" "kafka-bound:bp-relay-kafka-bound:KAFKA_BOUND_BIN"; do
@@ -233,11 +226,7 @@ for pair in "http-bound:bp-relay-http-bound:HTTP_BOUND_BIN" "kafka-bound:bp-rela
   want "$sys" || continue
   env_var="BP_RELAY_${var/_BIN/}_BIN"
   [[ -n "${!env_var:-}" ]] && continue
-  if declared "$bin"; then
-    build "$bin" bench || fail "$sys: cargo build --features bench --bin $bin failed"
-  elif [[ ! -x "${!var}" ]]; then
-    note "$sys" "skipped: Cargo.toml declares no [[bin]] $bin yet, and ${!var} does not exist"
-  fi
+  build "$bin" bench || fail "$sys: cargo build --features bench --bin $bin failed"
 done
 
 # --- Broker -----------------------------------------------------------------------------------
@@ -445,20 +434,14 @@ for sys in ${SYSTEMS//,/ }; do
       fi
       ;;
     http-bound)
-      if [[ ! -x "$HTTP_BOUND_BIN" ]]; then
-        say "== http-bound: skipped ($HTTP_BOUND_BIN does not exist yet)"
-        note http-bound "skipped: $HTTP_BOUND_BIN does not exist"
-        continue
-      fi
+      # A bound that was not built is a failure, not a skip: the comparison needs it.
+      [[ -x "$HTTP_BOUND_BIN" ]] || { fail "http-bound: $HTTP_BOUND_BIN does not exist (build it, or unset BP_RELAY_BENCH_BUILD=0)"; continue; }
       say "== http-bound ($HTTP_BOUND_BIN: bp-relay whose publisher answers at once)"
       bench_relay http-bound "$HTTP_BOUND_BIN" "$((PORT_BASE + 4))" "$((PORT_BASE + 5))"
       ;;
     kafka-bound)
-      if [[ ! -x "$KAFKA_BOUND_BIN" ]]; then
-        say "== kafka-bound: skipped ($KAFKA_BOUND_BIN does not exist yet)"
-        note kafka-bound "skipped: $KAFKA_BOUND_BIN does not exist"
-        continue
-      fi
+      # A bound that was not built is a failure, not a skip: the comparison needs it.
+      [[ -x "$KAFKA_BOUND_BIN" ]] || { fail "kafka-bound: $KAFKA_BOUND_BIN does not exist (build it, or unset BP_RELAY_BENCH_BUILD=0)"; continue; }
       say "== kafka-bound ($KAFKA_BOUND_BIN: the relay's producer settings and records, no HTTP)"
       t="bench.kafka-bound.$RUN_ID.bp"
       topics "$t" || { fail "kafka-bound: could not create its topic"; continue; }
@@ -481,7 +464,6 @@ done
 
 # --- Report -----------------------------------------------------------------------------------
 
-for n in "${NOTES[@]}"; do printf '%s\n' "$n"; done >"$WORK/notes.txt"
 printf '%s\n' "${FAILURES[@]}" >"$WORK/failures.txt"
 say "writing the report into $OUT"
 PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg MPLCONFIGDIR="$WORK/mpl" "$VENV/bin/python" benches/loadgen/report.py --work "$WORK" --out "$OUT" ||

@@ -102,7 +102,7 @@ impl<P: Publish> Ingress<P> {
         );
         // Before the span is first entered: an exported span joins the sender's trace.
         let traceparent = telemetry::join_trace(&span, incoming_traceparent(request.headers()));
-        let mut access = Access { route: route_label, trace_id: traceparent.trace_id(), ..Access::default() };
+        let mut access = Access { route: route_label, traceparent, key: None, topic: None, status: 0, latency_us: 0 };
         let outcome = async {
             match (kind, request.method()) {
                 (None, _) => Err(Error::NotFound { routes: ROUTES }),
@@ -181,10 +181,9 @@ struct Stored<'a> {
 }
 
 /// What one request's log line says: ids and outcomes, never bodies or secrets.
-#[derive(Default)]
 struct Access {
     route: &'static str,
-    trace_id: String,
+    traceparent: TraceParent,
     key: Option<String>,
     topic: Option<String>,
     status: u16,
@@ -195,7 +194,9 @@ impl Access {
     /// The one log line of a request: every failure and dead letter at info or warn, the rest
     /// at debug unless `--access-log all`.
     fn log(&self, outcome: &Result<Stored<'_>, Error>, policy: AccessLog) {
-        let (route, trace_id, status, latency_us) = (self.route, self.trace_id.as_str(), self.status, self.latency_us);
+        let (route, status, latency_us) = (self.route, self.status, self.latency_us);
+        // Formatted only for a line that is written (tracing evaluates fields once enabled).
+        let trace_id = tracing::field::display(TraceId(&self.traceparent));
         let (key, topic) = (self.key.as_deref(), self.topic.as_deref());
         match outcome {
             Ok(Stored { delivered, rejection: None, .. }) if policy == AccessLog::All => {
@@ -218,6 +219,15 @@ impl Access {
                 info!(target: telemetry::REQUEST_TARGET, route, trace_id, status, latency_us, code = error.code(), "Request refused.");
             }
         }
+    }
+}
+
+/// Shows a trace id without allocating it until a line is written.
+struct TraceId<'a>(&'a TraceParent);
+
+impl std::fmt::Display for TraceId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.trace_id())
     }
 }
 
