@@ -20,7 +20,7 @@ type TreeStats struct {
 	Procs int     `json:"procs"`
 	CPUS  float64 `json:"cpu_s"`  // utime+stime of every thread of every process, seconds
 	RSSKB uint64  `json:"rss_kb"` // VmRSS
-	HWMKB uint64  `json:"hwm_kb"` // VmHWM: peak RSS of each process, summed
+	HWMKB uint64  `json:"hwm_kb"` // VmHWM: peak RSS of each process (since its last resetPeak), summed
 }
 
 type procInfo struct {
@@ -77,31 +77,43 @@ func readMem(pid int) (rss, hwm uint64) {
 	return rss, hwm
 }
 
-// treeStats sums CPU time and memory over root and its descendants (multi-process servers such
-// as uvicorn with workers count as one system).
-func treeStats(root int) (TreeStats, error) {
+// treePids lists root and its descendants (multi-process servers such as uvicorn with workers
+// count as one system), root first; empty when root is not running.
+func treePids(root int) []int {
 	if _, ok := readStat(root); !ok {
-		return TreeStats{}, fmt.Errorf("process %d is not running", root)
+		return nil
 	}
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	children := map[int][]int{}
-	infos := map[int]procInfo{}
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(filepath.Base(d))
 		if err != nil {
 			continue
 		}
 		if info, ok := readStat(pid); ok {
-			infos[pid] = info
 			children[info.ppid] = append(children[info.ppid], pid)
 		}
 	}
-	var st TreeStats
+	pids := []int{}
 	queue := []int{root}
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
-		info, ok := infos[pid]
+		pids = append(pids, pid)
+		queue = append(queue, children[pid]...)
+	}
+	return pids
+}
+
+// treeStats sums CPU time and memory over root and its descendants.
+func treeStats(root int) (TreeStats, error) {
+	pids := treePids(root)
+	if len(pids) == 0 {
+		return TreeStats{}, fmt.Errorf("process %d is not running", root)
+	}
+	var st TreeStats
+	for _, pid := range pids {
+		info, ok := readStat(pid)
 		if !ok {
 			continue
 		}
@@ -110,9 +122,16 @@ func treeStats(root int) (TreeStats, error) {
 		rss, hwm := readMem(pid)
 		st.RSSKB += rss
 		st.HWMKB += hwm
-		queue = append(queue, children[pid]...)
 	}
 	return st, nil
+}
+
+// resetPeak sets VmHWM back to the current RSS for root and its descendants (writing 5 to
+// /proc/PID/clear_refs), so the peak read after a run is that run's own peak.
+func resetPeak(root int) {
+	for _, pid := range treePids(root) {
+		_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+	}
 }
 
 // selfCPU is this process's own utime+stime in seconds.

@@ -380,6 +380,9 @@ func cmdRun(args []string) error {
 		loadStart = selfCPU()
 	}
 
+	if rc.pid > 0 {
+		resetPeak(rc.pid) // the peak RSS reported with this run is this run's own
+	}
 	var tl *tally
 	var sent, drops int64
 	var measureStart time.Time
