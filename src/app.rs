@@ -9,14 +9,14 @@ use hyper::service::service_fn;
 use prometheus::Registry;
 use rdkafka::error::KafkaError;
 use tokio::{net::TcpListener, time::Instant};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     admin::Admin,
     config::{Config, ConfigError},
     health::Health,
     http::Ingress,
-    kafka::{self, ClientMetrics, EmbeddedKafka, Publisher, TopicCheckError},
+    kafka::{self, ClientMetrics, EmbeddedKafka, ProducerGaveUp, Publisher, TopicCheckError},
     metrics::Metrics,
     publish::Publish,
     server,
@@ -96,8 +96,8 @@ impl Prepared<Publisher> {
         let registry = Registry::new();
         let health = health(config);
         let client_config = kafka::client_config(&config.kafka, brokers, config.listeners.max_body.as_u64())?;
-        let context = kafka::Context::new(ClientMetrics::register(&registry)?, health.clone());
-        let publisher = Publisher::build(&client_config, context).map_err(BuildError::KafkaConfig)?;
+        let publisher =
+            Publisher::build(&client_config, ClientMetrics::register(&registry)?, health.clone()).map_err(BuildError::KafkaConfig)?;
         Self::with(config, registry, health, publisher)
     }
 }
@@ -123,15 +123,18 @@ pub struct App<P = Publisher> {
     health: Arc<Health>,
     shutdown_grace: Duration,
     // Stopped with the app.
-    _broker_probe: Option<BrokerProbe>,
+    _broker_probe: Option<Background<()>>,
+    // Replaces a producer that failed fatally; ends only when it gives up.
+    supervisor: Option<Background<ProducerGaveUp>>,
     // Dropped with the app, after the producer has flushed.
     _embedded: Option<EmbeddedKafka>,
 }
 
-/// The task asking the brokers for metadata (see [`Publisher::probe_brokers`]); aborted on drop.
-struct BrokerProbe(tokio::task::AbortHandle);
+/// A task that runs as long as the app: the broker probe ([`Publisher::probe_brokers`]) and the
+/// producer's supervisor ([`Publisher::supervise`]). Aborted on drop.
+struct Background<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for BrokerProbe {
+impl<T> Drop for Background<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -159,11 +162,12 @@ impl App<Publisher> {
         prepared.health.broker_answered();
         info!(brokers, ?topics, "Kafka topics found.");
         // Aborted on drop, also if binding a listener fails below.
-        let probe = BrokerProbe(
-            tokio::spawn(prepared.ingress.publisher().clone().probe_brokers(config.routes.topic.clone(), prepared.health.clone())).abort_handle(),
-        );
+        let publisher = prepared.ingress.publisher().clone();
+        let probe = Background(tokio::spawn(publisher.clone().probe_brokers(config.routes.topic.clone(), prepared.health.clone())));
+        let supervisor = Background(tokio::spawn(publisher.supervise()));
         let mut app = Self::bind(config, prepared, embedded).await?;
         app._broker_probe = Some(probe);
+        app.supervisor = Some(supervisor);
         Ok(app)
     }
 }
@@ -190,6 +194,7 @@ impl<P: Publish> App<P> {
             health,
             shutdown_grace: config.lifecycle.shutdown_grace,
             _broker_probe: None,
+            supervisor: None,
             _embedded: embedded,
         })
     }
@@ -204,9 +209,19 @@ impl<P: Publish> App<P> {
         local_addr(&self.admin_listener)
     }
 
+    /// The publisher, for tests that inject faults into it.
+    #[doc(hidden)]
+    pub fn publisher(&self) -> &P {
+        self.ingress.publisher()
+    }
+
     /// Serves until `shutdown` resolves, then drains: readiness fails, the listener closes,
     /// in-flight requests finish and the producer flushes, all within `--shutdown-grace`.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    ///
+    /// # Errors
+    /// The producer kept failing fatally: the relay drained as on `shutdown`, and the process
+    /// should exit non-zero so that it is restarted.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ProducerGaveUp> {
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin = self.admin.clone();
         let admin_service = service_fn(move |request| {
@@ -228,8 +243,16 @@ impl<P: Publish> App<P> {
         });
         info!(address = %local_addr(&self.ingress_listener), "Accepting webhooks.");
         let health = self.health.clone();
+        let supervisor = self.supervisor.take();
+        let (gave_up_tx, gave_up) = tokio::sync::oneshot::channel();
         let connections = server::serve(self.ingress_listener, service, async move {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                Some(error) = producer_gave_up(supervisor) => {
+                    error!(%error, "Shutting down so that the process is restarted.");
+                    let _ = gave_up_tx.send(error);
+                }
+            }
             // Before the listener closes: the load balancer stops sending here first.
             health.start_draining();
         })
@@ -248,7 +271,17 @@ impl<P: Publish> App<P> {
         }
         let _ = admin_stop.send(());
         let _ = admin_task.await;
+        gave_up.await.map_or(Ok(()), Err)
     }
+}
+
+/// Resolves when the supervisor gives up; never without one.
+async fn producer_gave_up(supervisor: Option<Background<ProducerGaveUp>>) -> Option<ProducerGaveUp> {
+    let Some(mut supervisor) = supervisor else {
+        return std::future::pending().await;
+    };
+    // A supervisor that panicked cannot replace the producer either.
+    Some((&mut supervisor.0).await.unwrap_or(ProducerGaveUp))
 }
 
 /// librdkafka's reason for refusing a property, naming the property once and its value only
@@ -298,6 +331,24 @@ mod tests {
     fn run_is_send(app: App, shutdown: std::future::Ready<()>) {
         fn spawnable<T: Send + 'static>(_: T) {}
         spawnable(app.run(shutdown));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_producer_that_keeps_failing_fatally_ends_the_run_with_an_error() {
+        let args = ["bp-relay", "--embedded-kafka", "--signing-secrets", "s", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+        let app = App::build(&Config::try_parse_from(args).unwrap()).await.unwrap();
+        let publisher = app.publisher().clone();
+        let run = tokio::spawn(app.run(std::future::pending()));
+        // Each injection fails the producer in service (a no-op on one already failed).
+        let ended = tokio::time::timeout(Duration::from_secs(30), async {
+            while !run.is_finished() {
+                publisher.inject_fatal_error();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the relay stopped itself within 30 s");
+        assert!(run.await.unwrap().is_err(), "and says why, for a non-zero exit");
     }
 
     #[test]

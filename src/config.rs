@@ -212,12 +212,22 @@ mod tests {
             ("transactional.id=x", "transactional"),
             ("statistics.interval.ms=0", "readiness"),
             ("linger.ms=20", "--kafka-linger"),
-            ("message.timeout.ms=300000", "--ack-timeout"),
+            ("message.timeout.ms=300000", "--kafka-message-timeout"),
         ] {
             let error = parse(&["--kafka-option", option]).unwrap_err();
             let key = option.split('=').next().unwrap();
             assert!(error.contains(&format!("--kafka-option {key} is reserved")), "{option}: {error}");
             assert!(error.contains(flag_or_reason), "{option}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_message_timeout_is_at_least_the_ack_timeout_and_bounded() {
+        assert_eq!(parse(&[]).unwrap().kafka.message_timeout(), Duration::from_secs(4), "the ack timeout by default");
+        assert_eq!(parse(&["--kafka-message-timeout", "30s"]).unwrap().kafka.message_timeout(), Duration::from_secs(30));
+        for too_short_or_long in ["3s", "301s"] {
+            let error = parse(&["--kafka-message-timeout", too_short_or_long]).unwrap_err();
+            assert!(error.contains("--kafka-message-timeout must be between --ack-timeout and 5m"), "{error}");
         }
     }
 

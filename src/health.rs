@@ -1,8 +1,9 @@
 //! Readiness: whether this pod should receive webhooks now.
 //!
 //! Ready means a delivery sent here can be made durable: not draining, a broker connection was up
-//! and a broker answered a request within the last `broker_down_grace`, and the producer queue is
-//! below its high-water mark. Both broker signals count: a broker that keeps its connections open
+//! and a broker answered a request within the last `broker_down_grace`, the producer queue is
+//! below its high-water mark, and the producer has not failed fatally (or its replacement has
+//! seen a broker). Both broker signals count: a broker that keeps its connections open
 //! but answers nothing (a paused process, a network black hole) stays "up" to the client.
 //! Liveness (`/healthz`) is deliberately not here: it never depends on Kafka, or an outage
 //! would make Kubernetes restart every pod for nothing.
@@ -24,6 +25,8 @@ pub enum NotReady {
     NoBroker,
     /// The producer queue is above its high-water mark.
     QueueHigh,
+    /// The producer hit a fatal error; its replacement has not seen a broker yet.
+    ProducerFailed,
 }
 
 impl NotReady {
@@ -33,6 +36,7 @@ impl NotReady {
             Self::Draining => "draining",
             Self::NoBroker => "no_broker",
             Self::QueueHigh => "queue_high",
+            Self::ProducerFailed => "producer_failed",
         }
     }
 }
@@ -40,6 +44,7 @@ impl NotReady {
 /// Shared readiness state, written by shutdown and the producer's statistics.
 pub struct Health {
     draining: AtomicBool,
+    producer_failed: AtomicBool,
     broker_last_up: Mutex<Option<Instant>>,
     // Since when a request to the brokers has gone unanswered; `None` while they answer.
     broker_unanswered_since: Mutex<Option<Instant>>,
@@ -54,6 +59,7 @@ impl Health {
     pub fn new(broker_down_grace: Duration, queue_high_water: f64) -> Self {
         Self {
             draining: AtomicBool::new(false),
+            producer_failed: AtomicBool::new(false),
             broker_last_up: Mutex::new(None),
             broker_unanswered_since: Mutex::new(None),
             broker_down_grace,
@@ -70,6 +76,16 @@ impl Health {
     /// Whether shutdown has begun.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// The producer hit a fatal error: it cannot publish until it is replaced.
+    pub fn producer_failed(&self) {
+        self.producer_failed.store(true, Ordering::SeqCst);
+    }
+
+    /// A producer that has not failed saw a broker connection up.
+    pub fn producer_recovered(&self) {
+        self.producer_failed.store(false, Ordering::SeqCst);
     }
 
     /// A broker connection was seen up at `at`.
@@ -112,6 +128,9 @@ impl Health {
         }
         if self.queue_fill_ppm.load(Ordering::Relaxed) > self.high_water_ppm {
             reasons.push(NotReady::QueueHigh);
+        }
+        if self.producer_failed.load(Ordering::SeqCst) {
+            reasons.push(NotReady::ProducerFailed);
         }
         reasons
     }
@@ -172,5 +191,16 @@ mod tests {
         health.set_queue_fill(0.81);
         health.start_draining();
         assert_eq!(health.check(now), [NotReady::Draining, NotReady::QueueHigh]);
+    }
+
+    #[test]
+    fn a_failed_producer_is_unready_until_its_replacement_sees_a_broker() {
+        let health = health();
+        let now = Instant::now();
+        healthy_broker(&health, now);
+        health.producer_failed();
+        assert_eq!(health.check(now), [NotReady::ProducerFailed]);
+        health.producer_recovered();
+        assert!(health.check(now).is_empty());
     }
 }

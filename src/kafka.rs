@@ -1,5 +1,6 @@
 //! Everything that talks to Kafka: the [`Publisher`] over librdkafka's `FutureProducer`, the
-//! classification of its errors, the client settings, statistics and the embedded mock cluster.
+//! classification of its errors, the client settings, statistics, the replacement of a producer
+//! that failed fatally, and the embedded mock cluster.
 //! It reports into its own [`ClientMetrics`] and the shared readiness state, never upward.
 //!
 //! Nothing here waits without a bound: enqueueing never blocks (a full queue is an immediate
@@ -7,26 +8,29 @@
 
 mod context;
 mod embedded;
+mod generation;
 mod settings;
+mod supervisor;
 
 use std::{
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
-    producer::{FutureProducer, FutureRecord, Producer},
+    producer::{FutureRecord, Producer},
     ClientConfig,
 };
-use tokio::time::Instant;
+use tokio::{sync::Notify, time::Instant};
 
 pub use context::{ClientMetrics, Context};
 pub use embedded::EmbeddedKafka;
 pub use settings::client_config;
+pub use supervisor::ProducerGaveUp;
+
+use generation::Generation;
 
 use crate::{health::Health, record::Record};
 
@@ -121,7 +125,9 @@ impl FailureReason {
             | Code::NotEnoughReplicasAfterAppend
             | Code::KafkaStorageError
             | Code::PurgeQueue
-            | Code::PurgeInflight => Self::Transport,
+            | Code::PurgeInflight
+            // The producer failed fatally; the supervisor is replacing it.
+            | Code::Fatal => Self::Transport,
             _ => Self::Other,
         }
     }
@@ -155,6 +161,15 @@ pub struct Delivered {
     pub offset: i64,
 }
 
+/// Why a record was not acknowledged in time: a slow broker while one is up, else no broker.
+fn timed_out(generation: &Generation) -> FailureReason {
+    if generation.any_broker_up.load(Ordering::Relaxed) {
+        FailureReason::Timeout
+    } else {
+        FailureReason::Transport
+    }
+}
+
 /// Why startup could not confirm the topics.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicCheckError {
@@ -177,23 +192,58 @@ pub enum TopicCheckError {
 /// Publishes records and reports where they landed, once the broker acknowledged them.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer<Context>,
+    shared: Arc<Shared>,
+}
+
+/// What every clone of a [`Publisher`] and its supervisor share.
+struct Shared {
+    // The producer in service; replaced when it fails fatally.
+    current: ArcSwap<Generation>,
+    config: ClientConfig,
     brokers: String,
-    any_broker_up: Arc<AtomicBool>,
+    metrics: ClientMetrics,
+    health: Arc<Health>,
+    error_signal: Arc<Notify>,
 }
 
 impl Publisher {
-    /// Creates the producer (it connects lazily).
+    /// Creates the producer (it connects lazily), reporting into `metrics` and `health`.
     ///
     /// # Errors
     /// librdkafka refused the configuration (an invalid pass-through property, say).
-    pub fn build(config: &ClientConfig, context: Context) -> Result<Publisher, KafkaError> {
-        // librdkafka's own log lines go to debug: each problem is logged once, by the error
-        // callback (see `Context`).
+    pub fn build(config: &ClientConfig, metrics: ClientMetrics, health: Arc<Health>) -> Result<Publisher, KafkaError> {
         let brokers = config.get("bootstrap.servers").unwrap_or_default().to_owned();
-        let any_broker_up = context.any_broker_up();
-        let producer = config.create_with_context(context)?;
-        Ok(Publisher { producer, brokers, any_broker_up })
+        let error_signal = Arc::new(Notify::new());
+        let first = Generation::build(config, Context::new(metrics.clone(), health.clone(), error_signal.clone()))?;
+        let shared = Shared { current: ArcSwap::from_pointee(first), config: config.clone(), brokers, metrics, health, error_signal };
+        Ok(Publisher { shared: Arc::new(shared) })
+    }
+
+    /// A producer with the same settings and a context of its own.
+    fn build_generation(&self) -> Result<Generation, KafkaError> {
+        let shared = &self.shared;
+        Generation::build(&shared.config, Context::new(shared.metrics.clone(), shared.health.clone(), shared.error_signal.clone()))
+    }
+
+    /// The producer in service.
+    fn producer(&self) -> rdkafka::producer::FutureProducer<Context> {
+        self.shared.current.load().producer.clone()
+    }
+
+    /// Makes the producer in service fail fatally, as librdkafka would after an unrecoverable
+    /// idempotence error: for tests of the recovery.
+    #[doc(hidden)]
+    pub fn inject_fatal_error(&self) {
+        let producer = self.producer();
+        // SAFETY: the pointer is a live client handle (held by `producer` for the whole call), and
+        // the reason is a NUL-terminated string librdkafka copies.
+        unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                producer.client().native_ptr(),
+                rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                c"injected by a test".as_ptr(),
+            );
+        }
     }
 
     /// Sends `record` to `topic` and waits for the acknowledgement until `deadline`.
@@ -211,17 +261,30 @@ impl Publisher {
         if let Some(key) = &record.key {
             future_record = future_record.key(key.as_str());
         }
-        let delivery = self
-            .producer
-            .send_result(future_record)
-            .map_err(|(error, _)| PublishError::of(error))?;
+        let generation = self.shared.current.load_full();
+        if generation.is_fatal() {
+            return Err(PublishError::because(FailureReason::Transport));
+        }
+        let delivery = generation.producer.send_result(future_record).map_err(|(error, _)| self.failed(error, &generation))?;
         match tokio::time::timeout_at(deadline, delivery).await {
-            Err(_elapsed) if self.any_broker_up.load(Ordering::Relaxed) => Err(PublishError::because(FailureReason::Timeout)),
-            Err(_elapsed) => Err(PublishError::because(FailureReason::Transport)),
+            Err(_elapsed) => Err(PublishError::because(timed_out(&generation))),
             Ok(Err(_canceled)) => Err(PublishError { reason: FailureReason::Other, source: Some(KafkaError::Canceled) }),
-            Ok(Ok(Err((error, _message)))) => Err(PublishError::of(error)),
+            Ok(Ok(Err((error, _message)))) => Err(self.failed(error, &generation)),
             Ok(Ok(Ok(delivery))) => Ok(Delivered { partition: delivery.partition, offset: delivery.offset }),
         }
+    }
+
+    /// Classifies a produce error. librdkafka's own message timeout counts as our deadline (the
+    /// two end together); one saying the producer failed fatally also wakes the supervisor (its
+    /// error event may still be on the way).
+    fn failed(&self, error: KafkaError, generation: &Generation) -> PublishError {
+        let mut failure = PublishError::of(error);
+        match failure.source.as_ref().and_then(KafkaError::rdkafka_error_code) {
+            Some(RDKafkaErrorCode::Fatal) => self.shared.error_signal.notify_one(),
+            Some(RDKafkaErrorCode::MessageTimedOut) => failure.reason = timed_out(generation),
+            _ => {}
+        }
+        failure
     }
 
     /// Confirms that every topic exists, waiting at most `timeout` for the brokers and for
@@ -235,7 +298,7 @@ impl Publisher {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let missing = self.missing_topics(topics, remaining.max(Duration::from_millis(100))).await.map_err(|source| {
                 TopicCheckError::Unreachable {
-                    brokers: self.brokers.clone(),
+                    brokers: self.shared.brokers.clone(),
                     timeout: humantime::format_duration(timeout),
                     source,
                 }
@@ -244,7 +307,7 @@ impl Publisher {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(TopicCheckError::Missing { brokers: self.brokers.clone(), missing });
+                return Err(TopicCheckError::Missing { brokers: self.shared.brokers.clone(), missing });
             }
             tokio::time::sleep(TOPIC_RECHECK_INTERVAL.min(remaining)).await;
         }
@@ -253,7 +316,7 @@ impl Publisher {
     /// The topics among `wanted` that the brokers do not report as usable (present, without
     /// error, with partitions).
     async fn missing_topics(&self, wanted: &[String], timeout: Duration) -> Result<Vec<String>, KafkaError> {
-        let producer = self.producer.clone();
+        let producer = self.producer();
         let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
             .await
             .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))?;
@@ -271,7 +334,7 @@ impl Publisher {
     /// nothing; only an answered request proves it serves.
     pub async fn probe_brokers(self, topic: String, health: Arc<Health>) {
         loop {
-            let producer = self.producer.clone();
+            let producer = self.producer();
             let topic = topic.clone();
             let sent = std::time::Instant::now();
             let answered = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), PROBE_TIMEOUT).is_ok())
@@ -288,7 +351,7 @@ impl Publisher {
 
     /// Records waiting in the producer (queued or in flight).
     pub fn queue_len(&self) -> i32 {
-        self.producer.in_flight_count()
+        self.producer().in_flight_count()
     }
 
     /// Waits up to `timeout` for every queued record to be delivered or to fail.
@@ -296,7 +359,7 @@ impl Publisher {
     /// # Errors
     /// Records were still queued when the time ran out.
     pub async fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let producer = self.producer.clone();
+        let producer = self.producer();
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
             .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))

@@ -124,10 +124,16 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     info!(ingress = %app.ingress_addr(), admin = %app.admin_addr(), version = env!("CARGO_PKG_VERSION"), "bp-relay started.");
-    app.run(shutdown_signal()).await;
+    let outcome = app.run(shutdown_signal()).await;
     // After the drain, so the spans of the last requests are exported too.
     telemetry.shutdown().await;
-    ExitCode::SUCCESS
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bp-relay: {error}");
+            ExitCode::from(69)
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

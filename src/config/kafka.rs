@@ -12,6 +12,10 @@ use super::{parse_secret, read_secret_file, ConfigError};
 /// Authvia's hard limit: a delivery is failed unless answered within five seconds.
 pub const AUTHVIA_DEADLINE: Duration = Duration::from_secs(5);
 
+/// The longest --kafka-message-timeout: beyond it a 503'd record could land long after
+/// Authvia's retry stored it again, and a record could wait in memory that long.
+pub const MAX_MESSAGE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// librdkafka properties the relay sets itself and that `--kafka-option` may not override:
 /// each would weaken "2xx means durable" or break the relay's own logic. Keys with a flag of
 /// their own (timeouts, compression, linger, queue bounds, security) are set through the flag.
@@ -34,8 +38,8 @@ pub const RESERVED_OPTIONS: &[(&str, &str)] = &[
     ("produce.offset.report", "the answer names the record's offset"),
     ("bootstrap.servers", "use --kafka-brokers"),
     ("metadata.broker.list", "use --kafka-brokers"),
-    ("message.timeout.ms", "use --ack-timeout"),
-    ("delivery.timeout.ms", "use --ack-timeout"),
+    ("message.timeout.ms", "use --kafka-message-timeout"),
+    ("delivery.timeout.ms", "use --kafka-message-timeout"),
     ("linger.ms", "use --kafka-linger"),
     ("queue.buffering.max.ms", "use --kafka-linger"),
     ("compression.type", "use --kafka-compression"),
@@ -66,9 +70,14 @@ pub struct Kafka {
     pub embedded_kafka: bool,
 
     /// The request's whole budget, from arrival to answer: a record the broker has not
-    /// acknowledged by then is answered 503 (and librdkafka's message.timeout.ms). Below 5s.
+    /// acknowledged by then is answered 503. Below 5s.
     #[arg(long, env = "BP_RELAY_ACK_TIMEOUT", default_value = "4s", value_parser = super::parse_duration, global = true)]
     pub ack_timeout: Duration,
+
+    /// librdkafka message.timeout.ms: how long the producer keeps trying a record after its
+    /// request was answered 503 (it may still land: a duplicate by ce_id). Default: --ack-timeout.
+    #[arg(long, env = "BP_RELAY_KAFKA_MESSAGE_TIMEOUT", value_parser = super::parse_duration, global = true)]
+    pub kafka_message_timeout: Option<Duration>,
 
     /// librdkafka queue.buffering.max.messages: records waiting for the broker at most.
     #[arg(long, env = "BP_RELAY_KAFKA_QUEUE_MAX_MESSAGES", default_value_t = 100_000, global = true)]
@@ -158,7 +167,19 @@ impl Kafka {
         if self.kafka_linger * 2 >= self.ack_timeout {
             return Err(ConfigError::new("--kafka-linger must be well below --ack-timeout"));
         }
+        if self.message_timeout() < self.ack_timeout || self.message_timeout() > MAX_MESSAGE_TIMEOUT {
+            return Err(ConfigError::new(format!(
+                "--kafka-message-timeout must be between --ack-timeout and {}, got {}",
+                humantime::format_duration(MAX_MESSAGE_TIMEOUT),
+                humantime::format_duration(self.message_timeout())
+            )));
+        }
         Ok(())
+    }
+
+    /// How long librdkafka tries to deliver a record.
+    pub fn message_timeout(&self) -> Duration {
+        self.kafka_message_timeout.unwrap_or(self.ack_timeout)
     }
 
     fn validate_security(&self) -> Result<(), ConfigError> {

@@ -261,8 +261,7 @@ mod against_the_mock_cluster {
         let registry = Registry::new();
         let health = Arc::new(Health::new(Duration::from_secs(3), 0.8));
         let client = kafka::client_config(&config.kafka, &cluster.bootstrap_servers(), 1 << 20).unwrap();
-        let context = kafka::Context::new(ClientMetrics::register(&registry).unwrap(), health);
-        let publisher = Publisher::build(&client, context).unwrap();
+        let publisher = Publisher::build(&client, ClientMetrics::register(&registry).unwrap(), health).unwrap();
         Ingress::build(&config, publisher, Metrics::register(&registry).unwrap()).unwrap()
     }
 

@@ -1,5 +1,7 @@
 //! librdkafka callbacks: statistics feed the client metrics and readiness; client errors are
-//! logged once each, as structured events, and not again while the same error repeats.
+//! logged once each, as structured events, and not again while the same error repeats; each one
+//! wakes the supervisor, which asks librdkafka whether the producer is now in its fatal state
+//! (the error event itself carries the underlying code, not whether it was fatal).
 
 use std::{
     collections::HashMap,
@@ -10,13 +12,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use rdkafka::{
     config::RDKafkaLogLevel,
     error::KafkaError,
     statistics::{Broker, Statistics},
     ClientContext,
 };
+use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::health::Health;
@@ -37,6 +40,8 @@ pub struct ClientMetrics {
     broker_tx_errors: IntCounterVec,
     broker_tx_retries: IntCounterVec,
     broker_request_timeouts: IntCounterVec,
+    pub(super) fatal_errors: IntCounter,
+    pub(super) producer_restarts: IntCounter,
 }
 
 impl ClientMetrics {
@@ -59,6 +64,8 @@ impl ClientMetrics {
             broker_tx_errors: by_broker("bp_relay_kafka_broker_tx_errors_total", "Transmission errors, by broker.")?,
             broker_tx_retries: by_broker("bp_relay_kafka_broker_tx_retries_total", "Request retries, by broker.")?,
             broker_request_timeouts: by_broker("bp_relay_kafka_broker_request_timeouts_total", "Requests that timed out, by broker.")?,
+            fatal_errors: IntCounter::new("bp_relay_kafka_fatal_errors_total", "Fatal errors of the Kafka producer (it is replaced after each).")?,
+            producer_restarts: IntCounter::new("bp_relay_producer_restarts_total", "Kafka producers built to replace one that failed fatally.")?,
         };
         registry.register(Box::new(metrics.queue_messages.clone()))?;
         registry.register(Box::new(metrics.queue_bytes.clone()))?;
@@ -69,6 +76,8 @@ impl ClientMetrics {
         registry.register(Box::new(metrics.broker_tx_errors.clone()))?;
         registry.register(Box::new(metrics.broker_tx_retries.clone()))?;
         registry.register(Box::new(metrics.broker_request_timeouts.clone()))?;
+        registry.register(Box::new(metrics.fatal_errors.clone()))?;
+        registry.register(Box::new(metrics.producer_restarts.clone()))?;
         Ok(metrics)
     }
 
@@ -93,11 +102,15 @@ impl ClientMetrics {
     }
 }
 
-/// The producer's context: owns nothing but handles to shared state.
+/// The context of one producer: owns nothing but handles to shared state.
 pub struct Context {
     metrics: ClientMetrics,
     health: Arc<Health>,
     any_broker_up: Arc<AtomicBool>,
+    // Set by the supervisor once this producer is in librdkafka's fatal state.
+    fatal: Arc<AtomicBool>,
+    // Wakes the supervisor, which replaces a producer that failed fatally.
+    error_signal: Arc<Notify>,
     // librdkafka reports cumulative counters; Prometheus counters take increments.
     last_counters: Mutex<HashMap<String, [u64; 3]>>,
     error_log: Mutex<HashMap<String, LoggedError>>,
@@ -110,12 +123,15 @@ struct LoggedError {
 }
 
 impl Context {
-    /// A context reporting into `metrics` and `health`.
-    pub fn new(metrics: ClientMetrics, health: Arc<Health>) -> Self {
+    /// A context reporting into `metrics` and `health`, and signalling each client error on
+    /// `error_signal`.
+    pub fn new(metrics: ClientMetrics, health: Arc<Health>, error_signal: Arc<Notify>) -> Self {
         Self {
             metrics,
             health,
             any_broker_up: Arc::new(AtomicBool::new(false)),
+            fatal: Arc::new(AtomicBool::new(false)),
+            error_signal,
             last_counters: Mutex::new(HashMap::new()),
             error_log: Mutex::new(HashMap::new()),
         }
@@ -125,6 +141,11 @@ impl Context {
     /// moved into the producer.
     pub(super) fn any_broker_up(&self) -> Arc<AtomicBool> {
         self.any_broker_up.clone()
+    }
+
+    /// The flag marking this producer failed, shared with its [`super::Generation`].
+    pub(super) fn fatal(&self) -> Arc<AtomicBool> {
+        self.fatal.clone()
     }
 
     fn record_queue(&self, stats: &Statistics) {
@@ -191,6 +212,10 @@ impl Context {
 
 impl ClientContext for Context {
     fn stats(&self, stats: Statistics) {
+        if self.fatal.load(Ordering::SeqCst) {
+            // A failed producer's connections say nothing about whether the relay can publish.
+            return;
+        }
         self.record_queue(&stats);
         // Bootstrap entries (node id -1) stand for configured addresses, not cluster members.
         let members: Vec<&Broker> = stats.brokers.values().filter(|broker| broker.nodeid >= 0).collect();
@@ -203,6 +228,7 @@ impl ClientContext for Context {
         let was_up = self.any_broker_up.swap(any_up, Ordering::Relaxed);
         if any_up {
             self.health.broker_seen_up(Instant::now());
+            self.health.producer_recovered();
             if !was_up {
                 if let Ok(mut log) = self.error_log.lock() {
                     // A new outage is news again.
@@ -214,6 +240,7 @@ impl ClientContext for Context {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        self.error_signal.notify_one();
         let code = error.rdkafka_error_code().map_or_else(|| "unknown".to_owned(), |code| format!("{code:?}"));
         if let Some(suppressed) = self.should_log(&code, Instant::now()) {
             warn!(code = code.as_str(), reason, suppressed, "Kafka client error.");
@@ -257,7 +284,8 @@ mod tests {
     #[test]
     fn a_broker_that_leaves_the_cluster_loses_its_series() {
         let registry = Registry::new();
-        let context = Context::new(ClientMetrics::register(&registry).unwrap(), Arc::new(Health::new(Duration::from_secs(3), 0.8)));
+        let health = Arc::new(Health::new(Duration::from_secs(3), 0.8));
+        let context = Context::new(ClientMetrics::register(&registry).unwrap(), health, Arc::default());
         context.stats(stats_with(&[("b1:9092/1", 1), ("b2:9092/2", 2)]));
         let text = || String::from_utf8(crate::metrics::encode(&registry).1).unwrap();
         assert!(text().contains("bp_relay_kafka_broker_up{broker=\"b2:9092/2\"} 1"), "{}", text());
@@ -268,7 +296,16 @@ mod tests {
 
     fn context() -> Context {
         let metrics = ClientMetrics::register(&Registry::new()).unwrap();
-        Context::new(metrics, Arc::new(Health::new(Duration::from_secs(3), 0.8)))
+        Context::new(metrics, Arc::new(Health::new(Duration::from_secs(3), 0.8)), Arc::default())
+    }
+
+    #[tokio::test]
+    async fn every_client_error_wakes_the_supervisor() {
+        let signal = Arc::new(Notify::new());
+        let metrics = ClientMetrics::register(&Registry::new()).unwrap();
+        let context = Context::new(metrics, Arc::new(Health::new(Duration::from_secs(3), 0.8)), signal.clone());
+        context.error(KafkaError::Global(rdkafka::error::RDKafkaErrorCode::OutOfOrderSequenceNumber), "reason");
+        tokio::time::timeout(Duration::from_secs(1), signal.notified()).await.expect("a pending wake-up");
     }
 
     #[test]

@@ -33,9 +33,8 @@ pub fn client_config(config: &Kafka, brokers: &str, max_body: u64) -> Result<Cli
         .set("compression.type", config.kafka_compression.as_librdkafka())
         // librdkafka takes fractions of a millisecond: 500us stays 0.5, not 0.
         .set("linger.ms", (config.kafka_linger.as_secs_f64() * 1000.0).to_string())
-        // A record that cannot be acknowledged within the request's budget is failed by
-        // librdkafka too, so a 503 rarely leaves a record to land long after.
-        .set("message.timeout.ms", config.ack_timeout.as_millis().to_string())
+        // How long a record answered 503 may still land (see docs/reliability.md).
+        .set("message.timeout.ms", config.message_timeout().as_millis().to_string())
         .set("queue.buffering.max.messages", config.kafka_queue_max_messages.to_string())
         .set("queue.buffering.max.kbytes", queue_max_kbytes(config).to_string())
         .set("message.max.bytes", message_max_bytes(max_body).to_string())

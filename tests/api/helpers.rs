@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bp_relay::{App, Config};
+use bp_relay::{kafka::Publisher, App, Config};
 use clap::Parser;
 use http::HeaderMap;
 use rand::{distr::Alphanumeric, Rng};
@@ -184,19 +184,22 @@ pub async fn spawn_relay(options: RelayOptions) -> TestRelay {
                         return;
                     }
                 };
-                let _ = started.send(Ok((app.ingress_addr(), app.admin_addr())));
-                app.run(async {
+                let _ = started.send(Ok((app.ingress_addr(), app.admin_addr(), app.publisher().clone())));
+                if let Err(error) = app.run(async {
                     let _ = stopped.await;
                 })
-                .await;
+                .await
+                {
+                    tracing::error!(%error, "The test relay stopped on its own.");
+                }
             });
         })
         .expect("start the relay's thread");
-    let (addr, admin) = addresses
+    let (addr, admin, publisher) = addresses
         .await
         .expect("the relay's thread reports its start")
         .unwrap_or_else(|error| panic!("the relay builds with {args:?}: {error}"));
-    TestRelay { addr, admin, topics, shutdown: Some(shutdown), thread: Some(thread) }
+    TestRelay { addr, admin, topics, publisher, shutdown: Some(shutdown), thread: Some(thread) }
 }
 
 /// A relay running in this process, and the topics it writes to. Stopped on drop.
@@ -207,6 +210,8 @@ pub struct TestRelay {
     pub admin: SocketAddr,
     /// Its three topics.
     pub topics: Topics,
+    /// Its publisher, to inject faults.
+    pub publisher: Publisher,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }

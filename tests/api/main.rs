@@ -11,6 +11,7 @@ mod authentication;
 mod backpressure;
 mod binary;
 mod dead_letter;
+mod fatal;
 mod helpers;
 mod http_errors;
 mod java_consumer;

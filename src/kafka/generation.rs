@@ -1,0 +1,71 @@
+//! One producer and what its callbacks observed: a [`Generation`] serves until it fails fatally
+//! and the supervisor replaces it with the next one.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use rdkafka::{
+    error::{KafkaError, RDKafkaErrorCode},
+    producer::{FutureProducer, Producer, PurgeConfig},
+    ClientConfig,
+};
+use tracing::warn;
+
+use super::Context;
+
+/// How long a retired producer waits for the last requests still holding it before it is
+/// destroyed anyway (they have been answered 503 by the purge; this only bounds the wait).
+const RETIRE_WAIT: Duration = Duration::from_secs(10);
+const RETIRE_POLL: Duration = Duration::from_millis(50);
+
+/// A producer, with the flags its context sets.
+pub(super) struct Generation {
+    pub(super) producer: FutureProducer<Context>,
+    // Whether the last statistics saw a broker connection up.
+    pub(super) any_broker_up: Arc<AtomicBool>,
+    fatal: Arc<AtomicBool>,
+}
+
+impl Generation {
+    /// Creates a producer (it connects lazily) with `context`.
+    pub(super) fn build(config: &ClientConfig, context: Context) -> Result<Generation, KafkaError> {
+        let any_broker_up = context.any_broker_up();
+        let fatal = context.fatal();
+        let producer = config.create_with_context(context)?;
+        Ok(Generation { producer, any_broker_up, fatal })
+    }
+
+    /// Whether this producer was found failed: it is being replaced.
+    pub(super) fn is_fatal(&self) -> bool {
+        self.fatal.load(Ordering::SeqCst)
+    }
+
+    /// librdkafka's fatal error, if the producer is in that state (every produce call fails from
+    /// then on); marks the producer failed, so that its statistics no longer count.
+    pub(super) fn check_fatal(&self) -> Option<(RDKafkaErrorCode, String)> {
+        let error = self.producer.client().fatal_error()?;
+        self.fatal.store(true, Ordering::SeqCst);
+        Some(error)
+    }
+
+    /// Fails every record still queued or in flight at once, so each waiting request is
+    /// answered 503 now rather than at its deadline, then destroys the producer on a blocking
+    /// thread once no request holds it any more (destroying joins librdkafka's threads).
+    pub(super) fn retire(self: Arc<Self>) {
+        self.producer.purge(PurgeConfig::default().queue().inflight());
+        tokio::task::spawn_blocking(move || {
+            let give_up = std::time::Instant::now() + RETIRE_WAIT;
+            while Arc::strong_count(&self) > 1 && std::time::Instant::now() < give_up {
+                std::thread::sleep(RETIRE_POLL);
+            }
+            if Arc::strong_count(&self) > 1 {
+                warn!("A retired Kafka producer is still held after {RETIRE_WAIT:?}; it is destroyed with its last holder.");
+            }
+        });
+    }
+}
