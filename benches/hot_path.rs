@@ -12,7 +12,7 @@ use bp_relay::{
     metrics::Metrics,
     publish::Memory,
     record::{now_millis, Envelope, Record},
-    replay::ReplayGuard,
+    replay::{GuardMetrics, MemoryGuard, Signing},
     samples,
     signature::{self, Verifier},
     traceparent::TraceParent,
@@ -54,12 +54,13 @@ fn bench(c: &mut Criterion) {
         b.iter(|| Webhook::parse(EventKind::BusinessProcess, black_box(&body), &rules).unwrap())
     });
 
-    let guard = ReplayGuard::new(100_000);
+    let guard = MemoryGuard::new(100_000, GuardMetrics::register(&prometheus::Registry::new()).unwrap());
     let mut counter = 0u64;
     group.bench_function("replay_guard_new_signing", |b| {
         b.iter(|| {
             counter += 1;
-            guard.check(&counter.to_string(), 1, [7; 32]).unwrap()
+            let value = counter.to_string();
+            guard.remember(Signing { value: &value, timestamp: 1, route: "business_processes", expires_at: i64::MAX }, 7)
         })
     });
     group.bench_function("build_record", |b| {

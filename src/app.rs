@@ -17,6 +17,7 @@ use crate::{
     health::Health,
     http::Ingress,
     kafka::{self, ClientMetrics, EmbeddedKafka, ProducerGaveUp, Publisher, TopicCheckError},
+    replay::ReplayGuard,
     metrics::Metrics,
     publish::Publish,
     server,
@@ -126,6 +127,8 @@ pub struct App<P = Publisher> {
     _broker_probe: Option<Background<()>>,
     // Replaces a producer that failed fatally; ends only when it gives up.
     supervisor: Option<Background<ProducerGaveUp>>,
+    // Stopped with the app.
+    _replay_store_probe: Option<Background<()>>,
     // Dropped with the app, after the producer has flushed.
     _embedded: Option<EmbeddedKafka>,
 }
@@ -173,6 +176,16 @@ impl App<Publisher> {
 }
 
 impl<P: Publish> App<P> {
+    /// Probes a shared replay store for readiness; until its first answer the relay is not ready.
+    fn probe_replay_store(&mut self) {
+        if let Some(ReplayGuard::Shared(store)) = self.ingress.replay_guard() {
+            self.health.set_replay_store_up(false);
+            self._replay_store_probe = Some(Background(tokio::spawn(store.clone().probe(self.health.clone()))));
+        }
+    }
+}
+
+impl<P: Publish> App<P> {
     /// Builds the relay with another publisher than Kafka: the same ingress, listeners and
     /// metrics, for measuring the HTTP side alone. Readiness never sees a broker.
     ///
@@ -186,7 +199,7 @@ impl<P: Publish> App<P> {
 
     async fn bind(config: &Config, prepared: Prepared<P>, embedded: Option<EmbeddedKafka>) -> Result<Self, BuildError> {
         let Prepared { registry, health, metrics, ingress } = prepared;
-        Ok(App {
+        let mut app = App {
             ingress_listener: bind(config.listeners.listen).await?,
             admin_listener: bind(config.listeners.admin_listen).await?,
             ingress: Arc::new(ingress),
@@ -195,8 +208,11 @@ impl<P: Publish> App<P> {
             shutdown_grace: config.lifecycle.shutdown_grace,
             _broker_probe: None,
             supervisor: None,
+            _replay_store_probe: None,
             _embedded: embedded,
-        })
+        };
+        app.probe_replay_store();
+        Ok(app)
     }
 
     /// The bound webhook address (useful with port 0).

@@ -4,7 +4,11 @@
 
 use http::StatusCode;
 
-use crate::{kafka::PublishError, signature::SignatureError};
+use crate::{
+    kafka::PublishError,
+    replay::StoreError,
+    signature::{AdmitError, SignatureError},
+};
 
 /// Seconds a sender should wait before retrying a 503.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
@@ -44,6 +48,18 @@ pub enum Error {
     /// Kafka did not acknowledge the record.
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// The shared replay store did not answer: the body cannot be checked, so it is not taken.
+    #[error(transparent)]
+    ReplayStoreUnavailable(#[from] StoreError),
+}
+
+impl From<AdmitError> for Error {
+    fn from(error: AdmitError) -> Self {
+        match error {
+            AdmitError::Refused(reason) => Self::Unauthorized(reason),
+            AdmitError::StoreUnavailable(error) => Self::ReplayStoreUnavailable(error),
+        }
+    }
 }
 
 impl Error {
@@ -56,7 +72,7 @@ impl Error {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::ReplayStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Publish(error) if error.reason.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Publish(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -73,6 +89,7 @@ impl Error {
             Self::BodyTimeout => "body_timeout",
             Self::Overloaded => "overloaded",
             Self::Publish(error) => error.reason.code(),
+            Self::ReplayStoreUnavailable(_) => "replay_store_unavailable",
         }
     }
 

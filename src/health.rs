@@ -2,8 +2,8 @@
 //!
 //! Ready means a delivery sent here can be made durable: not draining, a broker connection was up
 //! and a broker answered a request within the last `broker_down_grace`, the producer queue is
-//! below its high-water mark, and the producer has not failed fatally (or its replacement has
-//! seen a broker). Both broker signals count: a broker that keeps its connections open
+//! below its high-water mark, the producer has not failed fatally (or its replacement has
+//! seen a broker), and a shared replay store, if configured, answers. Both broker signals count: a broker that keeps its connections open
 //! but answers nothing (a paused process, a network black hole) stays "up" to the client.
 //! Liveness (`/healthz`) is deliberately not here: it never depends on Kafka, or an outage
 //! would make Kubernetes restart every pod for nothing.
@@ -27,6 +27,8 @@ pub enum NotReady {
     QueueHigh,
     /// The producer hit a fatal error; its replacement has not seen a broker yet.
     ProducerFailed,
+    /// The shared replay store did not answer its last ping.
+    ReplayStoreDown,
 }
 
 impl NotReady {
@@ -37,6 +39,7 @@ impl NotReady {
             Self::NoBroker => "no_broker",
             Self::QueueHigh => "queue_high",
             Self::ProducerFailed => "producer_failed",
+            Self::ReplayStoreDown => "replay_store_down",
         }
     }
 }
@@ -45,6 +48,8 @@ impl NotReady {
 pub struct Health {
     draining: AtomicBool,
     producer_failed: AtomicBool,
+    // False while a configured shared replay store does not answer; true without one.
+    replay_store_up: AtomicBool,
     broker_last_up: Mutex<Option<Instant>>,
     // Since when a request to the brokers has gone unanswered; `None` while they answer.
     broker_unanswered_since: Mutex<Option<Instant>>,
@@ -60,6 +65,7 @@ impl Health {
         Self {
             draining: AtomicBool::new(false),
             producer_failed: AtomicBool::new(false),
+            replay_store_up: AtomicBool::new(true),
             broker_last_up: Mutex::new(None),
             broker_unanswered_since: Mutex::new(None),
             broker_down_grace,
@@ -86,6 +92,11 @@ impl Health {
     /// A producer that has not failed saw a broker connection up.
     pub fn producer_recovered(&self) {
         self.producer_failed.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether the shared replay store answered its last ping.
+    pub fn set_replay_store_up(&self, up: bool) {
+        self.replay_store_up.store(up, Ordering::SeqCst);
     }
 
     /// A broker connection was seen up at `at`.
@@ -131,6 +142,9 @@ impl Health {
         }
         if self.producer_failed.load(Ordering::SeqCst) {
             reasons.push(NotReady::ProducerFailed);
+        }
+        if !self.replay_store_up.load(Ordering::SeqCst) {
+            reasons.push(NotReady::ReplayStoreDown);
         }
         reasons
     }

@@ -4,12 +4,16 @@
 //! A request is answered 2xx only after its record is durable, either on the route's topic or,
 //! for an authenticated body that is not a business process, on the dead-letter topic.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body;
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
@@ -22,6 +26,7 @@ use crate::{
     metrics::{self, Metrics},
     publish::Publish,
     record::{self, Envelope, Outgoing, Routes},
+    replay::{MemoryGuard, RedisGuard, ReplayGuard},
     response,
     signature::Authenticator,
     telemetry,
@@ -67,7 +72,7 @@ impl<P: Publish> Ingress<P> {
     /// The secrets file cannot be read or holds no secret.
     pub fn build(config: &Config, publisher: P, metrics: Metrics) -> Result<Self, ConfigError> {
         Ok(Self {
-            authenticator: authenticator(config)?,
+            authenticator: authenticator(config, &metrics)?,
             rules: config.rules.clone(),
             routes: config.routes.clone(),
             publisher,
@@ -77,6 +82,11 @@ impl<P: Publish> Ingress<P> {
             inflight: Semaphore::new(config.listeners.max_inflight),
             access_log: config.telemetry.access_log,
         })
+    }
+
+    /// The replay guard, if signatures are checked: the app probes a shared one for readiness.
+    pub fn replay_guard(&self) -> Option<&ReplayGuard> {
+        self.authenticator.replay_guard()
     }
 
     /// The publisher, for draining it at shutdown.
@@ -148,7 +158,7 @@ impl<P: Publish> Ingress<P> {
         let verified = self.authenticator.verify(&parts.headers, SystemTime::now())?;
         let body = read_body(body, &parts.headers, self.max_body, deadline).await?;
         let digest: [u8; 32] = Sha256::digest(&body).into();
-        verified.admit(digest)?;
+        verified.admit(kind.label(), digest, deadline).await?;
         let envelope = Envelope { kind, digest, received, traceparent };
         let parsed = Webhook::parse(kind, &body, &self.rules);
         let Outgoing { topic, record, rejection } = self.routes.route(&envelope, parsed, body);
@@ -254,13 +264,26 @@ fn record_on(span: &Span, access: &Access, outcome: &Result<Stored<'_>, Error>) 
     }
 }
 
-fn authenticator(config: &Config) -> Result<Authenticator, ConfigError> {
+fn authenticator(config: &Config, metrics: &Metrics) -> Result<Authenticator, ConfigError> {
     let signing = &config.signing;
     if signing.insecure_skip_signature {
         warn!("SIGNATURE VERIFICATION IS OFF (--insecure-skip-signature): anyone who can reach this port can write to Kafka. Never run like this in production.");
         return Ok(Authenticator::Skipped);
     }
-    Ok(Authenticator::signed(&signing.secrets()?, signing.signature_tolerance, signing.replay_capacity))
+    Ok(Authenticator::signed(&signing.secrets()?, signing.signature_tolerance, replay_guard(config, metrics)?))
+}
+
+/// The shared replay store if one is configured, else the in-memory guard.
+fn replay_guard(config: &Config, metrics: &Metrics) -> Result<ReplayGuard, ConfigError> {
+    let signing = &config.signing;
+    let Some(url) = &signing.replay_store else {
+        return Ok(ReplayGuard::Memory(MemoryGuard::new(signing.replay_capacity, metrics.replay_guard())));
+    };
+    let password = signing.replay_store_password()?;
+    let store = RedisGuard::new(url.expose_secret(), password.as_ref().map(ExposeSecret::expose_secret), &signing.replay_store_prefix)
+        // Redis' messages name the part of the URL that is wrong, never the password.
+        .map_err(|error| ConfigError::new(format!("--replay-store: {error}")))?;
+    Ok(ReplayGuard::Shared(Arc::new(store)))
 }
 
 /// The route of a path, if it is a webhook route.

@@ -16,6 +16,7 @@ use prometheus::{
 
 use crate::{
     kafka::FailureReason,
+    replay::GuardMetrics,
     signature::SignatureError,
     webhook::{EventKind, RejectReason},
 };
@@ -53,6 +54,7 @@ pub struct Metrics {
     signature_failures: IntCounterVec,
     inflight: IntGauge,
     ready: IntGauge,
+    replay_guard: GuardMetrics,
 }
 
 impl Metrics {
@@ -89,6 +91,7 @@ impl Metrics {
             signature_failures: counter_vec("bp_relay_signature_failures_total", "Requests refused with 401, by reason.", &["reason"])?,
             inflight: IntGauge::new("bp_relay_inflight_requests", "Webhook requests being handled now.")?,
             ready: IntGauge::new("bp_relay_ready", "1 while the relay reports ready.")?,
+            replay_guard: GuardMetrics::register(registry)?,
         };
         register_build_info(registry)?;
         metrics.register_all(registry)?;
@@ -167,6 +170,11 @@ impl Metrics {
     pub fn delivery_failed(&self, kind: EventKind, reason: FailureReason, lag: Duration) {
         self.delivery_lag.with_label_values(&[kind.label(), FAILED]).observe(lag.as_secs_f64());
         self.kafka_delivery_failures.with_label_values(&[reason.code()]).inc();
+    }
+
+    /// The in-memory replay guard's own metrics.
+    pub fn replay_guard(&self) -> GuardMetrics {
+        self.replay_guard.clone()
     }
 
     /// Whether `/readyz` answers 200 now.

@@ -1,76 +1,97 @@
-//! The replay guard: Authvia's signature does not cover the body, so a captured signature
-//! could be replayed with another body inside the timestamp window. The guard remembers which
-//! body digest each signed (value, timestamp) came with. The same pair with the same body is a
-//! redelivery and passes; with another body it is refused.
+//! The replay guard: Authvia's signature does not cover the body, so a captured set of
+//! X-AUTHVIA-* headers could carry another body inside the timestamp window. The guard
+//! remembers which body digest each signing (value, timestamp, route) came with: the same
+//! signing with the same body is a redelivery and passes; with another body it is refused.
 //!
-//! Memory is bounded by `capacity` entries of fixed size (128-bit fingerprints of the signing
-//! and of the body: well under 100 bytes each with the cache's own overhead). Entries need no
-//! expiry to stay correct: the timestamp is part of the signing, and the verifier refuses a
-//! timestamp outside the window before the guard is asked. Past capacity the coldest entries
-//! are evicted, which can only weaken the guard, never refuse a genuine delivery; `capacity`
-//! is sized for the expected delivery rate times the window.
+//! Two stores: [`MemoryGuard`] in the process (the default, for one replica), and
+//! [`RedisGuard`] shared by every replica and surviving restarts (`--replay-store`). A shared
+//! store that cannot answer fails closed: the request is refused with 503, never let through
+//! unguarded.
 
-use quick_cache::sync::Cache;
+mod memory;
+mod redis;
+
+use std::sync::Arc;
+
 use sha2::{Digest as _, Sha256};
+use tokio::time::Instant;
+
+pub use memory::{GuardMetrics, MemoryGuard};
+pub use redis::{RedisGuard, StoreError};
 
 /// SHA-256 of a body.
 pub type Digest = [u8; 32];
 
-/// A signing already seen with another body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Replayed;
+/// Why the guard did not admit a body.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The signing was already used with another body.
+    #[error("signing already used with another body")]
+    Replayed,
+    /// The shared store did not answer in time: the body cannot be checked.
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
+}
 
-/// Remembers the body digest of each recently verified signing.
-pub struct ReplayGuard {
-    // Signing fingerprint -> the first 128 bits of the body's SHA-256: forging a second body
-    // with the same 128 bits is as out of reach as with all 256, at half the memory.
-    seen: Cache<u128, u128>,
+/// One signing, as the guard keys it.
+#[derive(Debug, Clone, Copy)]
+pub struct Signing<'a> {
+    /// X-AUTHVIA-VALUE.
+    pub value: &'a str,
+    /// X-AUTHVIA-TIMESTAMP, Unix seconds.
+    pub timestamp: i64,
+    /// The route it came on: the same headers on the other route are another signing.
+    pub route: &'a str,
+    /// Unix seconds after which the verifier refuses this timestamp anyway: the guard need
+    /// not remember it longer.
+    pub expires_at: i64,
+}
+
+impl Signing<'_> {
+    /// A fixed-size name for the signing: 128 bits of SHA-256, so an entry's size does not
+    /// depend on the header's length and two signings do not collide by chance.
+    fn fingerprint(&self) -> u128 {
+        let mut hasher = Sha256::new();
+        // The separators keep ("a1", 2) and ("a", 12) apart.
+        hasher.update(self.value.as_bytes());
+        hasher.update([0]);
+        hasher.update(self.timestamp.to_be_bytes());
+        hasher.update([0]);
+        hasher.update(self.route.as_bytes());
+        first_128_bits(&hasher.finalize().into())
+    }
+}
+
+/// Where signings are remembered.
+pub enum ReplayGuard {
+    /// In this process.
+    Memory(MemoryGuard),
+    /// In Redis, shared by every replica (and by the readiness probe).
+    Shared(Arc<RedisGuard>),
 }
 
 impl ReplayGuard {
-    /// A guard holding at most `capacity` signings.
-    pub fn new(capacity: u64) -> Self {
-        Self { seen: Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)) }
-    }
-
-    /// Records the signing (`value`, `timestamp`) with `digest`, or refuses it when it was seen
-    /// with another body.
+    /// Records `signing` with the body `digest`, or refuses it when it was seen with another
+    /// body. Waits for a shared store until `deadline` at most.
     ///
     /// # Errors
-    /// [`Replayed`] when the signing was already used for a different body.
-    pub fn check(&self, value: &str, timestamp: i64, digest: Digest) -> Result<(), Replayed> {
-        // Atomic: of two racing requests with one signing, one inserts, the other sees it.
+    /// [`ReplayError::Replayed`]; [`ReplayError::Unavailable`] when the shared store did not answer.
+    pub async fn check(&self, signing: Signing<'_>, digest: Digest, deadline: Instant) -> Result<(), ReplayError> {
         let body = first_128_bits(&digest);
-        let remembered = self.seen.get_or_insert_with(&fingerprint(value, timestamp), || Ok::<_, Replayed>(body))?;
+        let remembered = match self {
+            Self::Memory(guard) => guard.remember(signing, body),
+            Self::Shared(guard) => guard.remember(signing, body, deadline).await?,
+        };
         if remembered == body {
             Ok(())
         } else {
-            Err(Replayed)
+            Err(ReplayError::Replayed)
         }
     }
-
-    /// Signings remembered now.
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    /// Whether no signing is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
 }
 
-/// A fixed-size name for a signing: 128 bits of SHA-256, so an entry's size does not depend on
-/// the header's length and two signings do not collide by chance.
-fn fingerprint(value: &str, timestamp: i64) -> u128 {
-    let mut hasher = Sha256::new();
-    hasher.update(value.as_bytes());
-    // The separator keeps ("a1", 2) and ("a", 12) apart.
-    hasher.update([0]);
-    hasher.update(timestamp.to_be_bytes());
-    first_128_bits(&hasher.finalize().into())
-}
-
+/// The first 128 bits of a SHA-256: forging a second body with the same 128 bits is as out of
+/// reach as with all 256, at half the memory.
 fn first_128_bits(hash: &[u8; 32]) -> u128 {
     let mut first = [0u8; 16];
     first.copy_from_slice(&hash[..16]);
@@ -79,34 +100,46 @@ fn first_128_bits(hash: &[u8; 32]) -> u128 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use prometheus::Registry;
+
     use super::*;
 
     const AT: i64 = 1_767_225_600;
 
-    #[test]
-    fn same_signing_with_same_body_is_a_redelivery() {
-        let guard = ReplayGuard::new(100);
-        assert!(guard.check("v", AT, [1; 32]).is_ok());
-        assert!(guard.check("v", AT, [1; 32]).is_ok());
-        assert_eq!(guard.len(), 1);
+    fn signing<'a>(value: &'a str, timestamp: i64, route: &'a str) -> Signing<'a> {
+        Signing { value, timestamp, route, expires_at: timestamp + 300 }
     }
 
-    #[test]
-    fn same_signing_with_another_body_is_refused() {
-        let guard = ReplayGuard::new(100);
-        guard.check("v", AT, [1; 32]).unwrap();
-        assert_eq!(guard.check("v", AT, [2; 32]), Err(Replayed));
-        assert!(guard.check("w", AT, [2; 32]).is_ok());
-        assert!(guard.check("v", AT + 1, [2; 32]).is_ok(), "another timestamp is another signing");
+    fn guard() -> ReplayGuard {
+        ReplayGuard::Memory(MemoryGuard::new(100, GuardMetrics::register(&Registry::new()).unwrap()))
     }
 
-    #[test]
-    fn memory_stays_within_capacity() {
-        let guard = ReplayGuard::new(1_000);
-        for n in 0..10_000 {
-            guard.check(&n.to_string(), AT, [3; 32]).unwrap();
-        }
-        assert!(guard.len() <= 1_000, "{}", guard.len());
-        assert!(guard.check("9999", AT, [4; 32]).is_err(), "the newest signing is remembered");
+    async fn check(guard: &ReplayGuard, signing: Signing<'_>, body: u8) -> Result<(), ReplayError> {
+        guard.check(signing, [body; 32], Instant::now() + Duration::from_secs(1)).await
+    }
+
+    #[tokio::test]
+    async fn same_signing_with_same_body_is_a_redelivery() {
+        let guard = guard();
+        check(&guard, signing("v", AT, "bp"), 1).await.unwrap();
+        check(&guard, signing("v", AT, "bp"), 1).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn same_signing_with_another_body_is_refused() {
+        let guard = guard();
+        check(&guard, signing("v", AT, "bp"), 1).await.unwrap();
+        assert!(matches!(check(&guard, signing("v", AT, "bp"), 2).await, Err(ReplayError::Replayed)));
+        check(&guard, signing("w", AT, "bp"), 2).await.unwrap();
+        check(&guard, signing("v", AT + 1, "bp"), 2).await.expect("another timestamp is another signing");
+    }
+
+    #[tokio::test]
+    async fn the_same_headers_on_the_other_route_are_another_signing() {
+        let guard = guard();
+        check(&guard, signing("v", AT, "business_processes"), 1).await.unwrap();
+        check(&guard, signing("v", AT, "business_process_actions"), 2).await.expect("not a redelivery of the other route's");
     }
 }

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
-use crate::replay::{Digest, ReplayGuard};
+use crate::replay::{Digest, ReplayError, ReplayGuard, Signing, StoreError};
 
 /// Header carrying the Base64 signature.
 pub const SIGNATURE_HEADER: &str = "x-authvia-signature";
@@ -38,10 +38,12 @@ pub enum SignatureError {
     /// X-AUTHVIA-TIMESTAMP is not Unix seconds.
     #[error("X-AUTHVIA-TIMESTAMP is not a Unix time in seconds")]
     MalformedTimestamp,
-    /// The timestamp is older than the tolerance.
+    /// A valid signature whose timestamp is older than the tolerance: a late redelivery that
+    /// reuses its original signing, or a replay (the signature is checked first, so garbage
+    /// never lands here).
     #[error("X-AUTHVIA-TIMESTAMP is older than the accepted window")]
     StaleTimestamp,
-    /// The timestamp is further in the future than the tolerance.
+    /// A valid signature whose timestamp is further in the future than the tolerance (clock skew).
     #[error("X-AUTHVIA-TIMESTAMP is too far in the future")]
     FutureTimestamp,
     /// X-AUTHVIA-SIGNATURE is not Base64.
@@ -90,6 +92,8 @@ pub struct Signed {
     pub value: String,
     /// X-AUTHVIA-TIMESTAMP in Unix seconds.
     pub timestamp: i64,
+    /// When the timestamp leaves the window (Unix seconds): the guard forgets it then.
+    pub expires_at: i64,
 }
 
 /// How requests are authenticated: the headers before the body is read, the replay guard
@@ -112,10 +116,29 @@ pub struct Verified<'a> {
     signing: Option<(Signed, &'a ReplayGuard)>,
 }
 
+/// Why a verified request's body was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// Its signing came with another body before: 401.
+    #[error(transparent)]
+    Refused(#[from] SignatureError),
+    /// The shared replay store cannot tell: 503, never admitted unguarded.
+    #[error(transparent)]
+    StoreUnavailable(#[from] StoreError),
+}
+
 impl Authenticator {
-    /// Signature checks with these secrets, window and replay memory.
-    pub fn signed(secrets: &[SecretString], tolerance: Duration, replay_capacity: u64) -> Self {
-        Self::Signed { verifier: Verifier::new(secrets, tolerance), replay: ReplayGuard::new(replay_capacity) }
+    /// Signature checks with these secrets and window, and this replay guard.
+    pub fn signed(secrets: &[SecretString], tolerance: Duration, replay: ReplayGuard) -> Self {
+        Self::Signed { verifier: Verifier::new(secrets, tolerance), replay }
+    }
+
+    /// The replay guard, if signatures are checked.
+    pub fn replay_guard(&self) -> Option<&ReplayGuard> {
+        match self {
+            Self::Signed { replay, .. } => Some(replay),
+            Self::Skipped => None,
+        }
     }
 
     /// Checks the headers of a request at time `now`, before its body is read.
@@ -131,14 +154,20 @@ impl Authenticator {
 }
 
 impl Verified<'_> {
-    /// Admits the body with this SHA-256 `digest`: a redelivery of the same body passes, the
-    /// same signing with another body does not.
+    /// Admits the body with this SHA-256 `digest` on `route`: a redelivery of the same body
+    /// passes, the same signing with another body does not. Waits for a shared replay store
+    /// until `deadline` at most.
     ///
     /// # Errors
-    /// [`SignatureError::Replayed`].
-    pub fn admit(self, digest: Digest) -> Result<(), SignatureError> {
+    /// [`SignatureError::Replayed`], or the shared store did not answer.
+    pub async fn admit(self, route: &str, digest: Digest, deadline: tokio::time::Instant) -> Result<(), AdmitError> {
         let Some((signed, replay)) = self.signing else { return Ok(()) };
-        replay.check(&signed.value, signed.timestamp, digest).map_err(|_| SignatureError::Replayed)
+        let signing = Signing { value: &signed.value, timestamp: signed.timestamp, route, expires_at: signed.expires_at };
+        match replay.check(signing, digest, deadline).await {
+            Ok(()) => Ok(()),
+            Err(ReplayError::Replayed) => Err(SignatureError::Replayed.into()),
+            Err(ReplayError::Unavailable(error)) => Err(error.into()),
+        }
     }
 }
 
@@ -168,7 +197,9 @@ impl Verifier {
     /// Verifies the X-AUTHVIA-* headers of a delivery at time `now`.
     ///
     /// # Errors
-    /// The first check that fails, in the order: headers, algorithm, timestamp, signature.
+    /// The first check that fails, in the order: headers, algorithm, timestamp format,
+    /// signature, timestamp window. The signature comes before the window so that a refusal for
+    /// the window means a genuine signing (a late redelivery, or a replay), never garbage.
     pub fn verify(&self, headers: &HeaderMap, now: SystemTime) -> Result<Signed, SignatureError> {
         let signature = header(headers, SIGNATURE_HEADER)?;
         let value = header(headers, VALUE_HEADER)?;
@@ -177,7 +208,6 @@ impl Verifier {
             return Err(SignatureError::UnsupportedAlgorithm);
         }
         let timestamp = parse_timestamp(timestamp_text)?;
-        self.check_window(timestamp, now)?;
         let signature = STANDARD
             .decode(signature.trim())
             .map_err(|_| SignatureError::MalformedSignature)?;
@@ -191,7 +221,9 @@ impl Verifier {
         if !matches {
             return Err(SignatureError::Mismatch);
         }
-        Ok(Signed { value: value.to_owned(), timestamp })
+        self.check_window(timestamp, now)?;
+        let expires_at = timestamp.saturating_add(self.tolerance.as_secs() as i64);
+        Ok(Signed { value: value.to_owned(), timestamp, expires_at })
     }
 
     fn check_window(&self, timestamp: i64, now: SystemTime) -> Result<(), SignatureError> {
@@ -296,7 +328,7 @@ mod tests {
         assert_eq!(signed_message(VALUE, "1767225600"), "b7d1e0a4c93f.12.1767225600");
         assert_eq!(sign(SECRET, VALUE, "1767225600"), SIGNATURE);
         let signed = verifier(&[SECRET]).verify(&example(), at(TIMESTAMP)).unwrap();
-        assert_eq!(signed, Signed { value: VALUE.into(), timestamp: TIMESTAMP });
+        assert_eq!(signed, Signed { value: VALUE.into(), timestamp: TIMESTAMP, expires_at: TIMESTAMP + 300 });
     }
 
     #[test]
@@ -321,6 +353,14 @@ mod tests {
         assert!(v.verify(&example(), at(TIMESTAMP - 300)).is_ok());
         assert_eq!(v.verify(&example(), at(TIMESTAMP + 301)), Err(SignatureError::StaleTimestamp));
         assert_eq!(v.verify(&example(), at(TIMESTAMP - 301)), Err(SignatureError::FutureTimestamp));
+    }
+
+    #[test]
+    fn the_window_is_checked_only_for_a_valid_signature() {
+        let v = verifier(&[SECRET]);
+        let forged_and_old = headers("AAAA", VALUE, "1767225600", "SHA-256");
+        assert_eq!(v.verify(&forged_and_old, at(TIMESTAMP + 3600)), Err(SignatureError::Mismatch), "garbage is a mismatch, whatever its time");
+        assert_eq!(v.verify(&example(), at(TIMESTAMP + 3600)), Err(SignatureError::StaleTimestamp), "a genuine late signing is stale");
     }
 
     #[test]
@@ -352,15 +392,16 @@ mod tests {
         assert!(signed_headers(SECRET, "bad\nvalue", TIMESTAMP).is_err());
     }
 
-    #[test]
-    fn authenticator_admits_a_redelivery_and_refuses_another_body() {
-        let authenticator = Authenticator::signed(&[SecretString::from(SECRET)], Duration::from_secs(300), 10);
-        let verified = authenticator.verify(&example(), at(TIMESTAMP)).unwrap();
-        verified.admit([1; 32]).unwrap();
-        authenticator.verify(&example(), at(TIMESTAMP)).unwrap().admit([1; 32]).unwrap();
-        let replayed = authenticator.verify(&example(), at(TIMESTAMP)).unwrap().admit([2; 32]);
-        assert_eq!(replayed, Err(SignatureError::Replayed));
+    #[tokio::test]
+    async fn authenticator_admits_a_redelivery_and_refuses_another_body() {
+        let guard = ReplayGuard::Memory(crate::replay::MemoryGuard::new(10, crate::replay::GuardMetrics::register(&prometheus::Registry::new()).unwrap()));
+        let authenticator = Authenticator::signed(&[SecretString::from(SECRET)], Duration::from_secs(300), guard);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let admit = |body: u8| authenticator.verify(&example(), at(TIMESTAMP)).unwrap().admit("bp", [body; 32], deadline);
+        admit(1).await.unwrap();
+        admit(1).await.unwrap();
+        assert!(matches!(admit(2).await, Err(AdmitError::Refused(SignatureError::Replayed))));
         assert!(matches!(authenticator.verify(&HeaderMap::new(), at(TIMESTAMP)), Err(SignatureError::MissingHeader)));
-        assert!(Authenticator::Skipped.verify(&HeaderMap::new(), at(TIMESTAMP)).unwrap().admit([3; 32]).is_ok());
+        assert!(Authenticator::Skipped.verify(&HeaderMap::new(), at(TIMESTAMP)).unwrap().admit("bp", [3; 32], deadline).await.is_ok());
     }
 }

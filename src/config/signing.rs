@@ -23,9 +23,23 @@ pub struct Signing {
     #[arg(long, env = "BP_RELAY_SIGNATURE_TOLERANCE", default_value = "5m", value_parser = super::parse_duration, global = true)]
     pub signature_tolerance: Duration,
 
-    /// Signed (value, timestamp) pairs remembered by the replay guard (memory bound).
+    /// Signings remembered by the in-memory replay guard (its memory bound). Size it for the
+    /// delivery rate times twice --signature-tolerance.
     #[arg(long, env = "BP_RELAY_REPLAY_CAPACITY", default_value_t = 100_000, global = true)]
     pub replay_capacity: u64,
+
+    /// A Redis shared by every replica as the replay guard (redis://host:6379/0, or rediss://
+    /// for TLS), instead of the process's memory. Unreachable: requests get 503, never pass unguarded.
+    #[arg(long, env = "BP_RELAY_REPLAY_STORE", value_parser = parse_secret, hide_env_values = true, global = true)]
+    pub replay_store: Option<SecretString>,
+
+    /// File holding the replay store's password (as a Kubernetes Secret is mounted).
+    #[arg(long, env = "BP_RELAY_REPLAY_STORE_PASSWORD_FILE", global = true)]
+    pub replay_store_password_file: Option<PathBuf>,
+
+    /// Prefix of the replay store's keys (several relays can share one Redis).
+    #[arg(long, env = "BP_RELAY_REPLAY_STORE_PREFIX", default_value = "bp-relay:replay", global = true)]
+    pub replay_store_prefix: String,
 
     /// Accept unsigned deliveries. For local experiments only: logs a warning at startup.
     #[arg(long, env = "BP_RELAY_INSECURE_SKIP_SIGNATURE", global = true)]
@@ -44,8 +58,23 @@ impl Signing {
             )),
             _ if self.signature_tolerance.is_zero() => Err(ConfigError::new("--signature-tolerance must be above 0")),
             _ if self.replay_capacity == 0 => Err(ConfigError::new("--replay-capacity must be at least 1")),
+            _ if self.replay_store_password_file.is_some() && self.replay_store.is_none() => {
+                Err(ConfigError::new("--replay-store-password-file needs --replay-store"))
+            }
             _ => Ok(()),
         }
+    }
+
+    /// The replay store's password from its file, if one is configured.
+    ///
+    /// # Errors
+    /// The file cannot be read or is empty.
+    pub fn replay_store_password(&self) -> Result<Option<SecretString>, ConfigError> {
+        let Some(path) = &self.replay_store_password_file else { return Ok(None) };
+        let text = read_secret_file(path, "--replay-store-password-file")?;
+        parse_secret(text.expose_secret())
+            .map(Some)
+            .map_err(|_| ConfigError::new(format!("--replay-store-password-file {} is empty", path.display())))
     }
 
     /// The signing secrets from the flag and the file together.

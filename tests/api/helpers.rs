@@ -9,6 +9,7 @@
 mod broker;
 mod client;
 mod process;
+mod redis;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -27,6 +28,7 @@ use rand::{distr::Alphanumeric, Rng};
 use tokio::sync::oneshot;
 
 pub use broker::{headers_of, java_partition, DedicatedBroker, Topic, Topics};
+pub use redis::DedicatedRedis;
 pub use client::{hold, post, send, signed_headers, signed_headers_at, try_send, Answer, HeldRequest};
 pub use process::{run_to_end, Process};
 

@@ -18,3 +18,4 @@ mod java_consumer;
 mod otlp;
 mod outage;
 mod publish;
+mod replay;

@@ -24,7 +24,7 @@ use super::{eventually, free_port, unique};
 const KAFKA_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs a blocking Kafka call on a blocking thread; a panic in it fails the test as usual.
-async fn blocking<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> T {
+pub(super) async fn blocking<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(call).await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
 }
 
