@@ -146,7 +146,7 @@ so rotating one and running `helm upgrade` rolls the pods.
 */}}
 {{- define "bp-relay.secretChecksum" -}}
 {{- $parts := list (include "bp-relay.secretData" .) }}
-{{- $names := list .Values.signing.existingSecret }}
+{{- $names := list .Values.signing.existingSecret .Values.replayStore.existingSecret }}
 {{- if include "bp-relay.kafkaSASL" . }}
 {{- $names = append $names .Values.kafka.sasl.existingSecret }}
 {{- end }}
