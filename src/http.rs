@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
-use tracing::{debug, field::Empty, info, warn, Instrument, Span};
+use tracing::{debug, error, field::Empty, info, warn, Instrument, Span};
 
 use crate::{
     config::{AccessLog, Config, ConfigError},
@@ -40,7 +40,11 @@ pub const PROCESS_PATH: &str = "/webhooks/business-processes";
 pub const ACTION_PATH: &str = "/webhooks/business-process-actions";
 
 /// The webhook routes, for the 404 message.
-const ROUTES: &str = "POST /webhooks/business-processes and POST /webhooks/business-process-actions";
+const ROUTES: &str =
+    "POST /webhooks/business-processes, POST /webhooks/business-process-actions and GET /webhooks/subscription-disabled";
+
+/// Where Authvia's `disableCallbackURL` should point (see [`disabled`]).
+pub const DISABLED_PATH: &str = "/webhooks/subscription-disabled";
 
 /// Everything the webhook handler needs, shared by all connections.
 pub struct Ingress<P> {
@@ -101,6 +105,9 @@ impl<P: Publish> Ingress<P> {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = Instant::now();
+        if request.uri().path().trim_end_matches('/') == DISABLED_PATH {
+            return self.subscription_disabled(&request, started);
+        }
         let kind = route(request.uri().path());
         let route_label = metrics::route_label(kind);
         // Exported over OTLP when that is on; at debug level, so it costs nothing otherwise.
@@ -172,6 +179,26 @@ impl<P: Publish> Ingress<P> {
             Some(rejection) => self.metrics.dead_lettered(kind, rejection.reason, started.elapsed()),
         }
         Ok(Stored { topic, delivered, rejection })
+    }
+
+    /// Authvia disabled the Subscription: log it at error level, count it (a critical alert
+    /// watches the counter), answer 200. No body is read and nothing is written.
+    fn subscription_disabled<B>(&self, request: &Request<B>, started: Instant) -> Response<response::Body> {
+        let response = match *request.method() {
+            Method::GET | Method::HEAD => {
+                let notice = Disabled::from_query(request.uri().query());
+                self.metrics.subscription_disabled();
+                error!(
+                    subscription = notice.subscription.as_deref().unwrap_or("<not given>"),
+                    disabled_at = notice.timestamp,
+                    "Authvia DISABLED a webhook Subscription after 50 failed attempts of one event: nothing reaches Kafka until it is re-enabled in Authvia (docs/runbook.md#bprelaysubscriptiondisabled)."
+                );
+                response::json(StatusCode::OK, &serde_json::json!({ "acknowledged": true }))
+            }
+            _ => response::error(&Error::MethodNotAllowed { allow: "GET, HEAD" }),
+        };
+        self.metrics.request_answered(None, response.status(), started.elapsed());
+        response
     }
 
     /// Counts a refused signature once (a failed publish is counted where it fails, with its
@@ -332,5 +359,8 @@ fn acknowledge(stored: &Stored<'_>) -> Response<response::Body> {
     response::json(StatusCode::OK, &ack)
 }
 
+mod disabled;
 #[cfg(test)]
 mod tests;
+
+use disabled::Disabled;

@@ -55,6 +55,7 @@ pub struct Metrics {
     inflight: IntGauge,
     ready: IntGauge,
     replay_guard: GuardMetrics,
+    subscription_disabled: IntCounter,
 }
 
 impl Metrics {
@@ -92,6 +93,10 @@ impl Metrics {
             inflight: IntGauge::new("bp_relay_inflight_requests", "Webhook requests being handled now.")?,
             ready: IntGauge::new("bp_relay_ready", "1 while the relay reports ready.")?,
             replay_guard: GuardMetrics::register(registry)?,
+            subscription_disabled: IntCounter::new(
+                "bp_relay_subscription_disabled_total",
+                "Calls of Authvia's disable callback: a Subscription was disabled and sends nothing more.",
+            )?,
         };
         register_build_info(registry)?;
         metrics.register_all(registry)?;
@@ -108,6 +113,7 @@ impl Metrics {
         registry.register(Box::new(self.dead_letters.clone()))?;
         registry.register(Box::new(self.signature_failures.clone()))?;
         registry.register(Box::new(self.inflight.clone()))?;
+        registry.register(Box::new(self.subscription_disabled.clone()))?;
         registry.register(Box::new(self.ready.clone()))
     }
 
@@ -170,6 +176,11 @@ impl Metrics {
     pub fn delivery_failed(&self, kind: EventKind, reason: FailureReason, lag: Duration) {
         self.delivery_lag.with_label_values(&[kind.label(), FAILED]).observe(lag.as_secs_f64());
         self.kafka_delivery_failures.with_label_values(&[reason.code()]).inc();
+    }
+
+    /// Authvia called the disable callback.
+    pub fn subscription_disabled(&self) {
+        self.subscription_disabled.inc();
     }
 
     /// The in-memory replay guard's own metrics.

@@ -76,6 +76,20 @@ async fn an_action_goes_to_the_actions_topic_keyed_by_its_process() {
 }
 
 #[tokio::test]
+async fn the_disable_callback_is_counted_and_writes_nothing() {
+    let (ingress, registry) = ingress(&[]);
+    let callback = Request::get(format!("{DISABLED_PATH}?id=sub_42&timestamp=1767225600")).body(Full::new(Bytes::new())).unwrap();
+    assert_eq!(ingress.handle(callback).await.status(), StatusCode::OK);
+    let posted = Request::post(DISABLED_PATH).body(Full::new(Bytes::from_static(b"{}"))).unwrap();
+    let refused = ingress.handle(posted).await;
+    assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(refused.headers()[http::header::ALLOW], "GET, HEAD");
+    assert!(ingress.publisher().published().is_empty(), "the callback never writes to Kafka");
+    let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
+    assert!(text.contains("bp_relay_subscription_disabled_total 1"), "only the GET counts: {text}");
+}
+
+#[tokio::test]
 async fn every_401_reason_writes_nothing_and_names_its_code() {
     let (ingress, registry) = ingress(&[]);
     let body = samples::BUSINESS_PROCESS;
