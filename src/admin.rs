@@ -30,6 +30,9 @@ pub struct Admin {
 struct Readiness {
     ready: bool,
     reasons: Vec<&'static str>,
+    // With `topics_missing`: which ones.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    missing_topics: Vec<String>,
 }
 
 impl Admin {
@@ -67,7 +70,7 @@ impl Admin {
         let ready = reasons.is_empty();
         self.metrics.set_ready(ready);
         let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        response::json(status, &Readiness { ready, reasons })
+        response::json(status, &Readiness { ready, reasons, missing_topics: self.health.missing_topics() })
     }
 }
 

@@ -3,7 +3,17 @@
 //! `shutdown` resolves, then drains within the grace period. [`check`] runs the same
 //! preparation without contacting a broker, for `bp-relay check-config`.
 
-use std::{convert::Infallible, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use hyper::service::service_fn;
 use prometheus::Registry;
@@ -41,9 +51,6 @@ pub enum BuildError {
     /// The embedded mock cluster did not start.
     #[error("cannot start the embedded Kafka: {0}")]
     Embedded(#[source] KafkaError),
-    /// Kafka unreachable or topics missing.
-    #[error(transparent)]
-    Topics(#[from] TopicCheckError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -57,11 +64,11 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    /// The process exit code: 64 configuration, 69 Kafka unavailable, 71 OS, 70 internal.
+    /// The process exit code: 64 configuration, 71 OS, 70 internal. (Kafka is not contacted
+    /// before the app runs: see [`RunError`] for 69.)
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) | Self::KafkaConfig(_) => 64,
-            Self::Topics(_) => 69,
             Self::Bind { .. } => 71,
             Self::Embedded(_) | Self::Metrics(_) => 70,
         }
@@ -127,6 +134,8 @@ pub struct App<P = Publisher> {
     _broker_probe: Option<Background<()>>,
     // Replaces a producer that failed fatally; ends only when it gives up.
     supervisor: Option<Background<ProducerGaveUp>>,
+    // Confirms the topics, then opens the ingress; fails only past --startup-timeout.
+    startup: Option<Background<Result<(), TopicCheckError>>>,
     // Stopped with the app.
     _replay_store_probe: Option<Background<()>>,
     // Dropped with the app, after the producer has flushed.
@@ -158,21 +167,38 @@ impl App<Publisher> {
             .or_else(|| config.kafka.kafka_brokers.clone())
             .ok_or_else(|| ConfigError::new("--kafka-brokers is required, or --embedded-kafka for a demo"))?;
         let prepared = Prepared::kafka(config, &brokers)?;
-        let topics = config.routes.topics().map(str::to_owned);
-        prepared.ingress.publisher().check_topics(&topics, config.lifecycle.startup_timeout).await?;
-        let now = std::time::Instant::now();
-        prepared.health.broker_seen_up(now);
-        prepared.health.broker_answered();
-        info!(brokers, ?topics, "Kafka topics found.");
-        // Aborted on drop, also if binding a listener fails below.
+        // Listeners first: /healthz answers and deliveries get 503 `starting` while Kafka or the
+        // topics are not there yet, instead of a crash loop.
+        prepared.health.startup_checking();
+        let gate = prepared.ingress.startup_gate();
+        gate.store(false, Ordering::Release);
         let publisher = prepared.ingress.publisher().clone();
+        // Aborted on drop, also if binding a listener fails below.
         let probe = Background(tokio::spawn(publisher.clone().probe_brokers(config.routes.topic.clone(), prepared.health.clone())));
-        let supervisor = Background(tokio::spawn(publisher.supervise()));
+        let supervisor = Background(tokio::spawn(publisher.clone().supervise()));
+        let topics = config.routes.topics().map(str::to_owned).to_vec();
+        let startup = Background(tokio::spawn(confirm_topics(publisher, topics, config.lifecycle.startup_timeout, prepared.health.clone(), gate)));
         let mut app = Self::bind(config, prepared, embedded).await?;
         app._broker_probe = Some(probe);
         app.supervisor = Some(supervisor);
+        app.startup = Some(startup);
         Ok(app)
     }
+}
+
+/// Waits for the topics, then lets deliveries in; fails when `--startup-timeout` runs out.
+async fn confirm_topics(
+    publisher: Publisher,
+    topics: Vec<String>,
+    timeout: Option<Duration>,
+    health: Arc<Health>,
+    gate: Arc<AtomicBool>,
+) -> Result<(), TopicCheckError> {
+    publisher.await_topics(&topics, timeout, &health).await?;
+    health.startup_done();
+    gate.store(true, Ordering::Release);
+    info!(?topics, "Kafka topics found; accepting deliveries.");
+    Ok(())
 }
 
 impl<P: Publish> App<P> {
@@ -208,6 +234,7 @@ impl<P: Publish> App<P> {
             shutdown_grace: config.lifecycle.shutdown_grace,
             _broker_probe: None,
             supervisor: None,
+            startup: None,
             _replay_store_probe: None,
             _embedded: embedded,
         };
@@ -235,9 +262,9 @@ impl<P: Publish> App<P> {
     /// in-flight requests finish and the producer flushes, all within `--shutdown-grace`.
     ///
     /// # Errors
-    /// The producer kept failing fatally: the relay drained as on `shutdown`, and the process
-    /// should exit non-zero so that it is restarted.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ProducerGaveUp> {
+    /// The producer kept failing fatally, or `--startup-timeout` ran out: the relay drained as
+    /// on `shutdown`, and the process should exit non-zero so that it is restarted.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin = self.admin.clone();
         let admin_service = service_fn(move |request| {
@@ -259,15 +286,17 @@ impl<P: Publish> App<P> {
         });
         info!(address = %local_addr(&self.ingress_listener), "Accepting webhooks.");
         let health = self.health.clone();
-        let supervisor = self.supervisor.take();
+        let (supervisor, startup) = (self.supervisor.take(), self.startup.take());
         let (gave_up_tx, gave_up) = tokio::sync::oneshot::channel();
         let connections = server::serve(self.ingress_listener, service, async move {
-            tokio::select! {
-                () = shutdown => {}
-                Some(error) = producer_gave_up(supervisor) => {
-                    error!(%error, "Shutting down so that the process is restarted.");
-                    let _ = gave_up_tx.send(error);
-                }
+            let failure = tokio::select! {
+                () = shutdown => None,
+                Some(error) = producer_gave_up(supervisor) => Some(RunError::ProducerGaveUp(error)),
+                Some(error) = startup_failed(startup) => Some(RunError::Startup(error)),
+            };
+            if let Some(error) = failure {
+                error!(%error, "Shutting down so that the process is restarted.");
+                let _ = gave_up_tx.send(error);
             }
             // Before the listener closes: the load balancer stops sending here first.
             health.start_draining();
@@ -288,6 +317,36 @@ impl<P: Publish> App<P> {
         let _ = admin_stop.send(());
         let _ = admin_task.await;
         gave_up.await.map_or(Ok(()), Err)
+    }
+}
+
+/// Why a running relay stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The producer kept failing fatally.
+    #[error(transparent)]
+    ProducerGaveUp(#[from] ProducerGaveUp),
+    /// `--startup-timeout` ran out before the brokers and topics were confirmed.
+    #[error(transparent)]
+    Startup(#[from] TopicCheckError),
+}
+
+impl RunError {
+    /// The process exit code: 69, Kafka unavailable (sysexits.h), for both.
+    pub fn exit_code(&self) -> u8 {
+        69
+    }
+}
+
+/// Resolves with the startup error when `--startup-timeout` ran out; never otherwise.
+async fn startup_failed(startup: Option<Background<Result<(), TopicCheckError>>>) -> Option<TopicCheckError> {
+    let Some(mut startup) = startup else {
+        return std::future::pending().await;
+    };
+    match (&mut startup.0).await {
+        Ok(Err(error)) => Some(error),
+        // Confirmed (or the task is gone): nothing more to wait for.
+        Ok(Ok(())) | Err(_) => std::future::pending().await,
     }
 }
 

@@ -45,6 +45,9 @@ pub enum Error {
     /// `--max-inflight` requests are being handled already.
     #[error("too many requests in flight")]
     Overloaded,
+    /// Startup has not confirmed the topics yet (Kafka absent, or topics not created).
+    #[error("starting: Kafka and the topics are not confirmed yet")]
+    Starting,
     /// Kafka did not acknowledge the record.
     #[error(transparent)]
     Publish(#[from] PublishError),
@@ -72,7 +75,7 @@ impl Error {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Overloaded | Self::ReplayStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::Starting | Self::ReplayStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Publish(error) if error.reason.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Publish(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -88,6 +91,7 @@ impl Error {
             Self::BodyRead(_) => "body_unreadable",
             Self::BodyTimeout => "body_timeout",
             Self::Overloaded => "overloaded",
+            Self::Starting => "starting",
             Self::Publish(error) => error.reason.code(),
             Self::ReplayStoreUnavailable(_) => "replay_store_unavailable",
         }

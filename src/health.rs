@@ -29,6 +29,10 @@ pub enum NotReady {
     ProducerFailed,
     /// The shared replay store did not answer its last ping.
     ReplayStoreDown,
+    /// Startup has not yet confirmed the topics (no broker has answered yet).
+    Starting,
+    /// The brokers answer, but topics the relay writes to do not exist (yet).
+    TopicsMissing,
 }
 
 impl NotReady {
@@ -40,13 +44,24 @@ impl NotReady {
             Self::QueueHigh => "queue_high",
             Self::ProducerFailed => "producer_failed",
             Self::ReplayStoreDown => "replay_store_down",
+            Self::Starting => "starting",
+            Self::TopicsMissing => "topics_missing",
         }
     }
+}
+
+/// How far startup got in confirming the topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Startup {
+    Checking,
+    TopicsMissing(Vec<String>),
+    Done,
 }
 
 /// Shared readiness state, written by shutdown and the producer's statistics.
 pub struct Health {
     draining: AtomicBool,
+    startup: Mutex<Startup>,
     producer_failed: AtomicBool,
     // False while a configured shared replay store does not answer; true without one.
     replay_store_up: AtomicBool,
@@ -64,6 +79,8 @@ impl Health {
     pub fn new(broker_down_grace: Duration, queue_high_water: f64) -> Self {
         Self {
             draining: AtomicBool::new(false),
+            // A relay without Kafka (the HTTP bound) has nothing to confirm.
+            startup: Mutex::new(Startup::Done),
             producer_failed: AtomicBool::new(false),
             replay_store_up: AtomicBool::new(true),
             broker_last_up: Mutex::new(None),
@@ -82,6 +99,35 @@ impl Health {
     /// Whether shutdown has begun.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Startup is confirming the topics: not ready until it has.
+    pub fn startup_checking(&self) {
+        self.set_startup(Startup::Checking);
+    }
+
+    /// The brokers answered, and these topics are missing.
+    pub fn topics_missing(&self, missing: Vec<String>) {
+        self.set_startup(Startup::TopicsMissing(missing));
+    }
+
+    /// Every topic exists: startup is complete.
+    pub fn startup_done(&self) {
+        self.set_startup(Startup::Done);
+    }
+
+    fn set_startup(&self, startup: Startup) {
+        if let Ok(mut current) = self.startup.lock() {
+            *current = startup;
+        }
+    }
+
+    /// The topics startup found missing, for `/readyz`.
+    pub fn missing_topics(&self) -> Vec<String> {
+        match self.startup.lock().as_deref() {
+            Ok(Startup::TopicsMissing(missing)) => missing.clone(),
+            _ => Vec::new(),
+        }
     }
 
     /// The producer hit a fatal error: it cannot publish until it is replaced.
@@ -130,6 +176,11 @@ impl Health {
         let mut reasons = Vec::new();
         if self.is_draining() {
             reasons.push(NotReady::Draining);
+        }
+        match self.startup.lock().as_deref() {
+            Ok(Startup::Checking) => reasons.push(NotReady::Starting),
+            Ok(Startup::TopicsMissing(_)) => reasons.push(NotReady::TopicsMissing),
+            _ => {}
         }
         let within_grace = |at: Instant| now.saturating_duration_since(at) <= self.broker_down_grace;
         let connected = self.broker_last_up.lock().ok().and_then(|last| *last).is_some_and(within_grace);
@@ -205,6 +256,21 @@ mod tests {
         health.set_queue_fill(0.81);
         health.start_draining();
         assert_eq!(health.check(now), [NotReady::Draining, NotReady::QueueHigh]);
+    }
+
+    #[test]
+    fn not_ready_while_startup_checks_or_misses_topics() {
+        let health = health();
+        let now = Instant::now();
+        healthy_broker(&health, now);
+        health.startup_checking();
+        assert_eq!(health.check(now), [NotReady::Starting]);
+        health.topics_missing(vec!["t".into()]);
+        assert_eq!(health.check(now), [NotReady::TopicsMissing]);
+        assert_eq!(health.missing_topics(), ["t"]);
+        health.startup_done();
+        assert!(health.check(now).is_empty());
+        assert!(health.missing_topics().is_empty());
     }
 
     #[test]

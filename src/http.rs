@@ -5,7 +5,10 @@
 //! for an authenticated body that is not a business process, on the dead-letter topic.
 
 use std::{
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -57,6 +60,8 @@ pub struct Ingress<P> {
     ack_timeout: Duration,
     inflight: Semaphore,
     access_log: AccessLog,
+    // Closed while startup confirms the topics: deliveries get 503 `starting` meanwhile.
+    started: Arc<AtomicBool>,
 }
 
 /// A durable record: what the 2xx body reports.
@@ -85,7 +90,14 @@ impl<P: Publish> Ingress<P> {
             ack_timeout: config.kafka.ack_timeout,
             inflight: Semaphore::new(config.listeners.max_inflight),
             access_log: config.telemetry.access_log,
+            started: Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    /// The flag that lets deliveries in: the app closes it until startup has confirmed the
+    /// topics, and opens it then. Open by default (a publisher without topics to confirm).
+    pub fn startup_gate(&self) -> Arc<AtomicBool> {
+        self.started.clone()
     }
 
     /// The replay guard, if signatures are checked: the app probes a shared one for readiness.
@@ -157,6 +169,9 @@ impl<P: Publish> Ingress<P> {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        if !self.started.load(Ordering::Acquire) {
+            return Err(Error::Starting);
+        }
         let _permit = self.inflight.try_acquire().map_err(|_| Error::Overloaded)?;
         let _inflight = self.metrics.inflight();
         let deadline = tokio::time::Instant::from_std(started + self.ack_timeout);

@@ -24,6 +24,7 @@ use rdkafka::{
     ClientConfig,
 };
 use tokio::{sync::Notify, time::Instant};
+use tracing::warn;
 
 pub use context::{ClientMetrics, Context};
 pub use embedded::EmbeddedKafka;
@@ -34,8 +35,10 @@ use generation::Generation;
 
 use crate::{health::Health, record::Record};
 
-/// How often startup asks again for topics that are not there yet.
+/// How often startup asks again for topics that are not there yet: soon at first (they may be
+/// created together with the relay), then every few seconds.
 const TOPIC_RECHECK_INTERVAL: Duration = Duration::from_millis(250);
+const TOPIC_RECHECK_MAX_INTERVAL: Duration = Duration::from_secs(4);
 
 /// How often a running relay asks a broker for metadata, and how long it waits for the answer:
 /// with the default `--broker-down-grace` of 3 s, a broker that stops answering makes the relay
@@ -287,29 +290,49 @@ impl Publisher {
         failure
     }
 
-    /// Confirms that every topic exists, waiting at most `timeout` for the brokers and for
-    /// topics still being created (they can be applied together with the relay).
+    /// Waits until every topic exists, telling `health` what is missing meanwhile, and gives
+    /// up after `timeout` if one is given (topics may be created together with the relay, and
+    /// Kafka may come after it: without a timeout this waits as long as it takes).
     ///
     /// # Errors
-    /// The brokers are unreachable, or topics are still missing when the time is up.
-    pub async fn check_topics(&self, topics: &[String], timeout: Duration) -> Result<(), TopicCheckError> {
-        let deadline = Instant::now() + timeout;
+    /// The time is up: the brokers were unreachable, or topics were still missing.
+    pub async fn await_topics(&self, topics: &[String], timeout: Option<Duration>, health: &Health) -> Result<(), TopicCheckError> {
+        let started = Instant::now();
+        let mut interval = TOPIC_RECHECK_INTERVAL;
+        let mut reported = None;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let missing = self.missing_topics(topics, remaining.max(Duration::from_millis(100))).await.map_err(|source| {
-                TopicCheckError::Unreachable {
-                    brokers: self.shared.brokers.clone(),
-                    timeout: humantime::format_duration(timeout),
-                    source,
+            let outcome = self.missing_topics(topics, PROBE_TIMEOUT).await;
+            match &outcome {
+                Ok(missing) if missing.is_empty() => {
+                    // A metadata answer proves a broker connection is up, and answering.
+                    health.broker_seen_up(std::time::Instant::now());
+                    health.broker_answered();
+                    return Ok(());
                 }
-            })?;
-            if missing.is_empty() {
-                return Ok(());
+                Ok(missing) => health.topics_missing(missing.clone()),
+                Err(_) => health.startup_checking(),
             }
-            if Instant::now() >= deadline {
-                return Err(TopicCheckError::Missing { brokers: self.shared.brokers.clone(), missing });
+            let summary = outcome.as_ref().map_err(ToString::to_string).cloned();
+            if reported.as_ref() != Some(&summary) {
+                match &summary {
+                    Ok(missing) => warn!(?missing, "Kafka answers but topics are missing; waiting for them (deliveries get 503 meanwhile)."),
+                    Err(error) => warn!(brokers = self.shared.brokers, %error, "Kafka does not answer yet; waiting for it (deliveries get 503 meanwhile)."),
+                }
+                reported = Some(summary);
             }
-            tokio::time::sleep(TOPIC_RECHECK_INTERVAL.min(remaining)).await;
+            if let Some(timeout) = timeout.filter(|timeout| started.elapsed() >= *timeout) {
+                return Err(self.gave_up_on_topics(outcome, timeout));
+            }
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(TOPIC_RECHECK_MAX_INTERVAL);
+        }
+    }
+
+    fn gave_up_on_topics(&self, outcome: Result<Vec<String>, KafkaError>, timeout: Duration) -> TopicCheckError {
+        let brokers = self.shared.brokers.clone();
+        match outcome {
+            Ok(missing) => TopicCheckError::Missing { brokers, missing },
+            Err(source) => TopicCheckError::Unreachable { brokers, timeout: humantime::format_duration(timeout), source },
         }
     }
 

@@ -131,7 +131,7 @@ async fn serve(config: Config) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("bp-relay: {error}");
-            ExitCode::from(69)
+            ExitCode::from(error.exit_code())
         }
     }
 }

@@ -15,10 +15,10 @@ pub struct Lifecycle {
     #[arg(long, env = "BP_RELAY_SHUTDOWN_GRACE", default_value = "20s", value_parser = super::parse_duration, global = true)]
     pub shutdown_grace: Duration,
 
-    /// How long startup waits for the brokers and for the topics to exist (they may be created
-    /// together with the relay).
-    #[arg(long, env = "BP_RELAY_STARTUP_TIMEOUT", default_value = "15s", value_parser = super::parse_duration, global = true)]
-    pub startup_timeout: Duration,
+    /// Give up (exit 69) when the brokers or the topics are not confirmed within this time.
+    /// Unset: wait for them as long as it takes, serving /healthz, /readyz 503 and 503 to deliveries.
+    #[arg(long, env = "BP_RELAY_STARTUP_TIMEOUT", value_parser = super::parse_duration, global = true)]
+    pub startup_timeout: Option<Duration>,
 
     /// Time a broker may stay unreachable before /readyz reports not ready.
     #[arg(long, env = "BP_RELAY_BROKER_DOWN_GRACE", default_value = "3s", value_parser = super::parse_duration, global = true)]
@@ -41,7 +41,7 @@ impl Lifecycle {
                 humantime::format_duration(self.broker_down_grace)
             )));
         }
-        if self.startup_timeout.is_zero() {
+        if self.startup_timeout.is_some_and(|timeout| timeout.is_zero()) {
             return Err(ConfigError::new("--startup-timeout must be above 0"));
         }
         Ok(())

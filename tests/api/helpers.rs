@@ -201,6 +201,12 @@ pub async fn spawn_relay(options: RelayOptions) -> TestRelay {
         .await
         .expect("the relay's thread reports its start")
         .unwrap_or_else(|error| panic!("the relay builds with {args:?}: {error}"));
+    // It listens before it has confirmed its topics; deliveries are let in only after.
+    eventually("the relay to confirm its topics", Duration::from_secs(30), || async {
+        let text = admin_get(admin, "/readyz").await.text();
+        !text.contains("starting") && !text.contains("topics_missing")
+    })
+    .await;
     TestRelay { addr, admin, topics, publisher, shutdown: Some(shutdown), thread: Some(thread) }
 }
 

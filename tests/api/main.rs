@@ -19,3 +19,4 @@ mod otlp;
 mod outage;
 mod publish;
 mod replay;
+mod startup;

@@ -132,12 +132,25 @@ impl Topics {
     /// Creates three topics with `partitions` each (the business-process one with
     /// `process_config`) and waits until every partition has a leader.
     pub async fn create(bootstrap: &str, partitions: i32, process_config: &[(String, String)]) -> Topics {
-        let topics = Topics {
+        let topics = Topics::named(bootstrap);
+        topics.create_them(partitions, process_config).await;
+        topics
+    }
+
+    /// Fresh names on the cluster at `bootstrap`, not created yet ([`Topics::create_them`]).
+    pub fn named(bootstrap: &str) -> Topics {
+        Topics {
             bootstrap: bootstrap.to_owned(),
             processes: Topic::on(bootstrap, &unique("bp")),
             actions: Topic::on(bootstrap, &unique("actions")),
             dead_letter: Topic::on(bootstrap, &unique("dlq")),
-        };
+        }
+    }
+
+    /// Creates the three topics and waits until every partition has a leader.
+    pub async fn create_them(&self, partitions: i32, process_config: &[(String, String)]) {
+        let topics = self;
+        let bootstrap = self.bootstrap.as_str();
         let admin: AdminClient<DefaultClientContext> =
             ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
         let mut processes = NewTopic::new(&topics.processes.name, partitions, TopicReplication::Fixed(1));
@@ -163,7 +176,6 @@ impl Topics {
             })
             .await;
         }
-        topics
     }
 
     fn all(&self) -> [&Topic; 3] {
@@ -213,9 +225,15 @@ pub struct DedicatedBroker {
 impl DedicatedBroker {
     /// Starts a fresh broker and waits until it answers.
     pub async fn start() -> DedicatedBroker {
-        let broker = DedicatedBroker { port: free_port(), controller_port: free_port(), data_dir: tempfile::tempdir().unwrap(), frozen: AtomicBool::new(false) };
+        let broker = DedicatedBroker::unstarted();
         broker.restart().await;
         broker
+    }
+
+    /// A broker with its ports and data dir, not started yet ([`DedicatedBroker::restart`]
+    /// starts it): for a relay that starts before Kafka.
+    pub fn unstarted() -> DedicatedBroker {
+        DedicatedBroker { port: free_port(), controller_port: free_port(), data_dir: tempfile::tempdir().unwrap(), frozen: AtomicBool::new(false) }
     }
 
     /// Its bootstrap servers.

@@ -74,10 +74,19 @@ impl Process {
         found.unwrap()
     }
 
-    /// Waits for the startup line; returns the (ingress, admin) addresses.
-    pub async fn started(&self) -> (SocketAddr, SocketAddr) {
+    /// Waits until the relay listens; returns the (ingress, admin) addresses. Deliveries may
+    /// still get 503 `starting` until it has confirmed its topics (see [`Process::started`]).
+    pub async fn listening(&self) -> (SocketAddr, SocketAddr) {
         let address = |text: String| text.parse().unwrap_or_else(|error| panic!("address {text:?}: {error}"));
         (address(self.logged("bp-relay started.", "ingress").await), address(self.logged("bp-relay started.", "admin").await))
+    }
+
+    /// Waits until the relay listens and has confirmed its topics; returns the (ingress, admin)
+    /// addresses.
+    pub async fn started(&self) -> (SocketAddr, SocketAddr) {
+        let addresses = self.listening().await;
+        self.logged("Kafka topics found", "message").await;
+        addresses
     }
 
     /// Sends a signal (`TERM`, `INT`) to the process.
