@@ -281,6 +281,7 @@ checksums_roll_pods() {
 no_plaintext_credentials() {
   local out=$WORK/credentials.yaml
   "$HELM" template "$RELEASE" "$CHART" --kube-version "$KUBE_NEWEST" \
+    --set image.repository=registry.example.com/bp-relay \
     --set kafka.brokers=kafka:9093 --set kafka.securityProtocol=sasl_ssl \
     --set kafka.sasl.mechanism=SCRAM-SHA-512 --set kafka.sasl.username=relay \
     --set kafka.sasl.password=kafka-password-canary \
@@ -321,7 +322,8 @@ dashboard_and_metrics() {
     --dashboard "$CHART/files/dashboard.json" \
     --rules "$CHART/files/prometheus-rules.yaml" \
     --runbook "$ROOT/docs/runbook.md" \
-    --tests "$CHART/tests/prometheus-rules.promtool.yaml"
+    --tests "$CHART/tests/prometheus-rules.promtool.yaml" \
+    --schema "$CHART/values.schema.json"
 }
 
 # The chart README is generated from values.yaml; it must be current, and every value in it

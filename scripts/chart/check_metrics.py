@@ -4,9 +4,13 @@ Fails (exit 1, one line per problem) when:
 - the dashboard JSON is malformed for Grafana's sidecar (no uid/title, duplicate panel ids,
   panels off the 24-column grid, a query panel without queries);
 - a dashboard query or an alert expression names a bp_relay_* metric the relay does not expose;
-- an alert lacks a severity, summary, description or a runbook_url whose anchor is a heading
-  of docs/runbook.md;
-- an alert has no promtool unit test.
+- an alert lacks a severity, summary, description, a `for:` or a runbook_url whose anchor is a
+  heading of docs/runbook.md;
+- a metric selector of an alert lacks `job="bp-relay"` (the token the chart rewrites into the
+  release's job and namespace, so that releases do not see each other's series);
+- an alert has no promtool unit test;
+- values.schema.json disagrees with the rules: every alert must be a possible disabledAlerts
+  entry and overrides key, and exactly the alerts with a `# threshold` value accept `threshold`.
 """
 import argparse
 import json
@@ -71,9 +75,15 @@ def check_dashboard(path, metrics, problems):
     return len(ids), exprs
 
 
-def check_rules(path, metrics, runbook, tests, problems):
+SELECTOR = re.compile(r"\b(bp_relay_[a-z0-9_]+|up)\b(\{[^}]*\})?")
+
+
+def check_rules(path, metrics, runbook, tests, schema, problems):
     anchors = {github_anchor(m) for m in re.findall(r"^#{1,6} (.+)$", open(runbook).read(), re.M)}
     tested = set(re.findall(r"alertname:\s*(\w+)", open(tests).read()))
+    rule_values = json.load(open(schema))["properties"]["metrics"]["properties"]["prometheusRule"]["properties"]
+    disableable = set(rule_values["disabledAlerts"]["items"]["enum"])
+    overrides = rule_values["overrides"]["properties"]
     alerts = 0
     for group in yaml.safe_load(open(path))["groups"]:
         for rule in group["rules"]:
@@ -97,7 +107,25 @@ def check_rules(path, metrics, runbook, tests, problems):
                 problems.append(f"rules: {name} runbook_url anchor #{url.rsplit('#', 1)[1]} is not a heading of {runbook}")
             if name not in tested:
                 problems.append(f"rules: {name} has no promtool unit test in {tests}")
+            if "for" not in rule:
+                problems.append(f"rules: {name} has no for: (write `for: 0m` and say why when it fires at once)")
+            for match in SELECTOR.finditer(rule["expr"]):
+                if match.group(1) in ("up",) or match.group(1).startswith("bp_relay_"):
+                    if 'job="bp-relay"' not in (match.group(2) or ""):
+                        problems.append(f'rules: {name}: {match.group(0)} does not select job="bp-relay"')
+            if name not in disableable:
+                problems.append(f"rules: {name} is not a metrics.prometheusRule.disabledAlerts value in {schema}")
+            if name not in overrides:
+                problems.append(f"rules: {name} is not a metrics.prometheusRule.overrides key in {schema}")
+            elif ("# threshold" in rule["expr"]) != ("threshold" in overrides[name]["properties"]):
+                problems.append(f"rules: {name}: a `# threshold` value in the expression and a threshold override in {schema} go together")
+    for name in sorted(set(overrides) - names_in(path)):
+        problems.append(f"schema: overrides.{name} is not an alert of {path}")
     return alerts
+
+
+def names_in(path):
+    return {rule.get("alert") for group in yaml.safe_load(open(path))["groups"] for rule in group["rules"]}
 
 
 def main():
@@ -107,11 +135,12 @@ def main():
     parser.add_argument("--rules", required=True)
     parser.add_argument("--runbook", required=True)
     parser.add_argument("--tests", required=True)
+    parser.add_argument("--schema", required=True)
     args = parser.parse_args()
     metrics = known_metrics(args.metrics)
     problems = []
     panels, exprs = check_dashboard(args.dashboard, metrics, problems)
-    alerts = check_rules(args.rules, metrics, args.runbook, args.tests, problems)
+    alerts = check_rules(args.rules, metrics, args.runbook, args.tests, args.schema, problems)
     for problem in problems:
         print(problem)
     print(f"dashboard: {panels} panels, {exprs} queries; rules: {alerts} alerts; {len(problems)} problems")

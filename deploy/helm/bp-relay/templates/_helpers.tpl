@@ -31,6 +31,9 @@ helm.sh/chart: {{ include "bp-relay.chart" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: bp-relay
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "bp-relay.selectorLabels" -}}
@@ -49,6 +52,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: test
 {{ include "bp-relay.clientLabel" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* Label that lets a pod through the NetworkPolicy as a client (the helm test pod carries it). */}}
@@ -62,6 +68,24 @@ app.kubernetes.io/component: test
 {{- else }}
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
+{{- end }}
+
+{{/*
+The Grafana dashboard's uid: namespace and fullname, so that two releases (staging and
+production, or one per Authvia environment) never overwrite each other's dashboard in one
+Grafana. Grafana allows 40 characters; a longer one keeps its start and a hash of the whole.
+*/}}
+{{- define "bp-relay.dashboardUid" -}}
+{{- $id := printf "%s-%s" .Release.Namespace (include "bp-relay.fullname" .) }}
+{{- if gt (len $id) 40 }}
+{{- $id = printf "%s-%s" ($id | trunc 31 | trimSuffix "-") ($id | sha256sum | trunc 8) }}
+{{- end }}
+{{- $id }}
+{{- end }}
+
+{{/* The scrape job of this release: the ServiceMonitor sets it, the alerts select on it. */}}
+{{- define "bp-relay.job" -}}
+{{- include "bp-relay.fullname" . }}
 {{- end }}
 
 {{- define "bp-relay.image" -}}
@@ -101,6 +125,14 @@ Fails the render on values the schema cannot express: missing credentials and sh
 budgets that do not add up.
 */}}
 {{- define "bp-relay.validate" -}}
+{{- if not .Values.image.repository }}
+{{- fail "image.repository is required: no bp-relay image is published. Build deploy/Dockerfile, push it to a registry your nodes pull from and set image.repository (and image.tag or image.digest); see docs/deploy.md, \"1. Build and push the image\"" }}
+{{- end }}
+{{- range $key, $_ := .Values.commonLabels }}
+{{- if or (hasPrefix "app.kubernetes.io/" $key) (hasPrefix "helm.sh/" $key) }}
+{{- fail (printf "commonLabels.%s: the chart sets the app.kubernetes.io/* and helm.sh/* labels itself" $key) }}
+{{- end }}
+{{- end }}
 {{- if not .Values.kafka.brokers }}
 {{- fail "kafka.brokers is required: the bootstrap brokers, comma-separated host:port" }}
 {{- end }}
@@ -115,8 +147,11 @@ budgets that do not add up.
 {{- fail "kafka.sasl: set kafka.sasl.existingSecret (recommended) or kafka.sasl.password" }}
 {{- end }}
 {{- end }}
-{{- if and (or .Values.kafka.tls.ca.existingSecret .Values.kafka.tls.clientCert.existingSecret) (not (include "bp-relay.kafkaTLS" .)) }}
-{{- fail "kafka.tls.* Secrets are set but kafka.securityProtocol is neither ssl nor sasl_ssl" }}
+{{- if and (or .Values.kafka.tls.ca.existingSecret .Values.kafka.tls.ca.existingConfigMap .Values.kafka.tls.clientCert.existingSecret) (not (include "bp-relay.kafkaTLS" .)) }}
+{{- fail "kafka.tls.* Secrets or ConfigMap are set but kafka.securityProtocol is neither ssl nor sasl_ssl" }}
+{{- end }}
+{{- if and .Values.kafka.tls.ca.existingSecret .Values.kafka.tls.ca.existingConfigMap }}
+{{- fail "kafka.tls.ca: set existingSecret or existingConfigMap, not both" }}
 {{- end }}
 {{- $s := .Values.shutdown }}
 {{- if gt (add $s.preStopSleepSeconds $s.drainSeconds 5 | int) ($s.terminationGracePeriodSeconds | int) }}
