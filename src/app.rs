@@ -28,6 +28,7 @@ use crate::{
     http::Ingress,
     kafka::{self, ClientMetrics, EmbeddedKafka, ProducerGaveUp, Publisher, TopicCheckError},
     replay::ReplayGuard,
+    rotation,
     metrics::Metrics,
     publish::Publish,
     server,
@@ -138,6 +139,7 @@ pub struct App<P = Publisher> {
     startup: Option<Background<Result<(), TopicCheckError>>>,
     // Stopped with the app.
     _replay_store_probe: Option<Background<()>>,
+    _secrets_watch: Option<Background<()>>,
     // Dropped with the app, after the producer has flushed.
     _embedded: Option<EmbeddedKafka>,
 }
@@ -202,6 +204,14 @@ async fn confirm_topics(
 }
 
 impl<P: Publish> App<P> {
+    /// Reloads `--signing-secrets-file` while running, when there is one.
+    fn watch_signing_secrets(&mut self, config: &Config) {
+        if let (Some(verifier), Some(_)) = (self.ingress.verifier(), &config.signing.signing_secrets_file) {
+            let task = rotation::watch(verifier.clone(), config.signing.clone(), self.ingress.metrics().clone());
+            self._secrets_watch = Some(Background(tokio::spawn(task)));
+        }
+    }
+
     /// Probes a shared replay store for readiness; until its first answer the relay is not ready.
     fn probe_replay_store(&mut self) {
         if let Some(ReplayGuard::Shared(store)) = self.ingress.replay_guard() {
@@ -236,9 +246,11 @@ impl<P: Publish> App<P> {
             supervisor: None,
             startup: None,
             _replay_store_probe: None,
+            _secrets_watch: None,
             _embedded: embedded,
         };
         app.probe_replay_store();
+        app.watch_signing_secrets(config);
         Ok(app)
     }
 

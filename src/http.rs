@@ -100,6 +100,16 @@ impl<P: Publish> Ingress<P> {
         self.started.clone()
     }
 
+    /// The signature verifier, if signatures are checked: the app rotates its secrets.
+    pub fn verifier(&self) -> Option<&Arc<crate::signature::Verifier>> {
+        self.authenticator.verifier()
+    }
+
+    /// The request-side metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The replay guard, if signatures are checked: the app probes a shared one for readiness.
     pub fn replay_guard(&self) -> Option<&ReplayGuard> {
         self.authenticator.replay_guard()

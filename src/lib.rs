@@ -5,7 +5,8 @@
 //! From the top of the house down; a module uses only modules below it.
 //! - [`app`]: builds the live service from a [`Config`] (or checks it, for `check-config`),
 //!   runs it until shutdown, then drains. Owns the embedded mock cluster of the quick start.
-//! - [`server`]: the accept loop both listeners share.
+//! - [`server`]: the accept loop both listeners share. [`rotation`]: reloads the signing
+//!   secrets file while running.
 //! - [`http`]: the webhook ingress: routes, body limit, the handler; logs and counts each
 //!   failure once. [`admin`]: `/metrics`, `/healthz`, `/readyz` on their own listener.
 //! - [`response`]: JSON answers, and the one place an [`error::Error`] becomes one.
@@ -19,8 +20,9 @@
 //!   statistics and client metrics, the embedded mock cluster.
 //! - [`record`]: the record contract (CloudEvents Kafka binding, binary mode) and the choice of
 //!   topic, including dead-letter routing.
-//! - [`signature`]: authentication: Authvia's HMAC signature, timestamp window, replay guard
-//!   ([`replay`]), and the signed headers the demo client, tests and benches send.
+//! - [`signature`]: authentication: Authvia's HMAC signature with the keys in force (rotated
+//!   with a grace period), timestamp window, replay guard ([`replay`]: in memory or in Redis),
+//!   and the signed headers the demo client, tests and benches send.
 //! - [`webhook`]: the domain: `Webhook::parse` finds the key and checks known fields.
 //! - [`health`]: readiness. [`telemetry`] and [`traceparent`]: logs, spans, trace context.
 //! - [`samples`]: the sample deliveries of `docs/examples/`. [`sign`]: the demo client.
@@ -37,6 +39,7 @@ pub mod publish;
 pub mod record;
 pub mod replay;
 pub mod response;
+pub mod rotation;
 pub mod samples;
 pub mod server;
 pub mod sign;

@@ -56,6 +56,8 @@ pub struct Metrics {
     ready: IntGauge,
     replay_guard: GuardMetrics,
     subscription_disabled: IntCounter,
+    signing_secrets_reloads: IntCounter,
+    signing_secrets_readable: IntGauge,
 }
 
 impl Metrics {
@@ -93,6 +95,11 @@ impl Metrics {
             inflight: IntGauge::new("bp_relay_inflight_requests", "Webhook requests being handled now.")?,
             ready: IntGauge::new("bp_relay_ready", "1 while the relay reports ready.")?,
             replay_guard: GuardMetrics::register(registry)?,
+            signing_secrets_reloads: IntCounter::new("bp_relay_signing_secrets_reloads_total", "Changes of the signing secrets file applied without a restart.")?,
+            signing_secrets_readable: IntGauge::new(
+                "bp_relay_signing_secrets_readable",
+                "1 while the signing secrets file could be read at its last reload (0: the last good secrets stay in force).",
+            )?,
             subscription_disabled: IntCounter::new(
                 "bp_relay_subscription_disabled_total",
                 "Calls of Authvia's disable callback: a Subscription was disabled and sends nothing more.",
@@ -114,10 +121,14 @@ impl Metrics {
         registry.register(Box::new(self.signature_failures.clone()))?;
         registry.register(Box::new(self.inflight.clone()))?;
         registry.register(Box::new(self.subscription_disabled.clone()))?;
+        registry.register(Box::new(self.signing_secrets_reloads.clone()))?;
+        registry.register(Box::new(self.signing_secrets_readable.clone()))?;
         registry.register(Box::new(self.ready.clone()))
     }
 
     fn initialise_series(&self) {
+        // Read at startup, or there would be no relay: readable until a reload says otherwise.
+        self.signing_secrets_readable.set(1);
         for kind in EventKind::ALL {
             let route = kind.label();
             for outcome in [PUBLISHED, DEAD_LETTERED, FAILED] {
@@ -176,6 +187,16 @@ impl Metrics {
     pub fn delivery_failed(&self, kind: EventKind, reason: FailureReason, lag: Duration) {
         self.delivery_lag.with_label_values(&[kind.label(), FAILED]).observe(lag.as_secs_f64());
         self.kafka_delivery_failures.with_label_values(&[reason.code()]).inc();
+    }
+
+    /// A change of the signing secrets file was applied.
+    pub fn signing_secrets_reloaded(&self) {
+        self.signing_secrets_reloads.inc();
+    }
+
+    /// Whether the signing secrets file could be read at the last reload.
+    pub fn signing_secrets_readable(&self, readable: bool) {
+        self.signing_secrets_readable.set(i64::from(readable));
     }
 
     /// Authvia called the disable callback.

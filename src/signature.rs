@@ -5,14 +5,22 @@
 //! The signature does not cover the body, so verification adds a timestamp window and, once
 //! the body is read, a replay guard ([`crate::replay::ReplayGuard`]).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod keys;
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use arc_swap::ArcSwap;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sha2::Sha256;
 
+use self::keys::Keys;
 use crate::replay::{Digest, ReplayError, ReplayGuard, Signing, StoreError};
 
 /// Header carrying the Base64 signature.
@@ -101,8 +109,8 @@ pub struct Signed {
 pub enum Authenticator {
     /// X-AUTHVIA-* signatures with a replay guard.
     Signed {
-        /// Checks the headers.
-        verifier: Verifier,
+        /// Checks the headers (shared with the task that reloads the secrets).
+        verifier: Arc<Verifier>,
         /// Remembers signings and their bodies.
         replay: ReplayGuard,
     },
@@ -130,7 +138,15 @@ pub enum AdmitError {
 impl Authenticator {
     /// Signature checks with these secrets and window, and this replay guard.
     pub fn signed(secrets: &[SecretString], tolerance: Duration, replay: ReplayGuard) -> Self {
-        Self::Signed { verifier: Verifier::new(secrets, tolerance), replay }
+        Self::Signed { verifier: Arc::new(Verifier::new(secrets, tolerance)), replay }
+    }
+
+    /// The verifier, if signatures are checked: secret rotation replaces its keys.
+    pub fn verifier(&self) -> Option<&Arc<Verifier>> {
+        match self {
+            Self::Signed { verifier, .. } => Some(verifier),
+            Self::Skipped => None,
+        }
     }
 
     /// The replay guard, if signatures are checked.
@@ -173,25 +189,25 @@ impl Verified<'_> {
 
 /// Checks signatures against every configured secret (several during rotation).
 pub struct Verifier {
-    // Keyed once at startup; each check clones the keyed state instead of re-keying.
-    keys: Vec<HmacSha256>,
+    // Keyed once per rotation; each check clones the keyed state instead of re-keying.
+    keys: ArcSwap<Keys>,
     tolerance: Duration,
 }
 
 impl Verifier {
     /// A verifier for these secrets and timestamp window.
-    ///
-    /// # Panics
-    /// Never: HMAC accepts keys of any length.
     pub fn new(secrets: &[SecretString], tolerance: Duration) -> Self {
-        let keys = secrets
-            .iter()
-            .map(|secret| {
-                HmacSha256::new_from_slice(secret.expose_secret().as_bytes())
-                    .expect("HMAC takes keys of any length")
-            })
-            .collect();
-        Self { keys, tolerance }
+        Self { keys: ArcSwap::from_pointee(Keys::new(secrets)), tolerance }
+    }
+
+    /// Makes `secrets` the active keys; the ones they replace stay valid for `grace`. Returns
+    /// how many keys are active and how many are retiring.
+    pub fn rotate(&self, secrets: &[SecretString], grace: Duration) -> (usize, usize) {
+        let now = std::time::Instant::now();
+        let rotated = self.keys.load().rotated(secrets, grace, now);
+        let counts = rotated.counts(now);
+        self.keys.store(Arc::new(rotated));
+        counts
     }
 
     /// Verifies the X-AUTHVIA-* headers of a delivery at time `now`.
@@ -212,13 +228,7 @@ impl Verifier {
             .decode(signature.trim())
             .map_err(|_| SignatureError::MalformedSignature)?;
         let message = signed_message(value, timestamp_text);
-        let matches = self.keys.iter().any(|key| {
-            let mut mac = key.clone();
-            mac.update(message.as_bytes());
-            // verify_slice compares in constant time.
-            mac.verify_slice(&signature).is_ok()
-        });
-        if !matches {
+        if !self.keys.load().any_signed(message.as_bytes(), &signature, std::time::Instant::now()) {
             return Err(SignatureError::Mismatch);
         }
         self.check_window(timestamp, now)?;

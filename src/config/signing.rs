@@ -19,6 +19,11 @@ pub struct Signing {
     #[arg(long, env = "BP_RELAY_SIGNING_SECRETS_FILE", global = true)]
     pub signing_secrets_file: Option<PathBuf>,
 
+    /// How long a secret removed from --signing-secrets-file stays valid after the file
+    /// changed (the file is read again every 2 s).
+    #[arg(long, env = "BP_RELAY_SIGNING_SECRETS_GRACE", default_value = "10m", value_parser = super::parse_duration, global = true)]
+    pub signing_secrets_grace: Duration,
+
     /// Accepted distance between X-AUTHVIA-TIMESTAMP and now, in the past and the future.
     #[arg(long, env = "BP_RELAY_SIGNATURE_TOLERANCE", default_value = "5m", value_parser = super::parse_duration, global = true)]
     pub signature_tolerance: Duration,

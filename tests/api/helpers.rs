@@ -138,7 +138,7 @@ impl RelayOptions {
         self
     }
 
-    /// The signing secrets instead of [`SECRET`].
+    /// The signing secrets instead of [`SECRET`]; none to give them as a file in [`RelayOptions::flags`].
     pub fn secrets(mut self, secrets: &[&str]) -> Self {
         self.secrets = secrets.iter().map(|secret| secret.to_string()).collect();
         self
@@ -165,10 +165,11 @@ pub async fn spawn_relay(options: RelayOptions) -> TestRelay {
     init_test_log();
     let bootstrap = options.bootstrap.unwrap_or_else(bootstrap);
     let topics = Topics::create(&bootstrap, options.partitions, &options.process_topic_config).await;
-    let mut args: Vec<String> = ["bp-relay", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--signing-secrets"]
-        .map(String::from)
-        .to_vec();
-    args.push(options.secrets.join(","));
+    let mut args: Vec<String> = ["bp-relay", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"].map(String::from).to_vec();
+    // No secrets: the test gives them another way (--signing-secrets-file in its flags).
+    if !options.secrets.is_empty() {
+        args.extend(["--signing-secrets".to_owned(), options.secrets.join(",")]);
+    }
     args.extend(topics.args());
     args.extend(options.flags);
     let config = Config::try_parse_from(&args).unwrap_or_else(|error| panic!("relay flags {args:?}: {error}"));

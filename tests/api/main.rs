@@ -19,4 +19,5 @@ mod otlp;
 mod outage;
 mod publish;
 mod replay;
+mod rotation;
 mod startup;
