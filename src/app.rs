@@ -7,7 +7,7 @@ use std::{
     convert::Infallible,
     future::Future,
     io,
-    net::SocketAddr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -393,8 +393,23 @@ fn start_embedded(config: &Config) -> Result<Option<EmbeddedKafka>, BuildError> 
     Ok(Some(embedded))
 }
 
+/// Binds `addr`; the IPv6 wildcard `[::]` falls back to `0.0.0.0` on a host without IPv6 (it
+/// is dual stack where IPv6 is on: IPv4 clients arrive as mapped addresses).
 async fn bind(addr: SocketAddr) -> Result<TcpListener, BuildError> {
-    TcpListener::bind(addr).await.map_err(|source| BuildError::Bind { addr, source })
+    match TcpListener::bind(addr).await {
+        Err(error) if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) && ipv6_is_off(&error) => {
+            let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
+            info!(%addr, fallback = %v4, "IPv6 is off on this host; listening on IPv4 only.");
+            TcpListener::bind(v4).await.map_err(|source| BuildError::Bind { addr: v4, source })
+        }
+        result => result.map_err(|source| BuildError::Bind { addr, source }),
+    }
+}
+
+/// Whether a bind failed because the host has no IPv6 (disabled in the kernel, or no address).
+fn ipv6_is_off(error: &io::Error) -> bool {
+    const EAFNOSUPPORT: i32 = 97;
+    error.kind() == io::ErrorKind::AddrNotAvailable || error.raw_os_error() == Some(EAFNOSUPPORT)
 }
 
 fn local_addr(listener: &TcpListener) -> SocketAddr {
@@ -436,6 +451,13 @@ mod tests {
         .await;
         assert!(ended.is_ok(), "the relay stopped itself within 30 s");
         assert!(run.await.unwrap().is_err(), "and says why, for a non-zero exit");
+    }
+
+    #[tokio::test]
+    async fn the_wildcard_listener_takes_ipv4_clients_too() {
+        let listener = bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))).await.unwrap();
+        let port = local_addr(&listener).port();
+        tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await.expect("an IPv4 client reaches [::] (dual stack) or its IPv4 fallback");
     }
 
     #[test]

@@ -143,8 +143,8 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_values() {
         let config = parse(&[]).unwrap();
-        assert_eq!(config.listeners.listen.to_string(), "0.0.0.0:8080");
-        assert_eq!(config.listeners.admin_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(config.listeners.listen.to_string(), "[::]:8080");
+        assert_eq!(config.listeners.admin_listen.to_string(), "[::]:9090");
         assert_eq!(config.routes.topic, "authvia.business-processes");
         assert_eq!(config.routes.actions_topic, "authvia.business-process-actions");
         assert_eq!(config.routes.dead_letter_topic, "authvia.webhooks.dead-letter");

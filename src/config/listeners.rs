@@ -13,12 +13,13 @@ const MAX_BODY_CEILING: ByteSize = ByteSize::mib(64);
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Listeners")]
 pub struct Listeners {
-    /// Address of the webhook ingress (HTTP/1.1 and h2c).
-    #[arg(long, env = "BP_RELAY_LISTEN", default_value = "0.0.0.0:8080", global = true)]
+    /// Address of the webhook ingress (HTTP/1.1 and h2c). `[::]` listens on IPv6 and IPv4
+    /// (dual stack), and falls back to `0.0.0.0` where IPv6 is off.
+    #[arg(long, env = "BP_RELAY_LISTEN", default_value = "[::]:8080", global = true)]
     pub listen: SocketAddr,
 
     /// Address of the admin listener: /metrics, /healthz, /readyz.
-    #[arg(long, env = "BP_RELAY_ADMIN_LISTEN", default_value = "0.0.0.0:9090", global = true)]
+    #[arg(long, env = "BP_RELAY_ADMIN_LISTEN", default_value = "[::]:9090", global = true)]
     pub admin_listen: SocketAddr,
 
     /// Largest accepted request body; larger requests get 413 before the body is read.
