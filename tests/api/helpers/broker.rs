@@ -272,16 +272,22 @@ impl DedicatedBroker {
     }
 
     async fn script(&self, args: &[&str]) {
-        let mut command = Command::new("bash");
-        command.arg(script()).args(args).arg("--data-dir").arg(self.data_dir.path());
-        let output = blocking(move || command.output()).await.expect("run scripts/kafka.sh");
-        assert!(
-            output.status.success(),
-            "kafka.sh {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        run_script(script(), args, self.data_dir.path()).await;
     }
+}
+
+/// Runs one of the project's server scripts (`scripts/kafka.sh`, `scripts/redis.sh`) with
+/// `args` and `--data-dir`, failing the test with its output if it fails.
+pub(super) async fn run_script(script: PathBuf, args: &[&str], data_dir: &std::path::Path) {
+    let mut command = Command::new("bash");
+    command.arg(&script).args(args).arg("--data-dir").arg(data_dir);
+    let output = blocking(move || command.output()).await.unwrap_or_else(|error| panic!("run {}: {error}", script.display()));
+    assert!(
+        output.status.success(),
+        "{args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 impl Drop for DedicatedBroker {

@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use super::{broker::blocking, free_port};
+use super::{broker::run_script, free_port};
 
 /// The password of a [`DedicatedRedis`] started with one.
 const REDIS_PASSWORD: &str = "replay-store-pw";
@@ -50,15 +50,8 @@ impl DedicatedRedis {
     }
 
     async fn script(&self, args: Vec<String>) {
-        let mut command = Command::new("bash");
-        command.arg(script()).args(&args).arg("--data-dir").arg(self.data_dir.path());
-        let output = blocking(move || command.output()).await.expect("run scripts/redis.sh");
-        assert!(
-            output.status.success(),
-            "redis.sh {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_script(script(), &args, self.data_dir.path()).await;
     }
 }
 
