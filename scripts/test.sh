@@ -50,6 +50,7 @@ EXTRA_CHECKS=(
   scripts/check-asyncapi.sh # docs/asyncapi.yaml and its JSON Schemas, by a real AsyncAPI parser
   scripts/check-chart.sh    # the Helm chart under deploy/helm (lint, render, policy checks)
   scripts/bench-smoke.sh    # benches/compare.sh --smoke: every system, 2 s runs, so the script cannot rot
+  scripts/attack.sh         # short mode: the release relay under a connection and memory attack
 )
 # -----------------------------------------------------------------------------------------------
 

@@ -18,7 +18,10 @@ use std::{
 use hyper::service::service_fn;
 use prometheus::Registry;
 use rdkafka::error::KafkaError;
-use tokio::{net::TcpListener, time::Instant};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    time::Instant,
+};
 use tracing::{error, info, warn};
 
 use crate::{
@@ -31,7 +34,7 @@ use crate::{
     rotation,
     metrics::Metrics,
     publish::Publish,
-    server,
+    server::{self, Limits},
 };
 
 /// Stands in for the embedded cluster's address, known only once it runs, in `check`.
@@ -130,6 +133,9 @@ pub struct App<P = Publisher> {
     ingress: Arc<Ingress<P>>,
     admin: Arc<Admin>,
     health: Arc<Health>,
+    metrics: Metrics,
+    ingress_limits: Limits,
+    admin_limits: Limits,
     shutdown_grace: Duration,
     // Stopped with the app.
     _broker_probe: Option<Background<()>>,
@@ -239,8 +245,11 @@ impl<P: Publish> App<P> {
             ingress_listener: bind(config.listeners.listen).await?,
             admin_listener: bind(config.listeners.admin_listen).await?,
             ingress: Arc::new(ingress),
-            admin: Arc::new(Admin::new(registry, health.clone(), metrics)),
+            admin: Arc::new(Admin::new(registry, health.clone(), metrics.clone())),
             health,
+            metrics,
+            ingress_limits: Limits::webhook(&config.listeners),
+            admin_limits: Limits::admin(&config.listeners),
             shutdown_grace: config.lifecycle.shutdown_grace,
             _broker_probe: None,
             supervisor: None,
@@ -283,8 +292,9 @@ impl<P: Publish> App<P> {
             let response = admin.handle(&request);
             async move { Ok::<_, Infallible>(response) }
         });
+        let admin_limits = self.admin_limits;
         let admin_task = tokio::spawn(async move {
-            let connections = server::serve(self.admin_listener, admin_service, async {
+            let connections = server::serve(self.admin_listener, admin_service, admin_limits, None, async {
                 let _ = admin_stopped.await;
             })
             .await;
@@ -300,7 +310,7 @@ impl<P: Publish> App<P> {
         let health = self.health.clone();
         let (supervisor, startup) = (self.supervisor.take(), self.startup.take());
         let (gave_up_tx, gave_up) = tokio::sync::oneshot::channel();
-        let connections = server::serve(self.ingress_listener, service, async move {
+        let connections = server::serve(self.ingress_listener, service, self.ingress_limits, Some(self.metrics.clone()), async move {
             let failure = tokio::select! {
                 () = shutdown => None,
                 Some(error) = producer_gave_up(supervisor) => Some(RunError::ProducerGaveUp(error)),
@@ -393,17 +403,32 @@ fn start_embedded(config: &Config) -> Result<Option<EmbeddedKafka>, BuildError> 
     Ok(Some(embedded))
 }
 
+/// Connections the kernel completes and queues for the relay to accept (capped by the kernel's
+/// `net.core.somaxconn`). Above tokio's 1024, so that a burst, or the connections waiting while
+/// the webhook listener is at `--max-connections`, queue instead of having their handshakes
+/// dropped and retried seconds later.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds `addr`; the IPv6 wildcard `[::]` falls back to `0.0.0.0` on a host without IPv6 (it
 /// is dual stack where IPv6 is on: IPv4 clients arrive as mapped addresses).
 async fn bind(addr: SocketAddr) -> Result<TcpListener, BuildError> {
-    match TcpListener::bind(addr).await {
+    match listen(addr) {
         Err(error) if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) && ipv6_is_off(&error) => {
             let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
             info!(%addr, fallback = %v4, "IPv6 is off on this host; listening on IPv4 only.");
-            TcpListener::bind(v4).await.map_err(|source| BuildError::Bind { addr: v4, source })
+            listen(v4).map_err(|source| BuildError::Bind { addr: v4, source })
         }
         result => result.map_err(|source| BuildError::Bind { addr, source }),
     }
+}
+
+/// A listener on `addr` with the relay's backlog.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // As tokio's TcpListener::bind: a restarted relay can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Whether a bind failed because the host has no IPv6 (disabled in the kernel, or no address).

@@ -48,6 +48,9 @@ pub enum Error {
     /// Startup has not confirmed the topics yet (Kafka absent, or topics not created).
     #[error("starting: Kafka and the topics are not confirmed yet")]
     Starting,
+    /// The request's next body bytes do not fit `--max-inflight-bytes`.
+    #[error("too many request body bytes in flight")]
+    OverloadedBytes,
     /// Kafka did not acknowledge the record.
     #[error(transparent)]
     Publish(#[from] PublishError),
@@ -75,7 +78,7 @@ impl Error {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Overloaded | Self::Starting | Self::ReplayStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::OverloadedBytes | Self::Starting | Self::ReplayStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Publish(error) if error.reason.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Publish(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -92,6 +95,7 @@ impl Error {
             Self::BodyTimeout => "body_timeout",
             Self::Overloaded => "overloaded",
             Self::Starting => "starting",
+            Self::OverloadedBytes => "overloaded_bytes",
             Self::Publish(error) => error.reason.code(),
             Self::ReplayStoreUnavailable(_) => "replay_store_unavailable",
         }
@@ -137,6 +141,14 @@ mod tests {
         assert_eq!(error.code(), "kafka_unknown_topic");
         assert_eq!(error.retry_after(), None);
         assert_eq!(error.public_message(), "the delivery was not stored");
+    }
+
+    #[test]
+    fn an_exhausted_body_budget_is_503_with_retry_after_and_its_own_code() {
+        let error = Error::OverloadedBytes;
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code(), "overloaded_bytes");
+        assert_eq!(error.retry_after(), Some(RETRY_AFTER_SECONDS));
     }
 
     #[test]

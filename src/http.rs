@@ -14,7 +14,7 @@ use std::{
 
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Body;
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, error, field::Empty, info, warn, Instrument, Span};
 
 use crate::{
+    body_budget::{self, BodyBudget, Share},
     config::{AccessLog, Config, ConfigError},
     error::Error,
     kafka::Delivered,
@@ -59,6 +60,7 @@ pub struct Ingress<P> {
     max_body: u64,
     ack_timeout: Duration,
     inflight: Semaphore,
+    body_budget: BodyBudget,
     access_log: AccessLog,
     // Closed while startup confirms the topics: deliveries get 503 `starting` meanwhile.
     started: Arc<AtomicBool>,
@@ -85,10 +87,11 @@ impl<P: Publish> Ingress<P> {
             rules: config.rules.clone(),
             routes: config.routes.clone(),
             publisher,
-            metrics,
+            metrics: metrics.clone(),
             max_body: config.listeners.max_body.as_u64(),
             ack_timeout: config.kafka.ack_timeout,
             inflight: Semaphore::new(config.listeners.max_inflight),
+            body_budget: BodyBudget::new(config.listeners.max_inflight_bytes.as_u64(), metrics.clone()),
             access_log: config.telemetry.access_log,
             started: Arc::new(AtomicBool::new(true)),
         })
@@ -188,7 +191,9 @@ impl<P: Publish> Ingress<P> {
         let received = record::now_millis();
         let (parts, body) = request.into_parts();
         let verified = self.authenticator.verify(&parts.headers, SystemTime::now())?;
-        let body = read_body(body, &parts.headers, self.max_body, deadline).await?;
+        // Held until the answer: the body lives in this request until then.
+        let mut share = self.body_budget.share();
+        let body = read_body(body, &parts.headers, self.max_body, deadline, &mut share).await?;
         let digest: [u8; 32] = Sha256::digest(&body).into();
         verified.admit(kind.label(), digest, deadline).await?;
         let envelope = Envelope { kind, digest, received, traceparent };
@@ -274,7 +279,7 @@ impl Access {
                 let source = publish.source.as_ref().map(tracing::field::display);
                 warn!(target: telemetry::REQUEST_TARGET, route, key, topic, trace_id, status, latency_us, code = error.code(), error = source, "Request refused: Kafka did not acknowledge the record.");
             }
-            Err(error @ (Error::Unauthorized(_) | Error::Overloaded)) => {
+            Err(error @ (Error::Unauthorized(_) | Error::Overloaded | Error::OverloadedBytes)) => {
                 warn!(target: telemetry::REQUEST_TARGET, route, trace_id, status, latency_us, code = error.code(), "Request refused.");
             }
             Err(error) => {
@@ -351,9 +356,9 @@ fn incoming_traceparent(headers: &HeaderMap) -> Option<TraceParent> {
     headers.get("traceparent")?.to_str().ok().and_then(TraceParent::parse)
 }
 
-/// Reads at most `limit` bytes before `deadline`; a declared length over the limit is refused
-/// before anything is read.
-async fn read_body<B>(body: B, headers: &HeaderMap, limit: u64, deadline: tokio::time::Instant) -> Result<Bytes, Error>
+/// Reads at most `limit` bytes before `deadline`, taking each piece from the body budget as it
+/// arrives; a declared length over the limit is refused before anything is read.
+async fn read_body<B>(body: B, headers: &HeaderMap, limit: u64, deadline: tokio::time::Instant, share: &mut Share<'_>) -> Result<Bytes, Error>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -366,11 +371,12 @@ where
         return Err(Error::PayloadTooLarge { limit });
     }
     let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match tokio::time::timeout_at(deadline, limited.collect()).await {
+    match tokio::time::timeout_at(deadline, body_budget::collect(limited, share)).await {
         Err(_elapsed) => Err(Error::BodyTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(Error::PayloadTooLarge { limit }),
-        Ok(Err(error)) => Err(Error::BodyRead(error)),
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(body_budget::CollectError::Exhausted)) => Err(Error::OverloadedBytes),
+        Ok(Err(body_budget::CollectError::Read(error))) if error.is::<LengthLimitError>() => Err(Error::PayloadTooLarge { limit }),
+        Ok(Err(body_budget::CollectError::Read(error))) => Err(Error::BodyRead(error)),
     }
 }
 

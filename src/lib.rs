@@ -5,10 +5,11 @@
 //! From the top of the house down; a module uses only modules below it.
 //! - [`app`]: builds the live service from a [`Config`] (or checks it, for `check-config`),
 //!   runs it until shutdown, then drains. Owns the embedded mock cluster of the quick start.
-//! - [`server`]: the accept loop both listeners share. [`rotation`]: reloads the signing
-//!   secrets file while running.
+//! - [`server`]: the accept loop both listeners share, and the bounds of each connection
+//!   (count, deadlines, buffers). [`rotation`]: reloads the signing secrets file while running.
 //! - [`http`]: the webhook ingress: routes, body limit, the handler; logs and counts each
 //!   failure once. [`admin`]: `/metrics`, `/healthz`, `/readyz` on their own listener.
+//! - [`body_budget`]: the request body bytes all requests may hold at once.
 //! - [`response`]: JSON answers, and the one place an [`error::Error`] becomes one.
 //! - [`error`]: every way a request can fail, with its status and code.
 //! - [`config`]: every flag and environment variable, in groups (listeners, signing, routes,
@@ -29,6 +30,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod body_budget;
 pub mod config;
 pub mod error;
 pub mod health;

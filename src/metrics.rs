@@ -35,6 +35,28 @@ const PUBLISHED: &str = "published";
 const DEAD_LETTERED: &str = "dead_lettered";
 const FAILED: &str = "failed";
 
+/// The deadline that closed a webhook connection: `request_head` (no complete request head within
+/// `--request-head-timeout` of the accept or of a keep-alive connection's next first byte) or
+/// `idle` (no request for `--idle-timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionDeadline {
+    RequestHead,
+    Idle,
+}
+
+impl ConnectionDeadline {
+    /// Every deadline, for series created at registration.
+    pub const ALL: [ConnectionDeadline; 2] = [Self::RequestHead, Self::Idle];
+
+    /// The `deadline` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::RequestHead => "request_head",
+            Self::Idle => "idle",
+        }
+    }
+}
+
 /// The route label of a request: its kind's label, or `other`.
 pub fn route_label(route: Option<EventKind>) -> &'static str {
     route.map_or(OTHER_ROUTE, EventKind::label)
@@ -53,6 +75,9 @@ pub struct Metrics {
     dead_letters: IntCounterVec,
     signature_failures: IntCounterVec,
     inflight: IntGauge,
+    inflight_body_bytes: IntGauge,
+    open_connections: IntGauge,
+    connection_timeouts: IntCounterVec,
     ready: IntGauge,
     replay_guard: GuardMetrics,
     subscription_disabled: IntCounter,
@@ -93,6 +118,16 @@ impl Metrics {
             dead_letters: counter_vec("bp_relay_dead_letter_total", "Authenticated deliveries published to the dead-letter topic, by route and reason.", &["route", "reason"])?,
             signature_failures: counter_vec("bp_relay_signature_failures_total", "Requests refused with 401, by reason.", &["reason"])?,
             inflight: IntGauge::new("bp_relay_inflight_requests", "Webhook requests being handled now.")?,
+            inflight_body_bytes: IntGauge::new(
+                "bp_relay_inflight_body_bytes",
+                "Request body bytes held by the webhook requests being handled now (bounded by --max-inflight-bytes).",
+            )?,
+            open_connections: IntGauge::new("bp_relay_open_connections", "Open connections on the webhook listener (bounded by --max-connections).")?,
+            connection_timeouts: counter_vec(
+                "bp_relay_connection_timeouts_total",
+                "Webhook connections closed by a deadline: request_head (--request-head-timeout) or idle (--idle-timeout).",
+                &["deadline"],
+            )?,
             ready: IntGauge::new("bp_relay_ready", "1 while the relay reports ready.")?,
             replay_guard: GuardMetrics::register(registry)?,
             signing_secrets_reloads: IntCounter::new("bp_relay_signing_secrets_reloads_total", "Changes of the signing secrets file applied without a restart.")?,
@@ -123,6 +158,9 @@ impl Metrics {
         registry.register(Box::new(self.subscription_disabled.clone()))?;
         registry.register(Box::new(self.signing_secrets_reloads.clone()))?;
         registry.register(Box::new(self.signing_secrets_readable.clone()))?;
+        registry.register(Box::new(self.inflight_body_bytes.clone()))?;
+        registry.register(Box::new(self.open_connections.clone()))?;
+        registry.register(Box::new(self.connection_timeouts.clone()))?;
         registry.register(Box::new(self.ready.clone()))
     }
 
@@ -145,6 +183,9 @@ impl Metrics {
         }
         for reason in SignatureError::ALL {
             self.signature_failures.with_label_values(&[reason.code()]);
+        }
+        for deadline in ConnectionDeadline::ALL {
+            self.connection_timeouts.with_label_values(&[deadline.label()]);
         }
     }
 
@@ -220,6 +261,22 @@ impl Metrics {
         Inflight(&self.inflight)
     }
 
+    /// Request body bytes taken from (positive) or given back to (negative) the in-flight budget.
+    pub fn body_bytes_held(&self, delta: i64) {
+        self.inflight_body_bytes.add(delta);
+    }
+
+    /// Counts a webhook connection in `bp_relay_open_connections` until the guard is dropped.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.open_connections.inc();
+        OpenConnection(self.open_connections.clone())
+    }
+
+    /// A webhook connection closed by `deadline`.
+    pub fn connection_timed_out(&self, deadline: ConnectionDeadline) {
+        self.connection_timeouts.with_label_values(&[deadline.label()]).inc();
+    }
+
     fn route(&self, kind: EventKind) -> &RouteSeries {
         match kind {
             EventKind::BusinessProcess => &self.per_route[0],
@@ -242,6 +299,16 @@ struct RouteSeries {
 pub struct Inflight<'a>(&'a IntGauge);
 
 impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// One connection in `bp_relay_open_connections`, however the connection ends. Owned (not
+/// borrowed like [`Inflight`]): it lives in the connection's task.
+pub struct OpenConnection(IntGauge);
+
+impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -308,6 +375,26 @@ mod tests {
         assert!(text(&registry).contains("bp_relay_inflight_requests 2"));
         drop((first, second));
         assert!(text(&registry).contains("bp_relay_inflight_requests 0"));
+    }
+
+    #[test]
+    fn connections_and_body_bytes_are_counted_and_given_back() {
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry).unwrap();
+        let text_now = || text(&registry);
+        assert!(text_now().contains("bp_relay_connection_timeouts_total{deadline=\"idle\"} 0"), "series exist from the start");
+        let connection = metrics.connection_opened();
+        metrics.body_bytes_held(1000);
+        metrics.connection_timed_out(ConnectionDeadline::RequestHead);
+        let during = text_now();
+        assert!(during.contains("bp_relay_open_connections 1"), "{during}");
+        assert!(during.contains("bp_relay_inflight_body_bytes 1000"), "{during}");
+        assert!(during.contains("bp_relay_connection_timeouts_total{deadline=\"request_head\"} 1"), "{during}");
+        drop(connection);
+        metrics.body_bytes_held(-1000);
+        let after = text_now();
+        assert!(after.contains("bp_relay_open_connections 0"), "{after}");
+        assert!(after.contains("bp_relay_inflight_body_bytes 0"), "{after}");
     }
 
     #[test]

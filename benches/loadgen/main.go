@@ -8,6 +8,7 @@
 //	loadgen topics --brokers B --partitions 6 TOPIC...   create fresh topics, wait for leaders
 //	loadgen proc   --pid PID                             CPU and memory of a process tree (JSON)
 //	loadgen warm-broker --topic T --duration D            produce flat out, to warm the broker up
+//	loadgen attack --addr A --secret S ...               hold connections without delivering (attack.go)
 //
 // Bounded: every run stops sending after --warmup + --duration and waits at most --timeout for
 // the answers still outstanding. It only talks to the address in --url (127.0.0.1 in the bench).
@@ -33,6 +34,8 @@ func main() {
 		err = cmdProc(os.Args[2:])
 	case "warm-broker":
 		err = cmdWarmBroker(os.Args[2:])
+	case "attack":
+		err = cmdAttack(os.Args[2:])
 	case "help", "-h", "--help":
 		usage()
 	default:

@@ -99,11 +99,7 @@ func (m *requestMaker) build(buf []byte) []byte {
 	raw[8] = 0x80 | (raw[8] & 0x3f)
 	h := hex.EncodeToString(raw[:])
 	id := h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-	value := "v" + hex.EncodeToString(m.nonce[:]) + strconv.FormatUint(n, 36)
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	mac := hmac.New(sha256.New, m.secret)
-	mac.Write([]byte(value + "." + strconv.Itoa(len(value)) + "." + ts))
-	sig := base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	value, ts, sig := m.signAs(n)
 
 	bodyLen := len(t.prefix) + len(id) + len(t.suffix)
 	buf = buf[:0]
@@ -124,6 +120,20 @@ func (m *requestMaker) build(buf []byte) []byte {
 	buf = append(buf, id...)
 	buf = append(buf, t.suffix...)
 	return buf
+}
+
+// sign returns the X-AUTHVIA-VALUE, -TIMESTAMP and -SIGNATURE of a fresh request.
+func (m *requestMaker) sign() (value, ts, sig string) {
+	return m.signAs(m.counter.Add(1))
+}
+
+// signAs signs the n-th request of this maker with the current time.
+func (m *requestMaker) signAs(n uint64) (value, ts, sig string) {
+	value = "v" + hex.EncodeToString(m.nonce[:]) + strconv.FormatUint(n, 36)
+	ts = strconv.FormatInt(time.Now().Unix(), 10)
+	mac := hmac.New(sha256.New, m.secret)
+	mac.Write([]byte(value + "." + strconv.Itoa(len(value)) + "." + ts))
+	return value, ts, base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
 // ---- connections -----------------------------------------------------------------------------

@@ -168,6 +168,75 @@ impl Body for Endless {
     }
 }
 
+/// A body that sends its first piece and then never another.
+struct Stalls(Option<Bytes>);
+
+impl Body for Stalls {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.0.take() {
+            Some(piece) => Poll::Ready(Some(Ok(Frame::data(piece)))),
+            None => Poll::Pending,
+        }
+    }
+}
+
+#[tokio::test]
+async fn body_bytes_beyond_the_budget_are_refused_with_503_and_given_back_when_answered() {
+    let (ingress, registry) = ingress(&["--max-body", "4KiB", "--max-inflight-bytes", "8KiB"]);
+    let stalled = || {
+        let mut request = Request::post(PROCESS_PATH).body(Stalls(Some(Bytes::from(vec![b' '; 4000])))).unwrap();
+        *request.headers_mut() = signature::signed_headers(SECRET, &format!("v{}", rand::random::<u64>()), now()).unwrap();
+        ingress.handle(request)
+    };
+    let (mut first, mut second) = (Box::pin(stalled()), Box::pin(stalled()));
+    // Each takes its first 4000 bytes and waits for more: 8000 of 8192 bytes are held.
+    assert!(futures_poll_once(first.as_mut()).await.is_none());
+    assert!(futures_poll_once(second.as_mut()).await.is_none());
+    let gauge = |registry: &Registry| {
+        let text = String::from_utf8(metrics::encode(registry).1).unwrap();
+        text.lines().find_map(|line| line.strip_prefix("bp_relay_inflight_body_bytes ").map(str::to_owned)).unwrap()
+    };
+    assert_eq!(gauge(&registry), format!("{}", 2 * (4000 + body_budget::PIECE_OVERHEAD)));
+    let refused = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()[header::RETRY_AFTER], "5");
+    assert_eq!(json(refused).await["code"], "overloaded_bytes");
+    // Answering (here: the client going away) gives the bytes back.
+    drop((first, second));
+    assert_eq!(gauge(&registry), "0");
+    assert_eq!(ingress.handle(process(samples::BUSINESS_PROCESS)).await.status(), StatusCode::OK);
+    assert_eq!(gauge(&registry), "0");
+}
+
+/// A body that arrives in the given pieces, one frame each.
+struct Pieces(std::collections::VecDeque<Bytes>);
+
+impl Body for Pieces {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(self.0.pop_front().map(|piece| Ok(Frame::data(piece))))
+    }
+}
+
+#[tokio::test]
+async fn a_body_in_many_pieces_is_joined_whole_and_its_bytes_given_back() {
+    let (ingress, registry) = ingress(&[]);
+    let pieces = samples::BUSINESS_PROCESS.chunks(7).map(Bytes::copy_from_slice).collect();
+    let mut request = Request::post(PROCESS_PATH).body(Pieces(pieces)).unwrap();
+    *request.headers_mut() = signature::signed_headers(SECRET, "pieces", now()).unwrap();
+    let response = ingress.handle(request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, record) = &ingress.publisher().published()[0];
+    assert_eq!(&record.value[..], samples::BUSINESS_PROCESS);
+    let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
+    assert!(text.lines().any(|line| line == "bp_relay_inflight_body_bytes 0"), "{text}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_body_that_never_ends_is_408_at_the_deadline() {
     let (ingress, _) = ingress(&["--ack-timeout", "300ms"]);
