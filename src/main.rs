@@ -24,8 +24,12 @@ enum Command {
     /// Sign a JSON body the way Authvia does and POST it to a relay (a demo and smoke test).
     Sign {
         /// The subscription secret to sign with.
-        #[arg(long, env = "BP_RELAY_SIGN_SECRET", hide_env_values = true)]
-        secret: String,
+        #[arg(long, env = "BP_RELAY_SIGN_SECRET", hide_env_values = true, required_unless_present = "secret_file", conflicts_with = "secret_file")]
+        secret: Option<String>,
+        /// A file of secrets, one per line, as the relay reads them (a mounted Secret): signs
+        /// with the first (the relay accepts any of them).
+        #[arg(long, env = "BP_RELAY_SIGN_SECRET_FILE")]
+        secret_file: Option<PathBuf>,
         /// Where to POST (a relay route).
         #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/business-processes")]
         url: http::Uri,
@@ -50,7 +54,10 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Sign { secret, url, file }) => runtime.block_on(send_signed(&secret, &url, file)),
+        Some(Command::Sign { secret, secret_file, url, file }) => match signing_secret(secret, secret_file) {
+            Ok(secret) => runtime.block_on(send_signed(&secret, &url, file)),
+            Err(code) => code,
+        },
         Some(Command::CheckConfig) => check_config(&cli.config),
         None => runtime.block_on(serve(cli.config)),
     }
@@ -78,6 +85,22 @@ fn check_config(config: &Config) -> ExitCode {
             ExitCode::from(error.exit_code())
         }
     }
+}
+
+/// The secret given, or the first line of the secrets file (66 when it cannot be read or is empty).
+fn signing_secret(secret: Option<String>, file: Option<PathBuf>) -> Result<String, ExitCode> {
+    let Some(path) = file else {
+        // clap requires one of the two.
+        return Ok(secret.unwrap_or_default());
+    };
+    let text = std::fs::read_to_string(&path).map_err(|error| {
+        eprintln!("bp-relay sign: {}: {error}", path.display());
+        ExitCode::from(66)
+    })?;
+    text.lines().map(str::trim).find(|line| !line.is_empty()).map(str::to_owned).ok_or_else(|| {
+        eprintln!("bp-relay sign: {} holds no secret", path.display());
+        ExitCode::from(66)
+    })
 }
 
 async fn send_signed(secret: &str, url: &http::Uri, file: Option<PathBuf>) -> ExitCode {

@@ -187,9 +187,15 @@ async fn embedded_quick_start_acknowledges_signed_samples_and_refuses_a_wrong_se
     let (code, stdout, _stderr) = run_to_end(&["sign", "--secret", "not-the-secret", "--url", &url]).await;
     assert_ne!(code, 0);
     assert!(stdout.starts_with("401 "), "{stdout}");
+    // A mounted secrets file as the relay reads it: the first secret, without its newline.
+    let secrets = dir.path().join("signing-secrets");
+    std::fs::write(&secrets, "whsec_demo\nwhsec_next\n").unwrap();
+    let (code, stdout, stderr) = run_to_end(&["sign", "--secret-file", secrets.to_str().unwrap(), "--url", &url]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.starts_with("200 "), "{stdout}");
 
     let embedded = process.logged("Embedded Kafka", "bootstrap").await;
-    let records = Topic::on(&embedded, "authvia.business-processes").consume(2).await;
+    let records = Topic::on(&embedded, "authvia.business-processes").consume(3).await;
     for body in [samples::BUSINESS_PROCESS, samples::get("bp-minimal.json")] {
         assert!(records.iter().any(|r| r.payload() == Some(body)), "each signed sample is a record");
     }
