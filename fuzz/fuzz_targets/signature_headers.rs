@@ -1,0 +1,75 @@
+//! The X-AUTHVIA-* signature check (`signature::Verifier` and the `Authenticator` around it,
+//! replay guard included) on any block of header lines.
+//!
+//! The clock stands at the worked example's timestamp of docs/authvia-webhooks.md and the
+//! secrets are a rotation: another one, then the worked example's. So the example's headers
+//! (`fuzz/corpus/signature_headers/`) pass, and each change the fuzzer makes to them is a
+//! header that is missing, repeated, malformed, outside the window, or signed otherwise.
+//!
+//! Fails on: a panic; a pass without the HMAC of a secret over the value and timestamp given,
+//! or outside the window; a passed signing that does not admit its body again or admits another.
+#![no_main]
+
+use std::{
+    future::Future,
+    pin::pin,
+    task::{Context, Poll, Waker},
+    time::{Duration, UNIX_EPOCH},
+};
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use bp_relay::{
+    replay::{GuardMetrics, MemoryGuard, ReplayGuard},
+    signature::{self, AdmitError, Authenticator, SignatureError, Verifier},
+};
+use bp_relay_fuzz::header_map;
+use http::HeaderMap;
+use libfuzzer_sys::fuzz_target;
+use secrecy::SecretString;
+
+const NOW: u64 = 1_767_225_600;
+const SECRETS: [&str; 2] = ["whsec_rotated_out", "whsec_test_5f2b8c"];
+const WINDOW: Duration = Duration::from_secs(300);
+
+fuzz_target!(|data: &[u8]| {
+    let headers = header_map(data);
+    let secrets = SECRETS.map(SecretString::from);
+    let now = UNIX_EPOCH + Duration::from_secs(NOW);
+    let verdict = Verifier::new(&secrets, WINDOW).verify(&headers, now);
+    // A fresh guard for each input: what an earlier input admitted must not decide this one.
+    let metrics = GuardMetrics::register(&prometheus::Registry::new()).expect("a fresh registry");
+    let authenticator = Authenticator::signed(&secrets, WINDOW, ReplayGuard::Memory(MemoryGuard::new(4, metrics)));
+    assert_eq!(verdict.as_ref().err(), authenticator.verify(&headers, now).err().as_ref());
+    let Ok(signed) = verdict else { return };
+
+    assert_eq!(signed.value, text(&headers, signature::VALUE_HEADER));
+    assert!(signed.timestamp.abs_diff(NOW as i64) <= WINDOW.as_secs(), "passed outside the window: {headers:?}");
+    let given = STANDARD.decode(text(&headers, signature::SIGNATURE_HEADER).trim()).expect("a passed signature is Base64");
+    let timestamp = text(&headers, signature::TIMESTAMP_HEADER);
+    let matches_a_secret = SECRETS
+        .iter()
+        .any(|secret| STANDARD.decode(signature::sign(secret, &signed.value, timestamp)).ok().as_ref() == Some(&given));
+    assert!(matches_a_secret, "passed without the HMAC of a secret: {headers:?}");
+
+    let admit = |digest| {
+        let verified = authenticator.verify(&headers, now).expect("it passed once");
+        ready(verified.admit("business-processes", digest, tokio::time::Instant::now() + Duration::from_secs(1)))
+    };
+    assert!(admit([1; 32]).is_ok());
+    assert!(admit([1; 32]).is_ok(), "a redelivery of the same body passes");
+    let replayed = admit([2; 32]);
+    assert!(matches!(replayed, Err(AdmitError::Refused(SignatureError::Replayed))), "another body with the same signing is a replay: {replayed:?}");
+});
+
+/// The output of a future that must not wait: the in-memory guard answers at once.
+fn ready<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the in-memory replay guard waited"),
+    }
+}
+
+/// The first value of a header that verification read as text.
+fn text<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers[name].to_str().expect("verification read it as text")
+}
