@@ -51,6 +51,8 @@ EXTRA_CHECKS=(
   scripts/check-chart.sh    # the Helm chart under deploy/helm (lint, render, policy checks)
   scripts/bench-smoke.sh    # benches/compare.sh --smoke: every system, 2 s runs, so the script cannot rot
   scripts/attack.sh         # short mode: the release relay under a connection and memory attack
+  scripts/check-deny.sh     # cargo deny: licences, banned and duplicate crates, sources (deny.toml)
+  scripts/fuzz.sh           # the cargo-fuzz targets of fuzz/, 60 s each from fuzz/corpus; a crash fails
 )
 # -----------------------------------------------------------------------------------------------
 
