@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A real, single-node Apache Kafka broker for bp-relay's tests and local runs.
+# A real, single-node Apache Kafka broker for bp-relay's tests and local runs, and a multi-node
+# cluster of them for the fault tests (tests/faults).
 #
 # KRaft combined mode (one JVM is both broker and controller, no ZooKeeper), assembled from the
 # Kafka jars on Maven Central: no tarball download, no Docker. Needs Java 17+ and Maven.
@@ -10,6 +11,9 @@
 #   scripts/kafka.sh status [--port P | --data-dir D]
 #   scripts/kafka.sh logs   [--port P | --data-dir D] [-n LINES]
 #   scripts/kafka.sh topics [--port P] list | create NAME [PARTITIONS] | delete NAME
+#   scripts/kafka.sh cluster start [--nodes N] [--base-port P] [--data-dir D] [--advertise I=H:P]
+#   scripts/kafka.sh cluster stop|status --data-dir D
+#   scripts/kafka.sh node start|stop|kill|pause|resume|pid --data-dir D --node I
 #
 # Run with no arguments (or `help`) for the details.
 set -euo pipefail
@@ -37,7 +41,9 @@ STOP_TIMEOUT_S=30
 
 # Startup-oriented JVM flags: C1 only and the serial GC start markedly faster than the defaults on
 # a 2-core box, and a test broker needs little throughput. Extra flags: BP_RELAY_KAFKA_JVM_OPTS.
-JVM_FLAGS=(-Xms128m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError
+# The heap is separate so a cluster node can take less (three JVMs on a small box).
+JVM_HEAP=(-Xms128m -Xmx512m)
+JVM_FLAGS=(-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError
   -Djava.awt.headless=true)
 # shellcheck disable=SC2206 # word splitting is intended for the extra options
 JVM_FLAGS+=(${BP_RELAY_KAFKA_JVM_OPTS:-})
@@ -77,6 +83,28 @@ Commands:
   topics [--port P] create NAME [PARTITIONS]   (default partitions: 3, replication factor 1)
   topics [--port P] delete NAME
   help                 This message.
+
+Multi-node cluster (for fault tests): N nodes, each broker+controller in its own JVM
+(-Xmx384m), all voters of one KRaft quorum. Node I (0..N-1, node.id I) listens on 127.0.0.1,
+ports: client P+3I, controller P+3I+1, replication (inter-broker) P+3I+2. Topics default to 6
+partitions and, with 3+ nodes, replication factor 3 and min.insync.replicas 2 (internal topics
+too); unclean leader election off; leadership rebalanced every 5 s. D holds cluster.conf and
+node-I/ (a broker data dir each: 'logs --data-dir D/node-I' shows one node's log).
+  cluster start [OPTIONS]   Start every node not running (a paused one is resumed) and wait (max
+                       ${START_TIMEOUT_S}s) until each answers and knows all N brokers.
+      --nodes N            (default 3)
+      --base-port P        (default $CLUSTER_DEFAULT_PORT)
+      --data-dir D         (default \${TMPDIR:-/tmp}/bp-relay-kafka-cluster-P)
+      --advertise I=HOST:PORT   node I advertises HOST:PORT to clients instead of its client
+                           port, e.g. a proxy in front of it (repeatable; kept for 'node start')
+  cluster stop --data-dir D [--kill]   Stop every node at once (as 'stop' does). Data is kept.
+  cluster status --data-dir D          One line per node; exit 0 if every node is ready.
+  node ACTION --data-dir D --node I    One node:
+      start                restart it on its data (or resume it) and wait until it is ready
+      stop                 SIGTERM and wait (SIGKILL after ${STOP_TIMEOUT_S}s)
+      kill                 SIGKILL at once (a crash)
+      pause | resume       SIGSTOP (alive, answers nothing) | SIGCONT
+      pid                  print its pid (nothing if it is not running)
 
 Environment:
   BP_RELAY_CACHE            cache root (default \$HOME/.cache/bp-relay)
@@ -341,7 +369,12 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=1
 log.retention.hours=24
 EOF
-  cat >"$dir/log4j2.properties" <<'EOF'
+  write_broker_log4j "$dir"
+}
+
+# Broker logging, the same for the single node and every cluster node.
+write_broker_log4j() {
+  cat >"$1/log4j2.properties" <<'EOF'
 # Broker logging (scripts/kafka.sh): INFO to stdout, which start redirects to kafka.log.
 status = warn
 appender.out.type = Console
@@ -358,6 +391,48 @@ logger.state.level = warn
 logger.config.name = org.apache.kafka.common.config.AbstractConfig
 logger.config.level = warn
 EOF
+}
+
+# Formats the storage of a new data dir (a restart keeps its data and skips this).
+format_storage() {
+  local dir="$1"
+  [[ -f "$dir/data/meta.properties" ]] && return 0
+  log "formatting new storage in $dir/data (cluster id $CLUSTER_ID)"
+  if ! kafka_java kafka.tools.StorageTool format --config "$dir/server.properties" \
+    --cluster-id "$CLUSTER_ID" --ignore-formatted >"$dir/format.log" 2>&1; then
+    cat "$dir/format.log" >&2
+    die "formatting $dir/data failed"
+  fi
+}
+
+# Starts the broker of data dir $1 in the background (no waiting); its pid goes to kafka.pid and
+# to LAUNCHED_PID (a global: in a command substitution the caller would wait for the broker).
+# $2 names it in kafka.log's start banner.
+LAUNCHED_PID=""
+launch_broker() {
+  local dir="$1" what="$2"
+  local cds_flags=()
+  rm -f "$dir/broker.jsa"
+  if [[ "$CDS" != 0 ]]; then
+    local archive
+    archive="$(cds_archive)"
+    if [[ -f "$archive" ]]; then
+      cds_flags=(-XX:SharedArchiveFile="$archive")
+    else
+      cds_flags=(-XX:ArchiveClassesAtExit="$dir/broker.jsa") # promoted by a clean stop
+    fi
+    cds_flags+=("-Xlog:cds*=error") # the dump warns about every class it skips (quoted: no glob)
+  fi
+
+  printf '\n===== scripts/kafka.sh start %s (%s) =====\n' "$(date -Is)" "$what" >>"$dir/kafka.log"
+  # setsid: the broker outlives the shell that started it and ignores its terminal's Ctrl-C.
+  # stdin/stdout/stderr are detached so a caller reading our output is not kept waiting.
+  setsid java "${JVM_HEAP[@]}" "${JVM_FLAGS[@]}" "${cds_flags[@]}" \
+    -Dlog4j2.configurationFile="$dir/log4j2.properties" \
+    -cp "$LIBS_DIR/*" kafka.Kafka "$dir/server.properties" \
+    </dev/null >>"$dir/kafka.log" 2>&1 9>&- &
+  LAUNCHED_PID=$!
+  printf '%s\n' "$LAUNCHED_PID" >"$dir/kafka.pid"
 }
 
 cmd_start() {
@@ -408,37 +483,9 @@ cmd_start() {
   write_broker_configs "$dir" "$port" "$cport"
   local t0
   t0="$(now_ms)"
-  if [[ ! -f "$dir/data/meta.properties" ]]; then
-    log "formatting new storage in $dir/data (cluster id $CLUSTER_ID)"
-    if ! kafka_java kafka.tools.StorageTool format --config "$dir/server.properties" \
-      --cluster-id "$CLUSTER_ID" --ignore-formatted >"$dir/format.log" 2>&1; then
-      cat "$dir/format.log" >&2
-      die "formatting $dir/data failed"
-    fi
-  fi
-
-  local cds_flags=()
-  rm -f "$dir/broker.jsa"
-  if [[ "$CDS" != 0 ]]; then
-    local archive
-    archive="$(cds_archive)"
-    if [[ -f "$archive" ]]; then
-      cds_flags=(-XX:SharedArchiveFile="$archive")
-    else
-      cds_flags=(-XX:ArchiveClassesAtExit="$dir/broker.jsa") # promoted by a clean stop
-    fi
-    cds_flags+=(-Xlog:cds*=error) # the dump warns about every class it skips
-  fi
-
-  printf '\n===== scripts/kafka.sh start %s (port %s) =====\n' "$(date -Is)" "$port" >>"$dir/kafka.log"
-  # setsid: the broker outlives the shell that started it and ignores its terminal's Ctrl-C.
-  # stdin/stdout/stderr are detached so a caller reading our output is not kept waiting.
-  setsid java "${JVM_FLAGS[@]}" "${cds_flags[@]}" \
-    -Dlog4j2.configurationFile="$dir/log4j2.properties" \
-    -cp "$LIBS_DIR/*" kafka.Kafka "$dir/server.properties" \
-    </dev/null >>"$dir/kafka.log" 2>&1 9>&- &
-  pid=$!
-  printf '%s\n' "$pid" >"$dir/kafka.pid"
+  format_storage "$dir"
+  launch_broker "$dir" "port $port"
+  pid="$LAUNCHED_PID"
   mkdir -p "$RUN_DIR"
   printf '%s\n' "$dir" >"$RUN_DIR/port-$port"
   log "started broker pid $pid on 127.0.0.1:$port (controller $cport), data in $dir"
@@ -605,6 +652,384 @@ cmd_topics() {
   esac
 }
 
+# --- cluster ----------------------------------------------------------------------------------
+#
+# N combined broker+controller nodes on this machine, for fault tests that stop, kill or pause
+# one node while the others serve. Data dir D holds cluster.conf (the settings of `cluster
+# start`, reused by `node start`) and node-I/ for each node I = 0..N-1 (node.id I): its
+# server.properties, data/, kafka.log and kafka.pid, as a single broker's data dir has.
+#
+# Ports of node I from base port P: client P+3I, controller P+3I+1, replication P+3I+2.
+# Replication has a listener of its own so that a proxy in front of one node's client port
+# (--advertise) slows the clients' path to it, not its followers' fetches.
+
+CLUSTER_DEFAULT_PORT=19192 # clear of the test broker (9092-9093) and the bench broker (19092-19093)
+CLUSTER_HEAP=(-Xms96m -Xmx384m) # three JVMs and their tools share a small box
+CLUSTER_NODES=""
+CLUSTER_BASE_PORT=""
+declare -A CLUSTER_ADVERTISE=() # node -> host:port its client listener advertises
+
+node_dir() { printf '%s/node-%s' "$1" "$2"; }
+client_port() { printf '%s' $((CLUSTER_BASE_PORT + 3 * $1)); }
+controller_port() { printf '%s' $((CLUSTER_BASE_PORT + 3 * $1 + 1)); }
+replication_port() { printf '%s' $((CLUSTER_BASE_PORT + 3 * $1 + 2)); }
+
+# Reads D/cluster.conf (key=value lines) into the CLUSTER_* globals.
+load_cluster_conf() {
+  local dir="$1" key value
+  [[ -f "$dir/cluster.conf" ]] || die "no cluster in $dir (run 'cluster start' first)"
+  CLUSTER_ADVERTISE=()
+  while IFS='=' read -r key value; do
+    case "$key" in
+      nodes) CLUSTER_NODES="$value" ;;
+      base_port) CLUSTER_BASE_PORT="$value" ;;
+      advertise.*) CLUSTER_ADVERTISE[${key#advertise.}]="$value" ;;
+    esac
+  done <"$dir/cluster.conf"
+}
+
+save_cluster_conf() {
+  local dir="$1" node
+  {
+    printf '# Written by scripts/kafka.sh cluster start; read by its node commands.\n'
+    printf 'nodes=%s\nbase_port=%s\n' "$CLUSTER_NODES" "$CLUSTER_BASE_PORT"
+    for node in "${!CLUSTER_ADVERTISE[@]}"; do
+      printf 'advertise.%s=%s\n' "$node" "${CLUSTER_ADVERTISE[$node]}"
+    done
+  } >"$dir/cluster.conf"
+}
+
+# Replication settings for the cluster size: with three nodes or more, every record is on three
+# replicas and acknowledged once two have it, so one node may fail without losing or refusing a
+# write, and a second failure refuses writes instead of risking them.
+cluster_replication_factor() { printf '%s' $((CLUSTER_NODES < 3 ? CLUSTER_NODES : 3)); }
+cluster_min_isr() {
+  local rf
+  rf="$(cluster_replication_factor)"
+  printf '%s' $((rf > 1 ? rf - 1 : 1))
+}
+
+write_cluster_node_config() {
+  local dir="$1" node="$2" ndir voters="" i rf min_isr
+  ndir="$(node_dir "$dir" "$node")"
+  for ((i = 0; i < CLUSTER_NODES; i++)); do
+    voters+="${voters:+,}$i@127.0.0.1:$(controller_port "$i")"
+  done
+  rf="$(cluster_replication_factor)"
+  min_isr="$(cluster_min_isr)"
+  mkdir -p "$ndir"
+  cat >"$ndir/server.properties" <<EOF
+# Written by scripts/kafka.sh on every start: node $node of a $CLUSTER_NODES-node KRaft cluster.
+process.roles=broker,controller
+node.id=$node
+controller.quorum.voters=$voters
+listeners=CLIENT://127.0.0.1:$(client_port "$node"),REPLICATION://127.0.0.1:$(replication_port "$node"),CONTROLLER://127.0.0.1:$(controller_port "$node")
+advertised.listeners=CLIENT://${CLUSTER_ADVERTISE[$node]:-127.0.0.1:$(client_port "$node")},REPLICATION://127.0.0.1:$(replication_port "$node")
+listener.security.protocol.map=CLIENT:PLAINTEXT,REPLICATION:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=REPLICATION
+controller.listener.names=CONTROLLER
+log.dirs=$ndir/data
+
+# Tests rely on unknown topics staying unknown.
+auto.create.topics.enable=false
+num.partitions=6
+default.replication.factor=$rf
+min.insync.replicas=$min_isr
+# Never elect a replica that may lack acknowledged records: losing them is what tests look for.
+unclean.leader.election.enable=false
+# Leadership returns to a restarted node within seconds (the default checks every 5 minutes), so
+# one fault's aftermath does not skew the next scenario.
+auto.leader.rebalance.enable=true
+leader.imbalance.check.interval.seconds=5
+
+# Internal topics as durable as the data.
+offsets.topic.replication.factor=$rf
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$min_isr
+transaction.state.log.num.partitions=3
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$min_isr
+share.coordinator.state.topic.num.partitions=3
+
+# Fast startup, fast failure detection (as the single node: a killed node's registration expires
+# after 3 s), few threads: three brokers share two cores.
+group.initial.rebalance.delay.ms=0
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=3000
+num.network.threads=2
+num.io.threads=2
+num.replica.fetchers=1
+background.threads=2
+num.recovery.threads.per.data.dir=1
+log.retention.hours=24
+EOF
+  write_broker_log4j "$ndir"
+}
+
+# How many brokers the node on client port $1 has in its metadata (registered and unfenced); empty
+# if it does not answer.
+registered_brokers() {
+  local port="$1"
+  if [[ "${BP_RELAY_KAFKA_PROBE:-auto}" != java ]] && command -v kcat >/dev/null 2>&1; then
+    timeout 10 kcat -b "127.0.0.1:$port" -L -m 5 2>/dev/null | sed -n 's/^ \([0-9]*\) brokers:$/\1/p'
+    return 0
+  fi
+  timeout 20 java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_HOME/tools-log4j2.properties" -cp "$LIBS_DIR/*" \
+    org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "127.0.0.1:$port" \
+    --command-config "$KAFKA_HOME/admin-probe.properties" 2>/dev/null | grep -c '(id: ' || true
+}
+
+# Ready: the node answers on its client port and knows all N brokers, itself included.
+node_ready() {
+  local node="$1" port
+  port="$(client_port "$node")"
+  port_open "$port" && [[ "$(registered_brokers "$port")" == "$CLUSTER_NODES" ]]
+}
+
+# Waits (max START_TIMEOUT_S) until every node listed after D and t0 is ready; a node that
+# exits meanwhile, or the deadline, fails with its log's tail.
+wait_nodes_ready() {
+  local dir="$1" t0="$2" node pid
+  shift 2
+  local pending=("$@")
+  local deadline=$(($(date +%s) + START_TIMEOUT_S))
+  while ((${#pending[@]} > 0)); do
+    local still=()
+    for node in "${pending[@]}"; do
+      pid="$(running_pid "$(node_dir "$dir" "$node")")"
+      if [[ -z "$pid" ]]; then
+        log "node $node exited during startup"
+        log_tail "$(node_dir "$dir" "$node")/kafka.log"
+        exit 1
+      fi
+      node_ready "$node" || still+=("$node")
+    done
+    pending=("${still[@]}")
+    ((${#pending[@]} == 0)) && break
+    if (($(date +%s) >= deadline)); then
+      log "node(s) ${pending[*]} not ready after ${START_TIMEOUT_S}s (processes left running)"
+      for node in "${pending[@]}"; do log_tail "$(node_dir "$dir" "$node")/kafka.log"; done
+      exit 1
+    fi
+    sleep 0.3
+  done
+  log "node(s) $* of the $CLUSTER_NODES-node cluster ready after $(($(now_ms) - t0)) ms"
+}
+
+# True when process $1 is stopped by a signal (SIGSTOP): paused.
+paused() { [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" == T ]]; }
+
+# Launches node $2 of cluster $1 unless it runs already (a paused one is resumed). Does not wait.
+launch_node() {
+  local dir="$1" node="$2" ndir pid port
+  ndir="$(node_dir "$dir" "$node")"
+  pid="$(running_pid "$ndir")"
+  if [[ -n "$pid" ]]; then
+    if paused "$pid"; then
+      log "node $node (pid $pid) is paused: resuming it"
+      kill -CONT "$pid"
+    fi
+    return 0
+  fi
+  rm -f "$ndir/kafka.pid"
+  # A node that was just stopped may take a moment to let go of its ports.
+  local i
+  for port in "$(client_port "$node")" "$(controller_port "$node")" "$(replication_port "$node")"; do
+    for ((i = 0; i < 25; i++)); do
+      port_open "$port" || continue 2
+      sleep 0.2
+    done
+    die "port $port of node $node is already in use by another process"
+  done
+  write_cluster_node_config "$dir" "$node"
+  format_storage "$ndir"
+  local JVM_HEAP=("${CLUSTER_HEAP[@]}")
+  launch_broker "$ndir" "node $node, port $(client_port "$node")"
+  log "started node $node pid $LAUNCHED_PID on 127.0.0.1:$(client_port "$node")" \
+    "(advertised as ${CLUSTER_ADVERTISE[$node]:-itself})"
+}
+
+cmd_cluster_start() {
+  local nodes=3 base="$CLUSTER_DEFAULT_PORT" dir="" spec
+  local -A advertise=()
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --nodes) nodes="${2:?--nodes needs a value}"; shift 2 ;;
+      --base-port) base="${2:?--base-port needs a value}"; shift 2 ;;
+      --data-dir) dir="${2:?--data-dir needs a value}"; shift 2 ;;
+      --advertise)
+        spec="${2:?--advertise needs NODE=HOST:PORT}"
+        [[ "$spec" =~ ^([0-9]+)=([^=:]+:[0-9]+)$ ]] || die "--advertise wants NODE=HOST:PORT, got '$spec'"
+        advertise[${BASH_REMATCH[1]}]="${BASH_REMATCH[2]}"
+        shift 2
+        ;;
+      *) die "cluster start: unknown option '$1' (see '$0 help')" ;;
+    esac
+  done
+  [[ "$nodes" =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a positive number, got '$nodes'"
+  [[ "$base" =~ ^[0-9]+$ ]] || die "--base-port must be a number, got '$base'"
+  [[ -n "$dir" ]] || dir="${TMPDIR:-/tmp}/bp-relay-kafka-cluster-$base"
+  local node
+  for node in "${!advertise[@]}"; do
+    ((node < nodes)) || die "--advertise names node $node; nodes are 0..$((nodes - 1))"
+  done
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd -P)"
+  cmd_install --quiet >/dev/null
+
+  if [[ -f "$dir/cluster.conf" ]]; then
+    load_cluster_conf "$dir"
+    if [[ "$CLUSTER_NODES" != "$nodes" || "$CLUSTER_BASE_PORT" != "$base" ]] && any_node_running "$dir"; then
+      die "the cluster in $dir runs with $CLUSTER_NODES nodes from port $CLUSTER_BASE_PORT; stop it first"
+    fi
+  fi
+  CLUSTER_NODES="$nodes"
+  CLUSTER_BASE_PORT="$base"
+  CLUSTER_ADVERTISE=()
+  for node in "${!advertise[@]}"; do CLUSTER_ADVERTISE[$node]="${advertise[$node]}"; done
+  save_cluster_conf "$dir"
+
+  local t0 all=()
+  t0="$(now_ms)"
+  for ((node = 0; node < nodes; node++)); do
+    launch_node "$dir" "$node"
+    all+=("$node")
+  done
+  wait_nodes_ready "$dir" "$t0" "${all[@]}"
+}
+
+any_node_running() {
+  local dir="$1" node
+  for ((node = 0; node < CLUSTER_NODES; node++)); do
+    [[ -n "$(running_pid "$(node_dir "$dir" "$node")")" ]] && return 0
+  done
+  return 1
+}
+
+cmd_cluster_stop() {
+  local dir="" how=()
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --data-dir) dir="${2:?--data-dir needs a value}"; shift 2 ;;
+      --kill) how=(--kill); shift ;;
+      *) die "cluster stop: unknown option '$1' (see '$0 help')" ;;
+    esac
+  done
+  [[ -n "$dir" ]] || die "cluster stop needs --data-dir"
+  [[ -d "$dir" ]] || { log "no cluster in $dir"; return 0; }
+  dir="$(cd "$dir" && pwd -P)"
+  load_cluster_conf "$dir"
+  # All at once: a node stopping alone would move its partitions' leadership to the others first.
+  local node pid stoppers=() failed=0
+  for ((node = 0; node < CLUSTER_NODES; node++)); do
+    stop_node "$dir" "$node" "${how[@]}" &
+    stoppers+=($!)
+  done
+  for pid in "${stoppers[@]}"; do wait "$pid" || failed=1; done
+  ((!failed)) || die "not every node of $dir stopped"
+}
+
+# Stops node $2 of cluster $1 like `stop` stops a broker (SIGTERM and wait, or --kill). A paused
+# node is resumed first: it could not act on SIGTERM.
+stop_node() {
+  local dir="$1" node="$2" ndir pid
+  shift 2
+  ndir="$(node_dir "$dir" "$node")"
+  pid="$(running_pid "$ndir")"
+  if [[ -n "$pid" ]] && paused "$pid" && [[ "${1:-}" != --kill ]]; then kill -CONT "$pid"; fi
+  cmd_stop --data-dir "$ndir" "$@"
+}
+
+cmd_cluster_status() {
+  local dir=""
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --data-dir) dir="${2:?--data-dir needs a value}"; shift 2 ;;
+      *) die "cluster status: unknown option '$1' (see '$0 help')" ;;
+    esac
+  done
+  [[ -n "$dir" ]] || die "cluster status needs --data-dir"
+  load_cluster_conf "$dir"
+  local node pid state healthy=1
+  for ((node = 0; node < CLUSTER_NODES; node++)); do
+    pid="$(running_pid "$(node_dir "$dir" "$node")")"
+    if [[ -z "$pid" ]]; then
+      state="stopped"
+    elif paused "$pid"; then
+      state="paused (pid $pid)"
+    elif node_ready "$node"; then
+      state="ready (pid $pid)"
+    else
+      state="running, not ready (pid $pid)"
+    fi
+    [[ "$state" == ready* ]] || healthy=0
+    printf 'node %s: 127.0.0.1:%s advertised as %s: %s\n' "$node" "$(client_port "$node")" \
+      "${CLUSTER_ADVERTISE[$node]:-itself}" "$state"
+  done
+  ((healthy))
+}
+
+cmd_cluster() {
+  local sub="${1:-}"
+  [[ $# -gt 0 ]] && shift
+  case "$sub" in
+    start) cmd_cluster_start "$@" ;;
+    stop) cmd_cluster_stop "$@" ;;
+    status) cmd_cluster_status "$@" ;;
+    *) die "cluster: expected start | stop | status (see '$0 help')" ;;
+  esac
+}
+
+# node ACTION --data-dir D --node I: one node's fault or its repair.
+cmd_node() {
+  local action="${1:-}" dir="" node=""
+  [[ $# -gt 0 ]] && shift
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --data-dir) dir="${2:?--data-dir needs a value}"; shift 2 ;;
+      --node) node="${2:?--node needs a value}"; shift 2 ;;
+      *) die "node $action: unknown option '$1' (see '$0 help')" ;;
+    esac
+  done
+  [[ -n "$dir" && -n "$node" ]] || die "node $action needs --data-dir D --node I"
+  dir="$(cd "$dir" 2>/dev/null && pwd -P)" || die "no cluster data dir $dir"
+  load_cluster_conf "$dir"
+  if ! [[ "$node" =~ ^[0-9]+$ ]] || ((node >= CLUSTER_NODES)); then
+    die "--node must be 0..$((CLUSTER_NODES - 1)), got '$node'"
+  fi
+  local ndir pid
+  ndir="$(node_dir "$dir" "$node")"
+  pid="$(running_pid "$ndir")"
+  case "$action" in
+    start)
+      local t0
+      t0="$(now_ms)"
+      launch_node "$dir" "$node"
+      wait_nodes_ready "$dir" "$t0" "$node"
+      ;;
+    stop) stop_node "$dir" "$node" ;;
+    kill) stop_node "$dir" "$node" --kill ;;
+    pause | resume)
+      [[ -n "$pid" ]] || die "node $node is not running"
+      local signal=STOP
+      [[ "$action" == resume ]] && signal=CONT
+      kill "-$signal" "$pid"
+      # SIGSTOP takes effect asynchronously: return once the process is really stopped (or not).
+      local i
+      for ((i = 0; i < 50; i++)); do
+        if [[ "$action" == pause ]] && paused "$pid"; then break; fi
+        if [[ "$action" == resume ]] && ! paused "$pid"; then break; fi
+        sleep 0.02
+      done
+      log "node $node (pid $pid): SIG$signal"
+      ;;
+    pid) [[ -n "$pid" ]] && printf '%s\n' "$pid" ;;
+    *) die "node: expected start | stop | kill | pause | resume | pid (see '$0 help')" ;;
+  esac
+}
+
 # --- main -------------------------------------------------------------------------------------
 
 main() {
@@ -617,6 +1042,8 @@ main() {
     status) cmd_status "$@" ;;
     logs) cmd_logs "$@" ;;
     topics) cmd_topics "$@" ;;
+    cluster) cmd_cluster "$@" ;;
+    node) cmd_node "$@" ;;
     help | -h | --help) usage ;;
     *)
       usage >&2

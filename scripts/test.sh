@@ -16,18 +16,24 @@
 #                                                broker (e.g. to stop and restart it for an outage)
 #    The `kafka-tests` feature turns on the tests that need a real broker; plain `cargo test`
 #    runs the others without one. Cargo's output is also written to a log file.
-# 4. Runs the further checks listed in EXTRA_CHECKS below.
-# 5. Stops the broker it started. If anything failed, prints the broker's ERROR/WARN lines (at
+# 4. Runs the fault matrix (tests/faults): `cargo test --locked --features fault-tests --test
+#    faults`, which starts a 3-node Kafka cluster of its own (client ports 19192.., clear of this
+#    broker and the bench broker), breaks it scenario by scenario under load, and writes its table
+#    to target/fault-matrix/summary.md (printed here). About 2.5 minutes. Built in step 1 too.
+# 5. Runs the further checks listed in EXTRA_CHECKS below.
+# 6. Stops the broker it started. If anything failed, prints the broker's ERROR/WARN lines (at
 #    most 20; the tail of its log is saved to a file), then the failing tests with their output
-#    (the `failures:` sections of cargo's log). The summary (ok / FAILED per step) comes last.
+#    (the `failures:` sections of cargo's logs). The summary (ok / FAILED per step) comes last.
 # Exits non-zero if anything failed.
 #
 # Environment:
 #   BP_RELAY_TEST_KAFKA_PORT      broker port (default 9092; the controller uses port+1)
 #   BP_RELAY_TEST_KAFKA_DATA_DIR  data dir of a broker this script starts
 #                                 (default ${TMPDIR:-/tmp}/bp-relay-test-kafka-<port>)
-#   BP_RELAY_TEST_LOG_DIR         where cargo's log and the broker log tail go
+#   BP_RELAY_TEST_LOG_DIR         where cargo's logs and the broker log tail go
 #                                 (default <data dir>/test-logs, overwritten by the next run)
+#   BP_RELAY_TEST_FAULTS=0        skip the fault matrix (step 4), e.g. while iterating on one test
+#   BP_RELAY_FAULTS_*             the fault matrix's own settings (see tests/faults/main.rs)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,8 +43,12 @@ PORT="${BP_RELAY_TEST_KAFKA_PORT:-9092}"
 DATA_DIR="${BP_RELAY_TEST_KAFKA_DATA_DIR:-${TMPDIR:-/tmp}/bp-relay-test-kafka-$PORT}"
 LOG_DIR="${BP_RELAY_TEST_LOG_DIR:-$DATA_DIR/test-logs}"
 CARGO_LOG="$LOG_DIR/cargo-test.log"
+FAULTS_LOG="$LOG_DIR/cargo-test-faults.log"
+FAULTS_SUMMARY="${CARGO_TARGET_DIR:-$ROOT/target}/fault-matrix/summary.md"
 BROKER_LOG="$LOG_DIR/kafka-broker-tail.log"
 CARGO_TEST=(cargo test --locked --all-targets --features kafka-tests)
+FAULT_TEST=(cargo test --locked --features fault-tests --test faults)
+RUN_FAULTS="${BP_RELAY_TEST_FAULTS:-1}"
 BROKER_PROBLEM='^\[[^]]*\] (ERROR|WARN|FATAL) ' # kafka.sh's log4j pattern: [date] LEVEL message
 
 # --- Extension point: further checks ----------------------------------------------------------
@@ -50,9 +60,9 @@ EXTRA_CHECKS=(
   scripts/check-asyncapi.sh # docs/asyncapi.yaml and its JSON Schemas, by a real AsyncAPI parser
   scripts/check-chart.sh    # the Helm chart under deploy/helm (lint, render, policy checks)
   scripts/bench-smoke.sh    # benches/compare.sh --smoke: every system, 2 s runs, so the script cannot rot
-  scripts/attack.sh         # short mode: the release relay under a connection and memory attack
   scripts/check-deny.sh     # cargo deny: licences, banned and duplicate crates, sources (deny.toml)
   scripts/fuzz.sh           # the cargo-fuzz targets of fuzz/, 60 s each from fuzz/corpus; a crash fails
+  scripts/attack.sh         # short mode: the release relay under a connection and memory attack
 )
 # -----------------------------------------------------------------------------------------------
 
@@ -96,6 +106,15 @@ if ! "${CARGO_TEST[@]}" --no-run "${BUILD_ARGS[@]}"; then
   printf 'FAILED: %s\n' "building the tests (compiler output above); no broker was started, nothing ran"
   exit 1
 fi
+# The fault matrix takes none of the arguments: they name tests of the run above.
+if [[ "$RUN_FAULTS" != 0 ]]; then
+  section "build the fault matrix: ${FAULT_TEST[*]} --no-run"
+  if ! "${FAULT_TEST[@]}" --no-run; then
+    section "summary"
+    printf 'FAILED: %s\n' "building the fault matrix (compiler output above); no broker was started, nothing ran"
+    exit 1
+  fi
+fi
 
 section "Kafka broker on 127.0.0.1:$PORT"
 if port_open "$PORT"; then
@@ -113,7 +132,7 @@ echo "BP_RELAY_TEST_KAFKA=$BP_RELAY_TEST_KAFKA"
 echo "BP_RELAY_KAFKA_SCRIPT=$BP_RELAY_KAFKA_SCRIPT"
 
 mkdir -p "$LOG_DIR"
-rm -f "$CARGO_LOG" "$BROKER_LOG"
+rm -f "$CARGO_LOG" "$FAULTS_LOG" "$BROKER_LOG"
 section "${CARGO_TEST[*]} --no-fail-fast${*:+ $*}"
 echo "(cargo's output is also written to $CARGO_LOG)"
 set +e
@@ -124,6 +143,28 @@ if ((cargo_status == 0)); then
   PASSED+=("cargo test")
 else
   FAILED+=("cargo test (exit $cargo_status; log: $CARGO_LOG)")
+fi
+
+faults_status=0
+if [[ "$RUN_FAULTS" == 0 ]]; then
+  section "fault matrix: skipped (BP_RELAY_TEST_FAULTS=0)"
+else
+  section "fault matrix: ${FAULT_TEST[*]} -- --test-threads=1"
+  echo "(cargo's output is also written to $FAULTS_LOG)"
+  rm -f "$FAULTS_SUMMARY"
+  set +e
+  "${FAULT_TEST[@]}" -- --test-threads=1 2>&1 | tee "$FAULTS_LOG"
+  faults_status=${PIPESTATUS[0]}
+  set -e
+  if [[ -f "$FAULTS_SUMMARY" ]]; then
+    echo
+    cat "$FAULTS_SUMMARY"
+  fi
+  if ((faults_status == 0)); then
+    PASSED+=("fault matrix")
+  else
+    FAILED+=("fault matrix (exit $faults_status; log: $FAULTS_LOG; cluster logs: ${FAULTS_SUMMARY%/*}/cluster)")
+  fi
 fi
 
 for check in "${EXTRA_CHECKS[@]}"; do
@@ -159,8 +200,8 @@ stop_broker
 # captured stdout, then the list of their names). Then cargo's own `error:` lines, which also
 # name binaries that crashed or did not build. At most MAX lines; the rest is in the log.
 print_test_failures() {
-  local max=400
-  awk -v max="$max" -v logfile="$CARGO_LOG" '
+  local log="$1" max=400
+  awk -v max="$max" -v logfile="$log" '
     function emit(line) {
       if (printed < max) print line
       else skipped++
@@ -178,7 +219,7 @@ print_test_failures() {
       if (n > 0) { print ""; for (i = 1; i <= n; i++) print errors[i] }
       if (printed == 0 && n == 0) print "(no failing test found in the log; see " logfile ")"
     }
-  ' "$CARGO_LOG"
+  ' "$log"
 }
 
 # When cargo test failed: the broker's last ERROR/WARN lines (context only, so they come first),
@@ -194,7 +235,11 @@ if ((cargo_status != 0)); then
   fi
   ((!BROKER_LOG_OK)) || echo "(the log's last 500 lines: $BROKER_LOG)"
   section "failing tests (full output: $CARGO_LOG)"
-  print_test_failures
+  print_test_failures "$CARGO_LOG"
+fi
+if ((faults_status != 0)); then
+  section "failing fault scenarios (full output: $FAULTS_LOG)"
+  print_test_failures "$FAULTS_LOG"
 fi
 
 section "summary"

@@ -1,0 +1,284 @@
+//! The fault matrix: the `bp-relay` binary against a real 3-node KRaft cluster while brokers
+//! crash, stop, freeze or turn slow, and while the relay itself is killed or stopped (issue 9,
+//! item 6). `cargo test --features fault-tests --test faults` (scripts/test.sh runs it).
+//!
+//! One test starts the cluster once (scripts/kafka.sh `cluster start`, client ports from
+//! BP_RELAY_FAULTS_KAFKA_PORT, default 19192: clear of the test and bench brokers), then runs
+//! every scenario of [`scenarios::ALL`] in order, restoring the cluster before each. Every
+//! scenario gets fresh topics (6 partitions, 3 replicas, min ISR 2) and its own relay process,
+//! sends signed deliveries from several senders while it breaks something, then reads the topics
+//! back and judges the ledger ([`verdict`]). A scenario that fails does not stop the others;
+//! the test fails at the end, naming them. Node 2 advertises a proxy in the harness to clients
+//! in every scenario ([`proxy`]): it only forwards, except in g, where it makes the node slow.
+//!
+//! Output: one line per scenario on stderr as it finishes, the table in
+//! target/fault-matrix/summary.md, each relay's log in target/fault-matrix/<scenario>-relay.log
+//! and the cluster's logs in target/fault-matrix/cluster/node-*/kafka.log.
+//!
+//! Environment: BP_RELAY_FAULTS_SCENARIOS=a,c runs only those; BP_RELAY_FAULTS_RELAY_ARGS adds
+//! relay flags in scenario g (the slow broker), to compare settings under it;
+//! BP_RELAY_KAFKA_SCRIPT names scripts/kafka.sh.
+
+mod cluster;
+mod load;
+mod proxy;
+mod readback;
+mod relay;
+mod scenarios;
+mod verdict;
+mod wait;
+
+use std::{
+    fmt::Write as _,
+    io::Write as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use cluster::Cluster;
+use proxy::SlowProxy;
+use scenarios::{Report, Scenario, World, PROXIED_NODE};
+
+/// Where the cluster's client ports start unless BP_RELAY_FAULTS_KAFKA_PORT says otherwise.
+const DEFAULT_BASE_PORT: u16 = 19192;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fault_matrix() {
+    let started = Instant::now();
+    let out_dir = out_dir();
+    forget_previous_run(&out_dir);
+    let scenarios = selected_scenarios();
+    let base_port = base_port();
+    let proxy = SlowProxy::start(Cluster::client_addr(base_port, PROXIED_NODE)).await;
+    progress(&format!("starting a 3-node cluster on ports {base_port}.. (node {PROXIED_NODE} behind a proxy at {})", proxy.addr()));
+    let cluster = Cluster::start(
+        out_dir.join("cluster"),
+        base_port,
+        vec![(PROXIED_NODE, proxy.addr())],
+    )
+    .await;
+    progress(&format!(
+        "cluster up after {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let world = Arc::new(World {
+        cluster,
+        proxy,
+        out_dir: out_dir.clone(),
+    });
+
+    let mut rows = Vec::new();
+    for scenario in scenarios {
+        world.proxy.set_latency(Duration::ZERO, Duration::ZERO);
+        world.cluster.restore().await;
+        let began = Instant::now();
+        let outcome = tokio::spawn(scenario.run(world.clone()))
+            .await
+            .map_err(|error| panic_message(error.into_panic()));
+        let row = Row {
+            scenario,
+            took: began.elapsed(),
+            outcome,
+        };
+        progress(&row.line());
+        rows.push(row);
+    }
+    let summary = summary_table(&rows, started.elapsed());
+    std::fs::write(out_dir.join("summary.md"), &summary).unwrap();
+    progress(&format!(
+        "whole matrix {:.0} s; table in {}",
+        started.elapsed().as_secs_f64(),
+        out_dir.join("summary.md").display()
+    ));
+
+    let failures: Vec<String> = rows.iter().filter_map(Row::failure).collect();
+    if !failures.is_empty() {
+        let logs: String = (0..cluster::NODES)
+            .map(|node| {
+                format!(
+                    "\n--- node {node}: last warnings and errors of {}",
+                    world.cluster.log_problems(node)
+                )
+            })
+            .collect();
+        panic!(
+            "{} of {} scenarios failed:\n\n{}\n\n{summary}\nRelay logs: {}/<scenario>-relay.log\n{logs}",
+            failures.len(),
+            rows.len(),
+            failures.join("\n\n"),
+            out_dir.display()
+        );
+    }
+}
+
+/// One scenario's result.
+struct Row {
+    scenario: Scenario,
+    took: Duration,
+    /// The report, or the panic that ended the scenario early.
+    outcome: Result<Report, String>,
+}
+
+impl Row {
+    fn passed(&self) -> bool {
+        matches!(&self.outcome, Ok(report) if report.violations.is_empty())
+    }
+
+    fn line(&self) -> String {
+        let verdict = if self.passed() { "ok" } else { "FAILED" };
+        let head = format!(
+            "[{}] {} ({:.0} s): {verdict}",
+            self.scenario.id,
+            self.scenario.title,
+            self.took.as_secs_f64()
+        );
+        match &self.outcome {
+            Ok(report) => format!(
+                "{head}: {}{}",
+                report.counts.line(),
+                report
+                    .notes
+                    .iter()
+                    .map(|note| format!("; {note}"))
+                    .collect::<String>()
+            ),
+            Err(panic) => format!("{head}: {}", panic.lines().next().unwrap_or_default()),
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        let name = format!("[{}] {}", self.scenario.id, self.scenario.title);
+        match &self.outcome {
+            Ok(report) if report.violations.is_empty() => None,
+            Ok(report) => Some(format!(
+                "{name}: {} violations\n{}",
+                report.violations.len(),
+                verdict::summarize(&report.violations)
+            )),
+            Err(panic) => Some(format!("{name}: {panic}")),
+        }
+    }
+}
+
+/// The Markdown table of target/fault-matrix/summary.md.
+fn summary_table(rows: &[Row], took: Duration) -> String {
+    let mut table = String::new();
+    let when = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let _ = writeln!(
+        table,
+        "# Fault matrix: bp-relay against a 3-node KRaft cluster\n"
+    );
+    let _ = writeln!(
+        table,
+        "{when}, {} relay build, whole matrix {:.0} s. Topics: 6 partitions, replication factor 3, min.insync.replicas 2. \
+         Load: {} senders, each starting a request every {} ms with at most {} in flight, every {}th signed with a wrong secret.\n",
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+        took.as_secs_f64(),
+        load::SENDERS,
+        load::PACE.as_millis(),
+        load::IN_FLIGHT_PER_SENDER,
+        load::UNAUTHENTICATED_EVERY
+    );
+    let _ = writeln!(table, "| scenario | result | sent | 2xx | 503 | other | records | landed after 503 | duplicates | 401 / unauthenticated | slowest answer | notes |");
+    let _ = writeln!(
+        table,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for row in rows {
+        let title = format!("{}. {}", row.scenario.id, row.scenario.title);
+        match &row.outcome {
+            Ok(report) => {
+                let c = &report.counts;
+                let _ = writeln!(
+                    table,
+                    "| {title} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {:.2} s | {} |",
+                    if row.passed() { "ok" } else { "FAILED" },
+                    c.sent,
+                    c.ok,
+                    c.unavailable,
+                    c.other,
+                    c.records,
+                    c.landed_after_503,
+                    c.duplicates,
+                    c.refused,
+                    c.unauthenticated,
+                    c.max_latency.as_secs_f64(),
+                    report.notes.join("; ").replace('|', "/")
+                );
+            }
+            Err(panic) => {
+                let _ = writeln!(
+                    table,
+                    "| {title} | FAILED | | | | | | | | | | {} |",
+                    panic.lines().next().unwrap_or_default().replace('|', "/")
+                );
+            }
+        }
+    }
+    table
+}
+
+/// Straight to stderr: libtest captures `eprintln!`, and the progress of a run that takes
+/// minutes should show as it happens.
+fn progress(line: &str) {
+    let _ = writeln!(std::io::stderr(), "[faults] {line}");
+}
+
+/// Removes the previous run's summary and relay logs, so nothing stale is read as this run's.
+/// (Its cluster directory is for [`Cluster::start`] to clear: it stops what still runs there.)
+fn forget_previous_run(out_dir: &Path) {
+    std::fs::create_dir_all(out_dir).unwrap();
+    for entry in std::fs::read_dir(out_dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "summary.md" || name.ends_with("-relay.log") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+}
+
+/// BP_RELAY_FAULTS_SCENARIOS (letters, comma-separated), or all of them.
+fn selected_scenarios() -> Vec<Scenario> {
+    let Ok(wanted) = std::env::var("BP_RELAY_FAULTS_SCENARIOS") else {
+        return scenarios::ALL.to_vec();
+    };
+    let wanted: Vec<&str> = wanted
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .collect();
+    for id in &wanted {
+        assert!(
+            scenarios::ALL.iter().any(|scenario| scenario.id == *id),
+            "BP_RELAY_FAULTS_SCENARIOS: no scenario {id:?}"
+        );
+    }
+    scenarios::ALL
+        .into_iter()
+        .filter(|scenario| wanted.contains(&scenario.id))
+        .collect()
+}
+
+fn base_port() -> u16 {
+    std::env::var("BP_RELAY_FAULTS_KAFKA_PORT").map_or(DEFAULT_BASE_PORT, |port| {
+        port.parse().expect("BP_RELAY_FAULTS_KAFKA_PORT is a port")
+    })
+}
+
+/// target/fault-matrix (next to the target dir's tmp/ that cargo names for integration tests).
+fn out_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target dir")
+        .join("fault-matrix")
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}

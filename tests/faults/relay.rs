@@ -1,0 +1,195 @@
+//! The `bp-relay` binary under test, run as an operator runs it: a child process with JSON logs
+//! (kept in a file per scenario), its addresses read from its startup line. Killed on drop.
+
+use std::{
+    fs::File,
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+use crate::wait::eventually;
+
+/// The binary under test (the profile of this test build).
+const BIN: &str = env!("CARGO_BIN_EXE_bp-relay");
+
+/// The signing secret of every relay here.
+pub const SECRET: &str = "whsec_faults_4b1e";
+
+/// How long a relay may take to connect to the cluster and log its startup line.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// A running relay.
+pub struct Relay {
+    child: Child,
+    log: PathBuf,
+    /// The webhook ingress.
+    pub ingress: SocketAddr,
+    /// The admin listener (/readyz, /metrics).
+    pub admin: SocketAddr,
+    /// Its `--ack-timeout`: the bound on every answer.
+    pub ack_timeout: Duration,
+}
+
+impl Relay {
+    /// Starts the binary on `bootstrap` with `flags` (topics, timeouts...) on free ports,
+    /// logging to `log`, and waits for its startup line.
+    pub async fn start(bootstrap: &str, flags: &[String], log: PathBuf) -> Relay {
+        let ack_timeout =
+            flag_value(flags, "--ack-timeout").map_or(Duration::from_secs(4), |value| {
+                humantime::parse_duration(value)
+                    .unwrap_or_else(|error| panic!("--ack-timeout {value}: {error}"))
+            });
+        let output =
+            File::create(&log).unwrap_or_else(|error| panic!("{}: {error}", log.display()));
+        let child = Command::new(BIN)
+            .args([
+                "--kafka-brokers",
+                bootstrap,
+                "--signing-secrets",
+                SECRET,
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args(flags)
+            .args(["--log-format", "json"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(output.try_clone().unwrap()))
+            .stderr(Stdio::from(output))
+            .spawn()
+            .expect("spawn bp-relay");
+        let mut relay = Relay {
+            child,
+            log,
+            ingress: ([0, 0, 0, 0], 0).into(),
+            admin: ([0, 0, 0, 0], 0).into(),
+            ack_timeout,
+        };
+        let mut started = None;
+        eventually("the relay to log its startup line", STARTUP, || {
+            started = relay.started_line();
+            let exited = relay.exited();
+            assert!(
+                exited.is_none(),
+                "the relay exited at startup ({exited:?}):\n{}",
+                relay.log_tail()
+            );
+            let found = started.is_some();
+            async move { found }
+        })
+        .await;
+        (relay.ingress, relay.admin) = started.unwrap();
+        relay
+    }
+
+    fn started_line(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        text.lines().find_map(|line| {
+            let json: serde_json::Value = serde_json::from_str(line).ok()?;
+            (json["message"] == "bp-relay started.").then_some(())?;
+            Some((
+                json["ingress"].as_str()?.parse().ok()?,
+                json["admin"].as_str()?.parse().ok()?,
+            ))
+        })
+    }
+
+    /// The URL of the business-process route.
+    pub fn process_url(&self) -> String {
+        format!("http://{}/webhooks/business-processes", self.ingress)
+    }
+
+    /// Whether `/readyz` answers 200 now.
+    pub async fn ready(&self) -> bool {
+        self.admin_get("/readyz")
+            .await
+            .is_some_and(|(status, _)| status == StatusCode::OK)
+    }
+
+    /// The value of an unlabelled series of `/metrics` (0 if absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let Some((_, text)) = self.admin_get("/metrics").await else {
+            return 0.0;
+        };
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    async fn admin_get(&self, path: &str) -> Option<(StatusCode, String)> {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let request = Request::get(format!("http://{}{path}", self.admin))
+            .body(Empty::new())
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+            .await
+            .ok()?
+            .ok()?;
+        let status = response.status();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// Sends a signal by name (`KILL`, `TERM`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} of the relay failed");
+    }
+
+    /// How it exited, if it has.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait for the relay")
+    }
+
+    /// Waits (polling) until it exits; panics after `within`.
+    pub async fn exit_status(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the relay did not exit within {within:?}:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The end of its log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value after `flag` in `flags`, if given (`--flag value` or `--flag=value`).
+fn flag_value<'a>(flags: &'a [String], flag: &str) -> Option<&'a str> {
+    flags.iter().enumerate().rev().find_map(|(index, arg)| {
+        if arg == flag {
+            flags.get(index + 1).map(String::as_str)
+        } else {
+            arg.strip_prefix(flag)?.strip_prefix('=')
+        }
+    })
+}

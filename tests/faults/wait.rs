@@ -1,0 +1,37 @@
+//! Bounded waits on conditions: the harness never sleeps to synchronise.
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+/// How often a condition is polled.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Polls `condition` until it holds and returns how long that took, or panics after `timeout`
+/// naming `what`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut condition: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if condition().await {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Runs a blocking call (librdkafka, a child process) on a blocking thread; a panic in it
+/// panics the caller.
+pub async fn blocking<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(call)
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+}
