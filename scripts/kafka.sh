@@ -71,6 +71,11 @@ Commands:
       --controller-port C  KRaft controller port (default P+1)
       --data-dir D         config, data, kafka.log, kafka.pid
                            (default \${TMPDIR:-/tmp}/bp-relay-kafka-P)
+      --sasl-ssl-port S    also a SASL_SSL listener on S: TLS with a test CA and a certificate
+                           for 127.0.0.1/localhost made in D/tls (clients trust D/tls/ca.pem),
+                           users relay-plain (PLAIN) and relay-scram (SCRAM-SHA-512, set when
+                           the storage is formatted), both with the password in
+      --sasl-password-file F
   stop [OPTIONS]       SIGTERM, wait max ${STOP_TIMEOUT_S}s, then SIGKILL. Data is kept. Idempotent.
       --port P | --data-dir D   which broker (default port 9092)
       --kill               SIGKILL at once (simulates a crash)
@@ -372,6 +377,47 @@ EOF
   write_broker_log4j "$dir"
 }
 
+# A test CA and a broker certificate for 127.0.0.1 and localhost, made once per data dir: the
+# broker reads them as PEM (its key and chain in broker.pem); clients trust ca.pem.
+make_tls_material() {
+  local tls="$1/tls"
+  [[ -f "$tls/broker.pem" && -f "$tls/ca.pem" ]] && return 0
+  command -v openssl >/dev/null || die "openssl is needed for --sasl-ssl-port"
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=bp-relay test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$tls/broker.key" -out "$tls/broker.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/san.ext"
+  openssl x509 -req -in "$tls/broker.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 30 -extfile "$tls/san.ext" -out "$tls/broker.crt" 2>/dev/null
+  # Kafka's PEM key store: an unencrypted PKCS#8 key, then the certificate chain.
+  openssl pkcs8 -topk8 -nocrypt -in "$tls/broker.key" >"$tls/broker.pem"
+  cat "$tls/broker.crt" "$tls/ca.pem" >>"$tls/broker.pem"
+  chmod 600 "$tls"/*.key "$tls/broker.pem"
+}
+
+# Adds a SASL_SSL listener on $3 to the broker config of data dir $1 (client port $2), with the
+# PLAIN user relay-plain and SCRAM-SHA-512 enabled, both with password $4.
+add_sasl_ssl_listener() {
+  local dir="$1" port="$2" sport="$3" password="$4"
+  make_tls_material "$dir"
+  sed -i \
+    -e "s#^listeners=PLAINTEXT://127.0.0.1:$port,#listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport,#" \
+    -e "s#^advertised.listeners=PLAINTEXT://127.0.0.1:$port\$#advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport#" \
+    -e "s#^listener.security.protocol.map=PLAINTEXT:PLAINTEXT,#listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,#" \
+    "$dir/server.properties"
+  {
+    printf '\n# SASL_SSL listener (--sasl-ssl-port): PLAIN and SCRAM-SHA-512 over TLS.\n'
+    printf 'sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512\n'
+    printf 'listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_relay-plain="%s";\n' "$password"
+    printf 'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n'
+    printf 'ssl.keystore.type=PEM\n'
+    printf 'ssl.keystore.location=%s/tls/broker.pem\n' "$dir"
+  } >>"$dir/server.properties"
+  chmod 600 "$dir/server.properties"
+}
+
 # Broker logging, the same for the single node and every cluster node.
 write_broker_log4j() {
   cat >"$1/log4j2.properties" <<'EOF'
@@ -394,12 +440,14 @@ EOF
 }
 
 # Formats the storage of a new data dir (a restart keeps its data and skips this).
+# Further arguments go to the storage tool (e.g. --add-scram for SCRAM users).
 format_storage() {
   local dir="$1"
+  shift
   [[ -f "$dir/data/meta.properties" ]] && return 0
   log "formatting new storage in $dir/data (cluster id $CLUSTER_ID)"
   if ! kafka_java kafka.tools.StorageTool format --config "$dir/server.properties" \
-    --cluster-id "$CLUSTER_ID" --ignore-formatted >"$dir/format.log" 2>&1; then
+    --cluster-id "$CLUSTER_ID" --ignore-formatted "$@" >"$dir/format.log" 2>&1; then
     cat "$dir/format.log" >&2
     die "formatting $dir/data failed"
   fi
@@ -436,12 +484,14 @@ launch_broker() {
 }
 
 cmd_start() {
-  local port=9092 cport="" dir=""
+  local port=9092 cport="" dir="" sasl_port="" sasl_password_file=""
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --port) port="${2:?--port needs a value}"; shift 2 ;;
       --controller-port) cport="${2:?--controller-port needs a value}"; shift 2 ;;
       --data-dir) dir="${2:?--data-dir needs a value}"; shift 2 ;;
+      --sasl-ssl-port) sasl_port="${2:?--sasl-ssl-port needs a value}"; shift 2 ;;
+      --sasl-password-file) sasl_password_file="${2:?--sasl-password-file needs a value}"; shift 2 ;;
       *) die "start: unknown option '$1' (see '$0 help')" ;;
     esac
   done
@@ -481,9 +531,18 @@ cmd_start() {
   done
 
   write_broker_configs "$dir" "$port" "$cport"
+  local format_args=()
+  if [[ -n "$sasl_port" ]]; then
+    [[ "$sasl_port" =~ ^[0-9]+$ ]] || die "--sasl-ssl-port must be a number, got '$sasl_port'"
+    [[ -r "$sasl_password_file" ]] || die "--sasl-ssl-port needs a readable --sasl-password-file"
+    local password
+    password="$(<"$sasl_password_file")"
+    add_sasl_ssl_listener "$dir" "$port" "$sasl_port" "$password"
+    format_args=(--add-scram "SCRAM-SHA-512=[name=relay-scram,password=$password]")
+  fi
   local t0
   t0="$(now_ms)"
-  format_storage "$dir"
+  format_storage "$dir" "${format_args[@]}"
   launch_broker "$dir" "port $port"
   pid="$LAUNCHED_PID"
   mkdir -p "$RUN_DIR"

@@ -177,12 +177,15 @@ fn timed_out(generation: &Generation) -> FailureReason {
 #[derive(Debug, thiserror::Error)]
 pub enum TopicCheckError {
     /// Metadata could not be fetched in time.
-    #[error("cannot reach Kafka at {brokers} to check topics within {timeout}: {source}")]
+    #[error("cannot reach Kafka at {brokers} to check topics within {timeout}: {source}{}", last_error.as_ref().map(|error| format!(" (last client error: {error})")).unwrap_or_default())]
     Unreachable {
         brokers: String,
         timeout: humantime::FormattedDuration,
         #[source]
         source: KafkaError,
+        /// What librdkafka last reported (a refused password, a TLS failure, a name that does
+        /// not resolve): the reason behind "unreachable".
+        last_error: Option<String>,
     },
     /// Topics the relay writes to are absent (or invisible to its credentials).
     #[error("Kafka topics missing at {brokers}: {} (create them, or grant the relay Describe/Write on them)", missing.join(", "))]
@@ -332,7 +335,10 @@ impl Publisher {
         let brokers = self.shared.brokers.clone();
         match outcome {
             Ok(missing) => TopicCheckError::Missing { brokers, missing },
-            Err(source) => TopicCheckError::Unreachable { brokers, timeout: humantime::format_duration(timeout), source },
+            Err(source) => {
+                let last_error = self.shared.current.load().last_error.lock().ok().and_then(|last| last.clone());
+                TopicCheckError::Unreachable { brokers, timeout: humantime::format_duration(timeout), source, last_error }
+            }
         }
     }
 

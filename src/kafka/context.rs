@@ -15,7 +15,7 @@ use std::{
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use rdkafka::{
     config::RDKafkaLogLevel,
-    error::KafkaError,
+    error::{KafkaError, RDKafkaErrorCode},
     statistics::{Broker, Statistics},
     ClientContext,
 };
@@ -111,6 +111,8 @@ pub struct Context {
     fatal: Arc<AtomicBool>,
     // Wakes the supervisor, which replaces a producer that failed fatally.
     error_signal: Arc<Notify>,
+    // The latest client error (code: reason), for a startup that gives up to say why.
+    last_error: Arc<Mutex<Option<String>>>,
     // librdkafka reports cumulative counters; Prometheus counters take increments.
     last_counters: Mutex<HashMap<String, [u64; 3]>>,
     error_log: Mutex<HashMap<String, LoggedError>>,
@@ -132,6 +134,7 @@ impl Context {
             any_broker_up: Arc::new(AtomicBool::new(false)),
             fatal: Arc::new(AtomicBool::new(false)),
             error_signal,
+            last_error: Arc::default(),
             last_counters: Mutex::new(HashMap::new()),
             error_log: Mutex::new(HashMap::new()),
         }
@@ -141,6 +144,11 @@ impl Context {
     /// moved into the producer.
     pub(super) fn any_broker_up(&self) -> Arc<AtomicBool> {
         self.any_broker_up.clone()
+    }
+
+    /// The latest client error, readable after the context has moved into the producer.
+    pub(super) fn last_error(&self) -> Arc<Mutex<Option<String>>> {
+        self.last_error.clone()
     }
 
     /// The flag marking this producer failed, shared with its [`super::Generation`].
@@ -242,6 +250,13 @@ impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
         self.error_signal.notify_one();
         let code = error.rdkafka_error_code().map_or_else(|| "unknown".to_owned(), |code| format!("{code:?}"));
+        // "All brokers down" follows every other connection error: keep the one that says why.
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+            if let Ok(mut last) = self.last_error.lock() {
+                // librdkafka's reasons name brokers and mechanisms, never credentials.
+                *last = Some(format!("{code}: {reason}"));
+            }
+        }
         if let Some(suppressed) = self.should_log(&code, Instant::now()) {
             warn!(code = code.as_str(), reason, suppressed, "Kafka client error.");
         }

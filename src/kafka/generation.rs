@@ -4,7 +4,7 @@
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::Duration,
 };
@@ -28,6 +28,8 @@ pub(super) struct Generation {
     pub(super) producer: FutureProducer<Context>,
     // Whether the last statistics saw a broker connection up.
     pub(super) any_broker_up: Arc<AtomicBool>,
+    // The latest client error, as the context saw it.
+    pub(super) last_error: Arc<Mutex<Option<String>>>,
     fatal: Arc<AtomicBool>,
 }
 
@@ -36,8 +38,9 @@ impl Generation {
     pub(super) fn build(config: &ClientConfig, context: Context) -> Result<Generation, KafkaError> {
         let any_broker_up = context.any_broker_up();
         let fatal = context.fatal();
+        let last_error = context.last_error();
         let producer = config.create_with_context(context)?;
-        Ok(Generation { producer, any_broker_up, fatal })
+        Ok(Generation { producer, any_broker_up, last_error, fatal })
     }
 
     /// Whether this producer was found failed: it is being replaced.

@@ -20,4 +20,5 @@ mod outage;
 mod publish;
 mod replay;
 mod rotation;
+mod sasl;
 mod startup;

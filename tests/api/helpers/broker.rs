@@ -220,6 +220,8 @@ pub struct DedicatedBroker {
     controller_port: u16,
     data_dir: tempfile::TempDir,
     frozen: AtomicBool,
+    // A SASL_SSL listener's port, beside the plaintext one (see `with_sasl_ssl`).
+    sasl_ssl_port: Option<u16>,
 }
 
 impl DedicatedBroker {
@@ -233,7 +235,33 @@ impl DedicatedBroker {
     /// A broker with its ports and data dir, not started yet ([`DedicatedBroker::restart`]
     /// starts it): for a relay that starts before Kafka.
     pub fn unstarted() -> DedicatedBroker {
-        DedicatedBroker { port: free_port(), controller_port: free_port(), data_dir: tempfile::tempdir().unwrap(), frozen: AtomicBool::new(false) }
+        DedicatedBroker {
+            port: free_port(),
+            controller_port: free_port(),
+            data_dir: tempfile::tempdir().unwrap(),
+            frozen: AtomicBool::new(false),
+            sasl_ssl_port: None,
+        }
+    }
+
+    /// Starts a fresh broker with a SASL_SSL listener too (a test CA, the users `relay-plain`
+    /// (PLAIN) and `relay-scram` (SCRAM-SHA-512) with `password`), and waits until it answers.
+    pub async fn with_sasl_ssl(password: &str) -> DedicatedBroker {
+        let mut broker = DedicatedBroker::unstarted();
+        broker.sasl_ssl_port = Some(free_port());
+        std::fs::write(broker.data_dir.path().join("sasl-password"), password).unwrap();
+        broker.restart().await;
+        broker
+    }
+
+    /// The SASL_SSL listener's bootstrap servers.
+    pub fn sasl_ssl_bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.sasl_ssl_port.expect("started with_sasl_ssl"))
+    }
+
+    /// The CA that signed the SASL_SSL listener's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.data_dir.path().join("tls/ca.pem")
     }
 
     /// Its bootstrap servers.
@@ -243,7 +271,14 @@ impl DedicatedBroker {
 
     /// Starts it again after [`DedicatedBroker::stop`], with its data, and waits until it answers.
     pub async fn restart(&self) {
-        self.script(&["start", "--port", &self.port.to_string(), "--controller-port", &self.controller_port.to_string()]).await;
+        let (port, controller_port) = (self.port.to_string(), self.controller_port.to_string());
+        let mut args = vec!["start", "--port", &port, "--controller-port", &controller_port];
+        let sasl_port = self.sasl_ssl_port.map(|port| port.to_string());
+        let password_file = self.data_dir.path().join("sasl-password").display().to_string();
+        if let Some(sasl_port) = &sasl_port {
+            args.extend(["--sasl-ssl-port", sasl_port, "--sasl-password-file", &password_file]);
+        }
+        self.script(&args).await;
     }
 
     /// Stops it cleanly and waits until the process is gone.
