@@ -30,11 +30,21 @@ use sha2::{Digest, Sha256};
 const SECRET: &str = "whsec_bench";
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn config() -> Config {
-    Config::try_parse_from(["bp-relay", "--kafka-brokers", "unused:9092", "--signing-secrets", "whsec_old,whsec_bench"]).unwrap()
+    Config::try_parse_from([
+        "bp-relay",
+        "--kafka-brokers",
+        "unused:9092",
+        "--signing-secrets",
+        "whsec_old,whsec_bench",
+    ])
+    .unwrap()
 }
 
 fn bench(c: &mut Criterion) {
@@ -47,50 +57,96 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(body.len() as u64));
 
     group.bench_function("verify_signature", |b| {
-        b.iter(|| verifier.verify(black_box(&headers), SystemTime::now()).unwrap())
+        b.iter(|| {
+            verifier
+                .verify(black_box(&headers), SystemTime::now())
+                .unwrap()
+        })
     });
-    group.bench_function("sha256_body", |b| b.iter(|| Sha256::digest(black_box(&body[..]))));
+    group.bench_function("sha256_body", |b| {
+        b.iter(|| Sha256::digest(black_box(&body[..])))
+    });
     group.bench_function("parse_webhook", |b| {
         b.iter(|| Webhook::parse(EventKind::BusinessProcess, black_box(&body), &rules).unwrap())
     });
 
-    let guard = MemoryGuard::new(100_000, GuardMetrics::register(&prometheus::Registry::new()).unwrap());
+    let guard = MemoryGuard::new(
+        100_000,
+        GuardMetrics::register(&prometheus::Registry::new()).unwrap(),
+    );
     let mut counter = 0u64;
     group.bench_function("replay_guard_new_signing", |b| {
         b.iter(|| {
             counter += 1;
             let value = counter.to_string();
-            guard.remember(Signing { value: &value, timestamp: 1, route: "business_processes", expires_at: i64::MAX }, 7)
+            guard.remember(
+                Signing {
+                    value: &value,
+                    timestamp: 1,
+                    route: "business_processes",
+                    expires_at: i64::MAX,
+                },
+                7,
+            )
         })
     });
     group.bench_function("build_record", |b| {
         let webhook = Webhook::parse(EventKind::BusinessProcess, &body, &rules).unwrap();
         b.iter(|| {
-            let envelope = Envelope { kind: EventKind::BusinessProcess, digest: [1; 32], received: now_millis(), traceparent: TraceParent::fresh() };
+            let envelope = Envelope {
+                kind: EventKind::BusinessProcess,
+                digest: [1; 32],
+                received: now_millis(),
+                traceparent: TraceParent::fresh(),
+            };
             Record::accepted(&envelope, "urn:authvia:webhooks", &webhook, body.clone())
         })
     });
 
     // The whole handler, as a connection calls it, over a publisher that answers at once: a
     // fresh signing each time (made outside the measured part), as Authvia sends them.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let registry = prometheus::Registry::new();
-    let ingress = Ingress::build(&config(), Memory::discarding(), Metrics::register(&registry).unwrap()).unwrap();
+    let ingress = Ingress::build(
+        &config(),
+        Memory::discarding(),
+        Metrics::register(&registry).unwrap(),
+    )
+    .unwrap();
     let mut counter = 0u64;
     let mut request = || {
         counter += 1;
-        let mut request = Request::post(PROCESS_PATH).body(Full::new(body.clone())).unwrap();
-        *request.headers_mut() = signature::signed_headers(SECRET, &format!("bench-{counter}"), now()).unwrap();
+        let mut request = Request::post(PROCESS_PATH)
+            .body(Full::new(body.clone()))
+            .unwrap();
+        *request.headers_mut() =
+            signature::signed_headers(SECRET, &format!("bench-{counter}"), now()).unwrap();
         request
     };
     group.bench_function("handler_without_io", |b| {
-        b.iter_batched(&mut request, |request| runtime.block_on(ingress.handle(request)), BatchSize::SmallInput)
+        b.iter_batched(
+            &mut request,
+            |request| runtime.block_on(ingress.handle(request)),
+            BatchSize::SmallInput,
+        )
     });
     // The same with the JSON access log the binary writes (to a sink here), to see its cost.
-    let subscriber = tracing_subscriber::fmt().json().flatten_event(true).with_current_span(true).with_writer(std::io::sink).finish();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_writer(std::io::sink)
+        .finish();
     tracing::subscriber::with_default(subscriber, || {
         group.bench_function("handler_with_json_log", |b| {
-            b.iter_batched(&mut request, |request| runtime.block_on(ingress.handle(request)), BatchSize::SmallInput)
+            b.iter_batched(
+                &mut request,
+                |request| runtime.block_on(ingress.handle(request)),
+                BatchSize::SmallInput,
+            )
         });
     });
     group.finish();

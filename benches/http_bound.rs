@@ -31,14 +31,19 @@ async fn main() -> ExitCode {
     };
     tracing::warn!(ingress = %app.ingress_addr(), admin = %app.admin_addr(), "HTTP-side bound started: records are discarded, nothing reaches Kafka.");
     // Its publisher never fails: there is no producer to give up on.
-    let _ = app.run(async {
-        let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-    })
-    .await;
+    let _ = app
+        .run(async {
+            let Ok(mut terminate) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+        .await;
     telemetry.shutdown().await;
     ExitCode::SUCCESS
 }

@@ -46,7 +46,9 @@ use tokio::time::Instant;
 const USER_HZ: f64 = 100.0;
 
 #[derive(Parser, Debug)]
-#[command(about = "Produce the relay's records with the relay's producer settings, as fast as a bounded number in flight allows")]
+#[command(
+    about = "Produce the relay's records with the relay's producer settings, as fast as a bounded number in flight allows"
+)]
 struct Args {
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:19092")]
@@ -79,21 +81,38 @@ struct Template {
 }
 
 fn load_templates() -> anyhow::Result<Vec<Template>> {
-    samples::BUSINESS_PROCESSES.iter().map(|(name, body)| template(body).context(*name)).collect()
+    samples::BUSINESS_PROCESSES
+        .iter()
+        .map(|(name, body)| template(body).context(*name))
+        .collect()
 }
 
 fn template(body: &[u8]) -> anyhow::Result<Template> {
     let doc: serde_json::Value = serde_json::from_slice(body)?;
-    let id = doc.get("id").and_then(|v| v.as_str()).ok_or_else(|| anyhow!("no string top-level id"))?;
-    let version = doc.get("version").filter(|v| v.is_number()).map(ToString::to_string);
+    let id = doc
+        .get("id")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| anyhow!("no string top-level id"))?;
+    let version = doc
+        .get("version")
+        .filter(|v| v.is_number())
+        .map(ToString::to_string);
     let quoted = serde_json::to_string(id)?;
     // The top-level "id" is the one whose value is `id` (nested actions have other ids).
     let hits: Vec<usize> = (0..body.len().saturating_sub(quoted.len() - 1))
         .filter(|&at| body[at..].starts_with(quoted.as_bytes()) && preceded_by_id_key(body, at))
         .collect();
-    ensure!(hits.len() == 1, "the top-level id occurs {} times, expected once", hits.len());
+    ensure!(
+        hits.len() == 1,
+        "the top-level id occurs {} times, expected once",
+        hits.len()
+    );
     let at = hits[0];
-    Ok(Template { prefix: body[..=at].to_vec(), suffix: body[at + quoted.len() - 1..].to_vec(), version })
+    Ok(Template {
+        prefix: body[..=at].to_vec(),
+        suffix: body[at + quoted.len() - 1..].to_vec(),
+        version,
+    })
 }
 
 fn preceded_by_id_key(body: &[u8], at: usize) -> bool {
@@ -138,10 +157,22 @@ fn process_id(nonce: &[u8; 6], n: u64) -> String {
     raw[6] = 0x40 | (raw[6] & 0x0f);
     raw[8] = 0x80 | (raw[8] & 0x3f);
     let h = hex::encode(raw);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
-async fn worker(shared: Arc<Shared>, producer: FutureProducer, measure_start: Instant, stop: Instant) -> Tally {
+async fn worker(
+    shared: Arc<Shared>,
+    producer: FutureProducer,
+    measure_start: Instant,
+    stop: Instant,
+) -> Tally {
     let mut tally = Tally::default();
     loop {
         let now = Instant::now();
@@ -164,9 +195,14 @@ async fn worker(shared: Arc<Shared>, producer: FutureProducer, measure_start: In
             received: now_millis(),
             traceparent: TraceParent::fresh(),
         };
-        let webhook = Webhook { key: id, version: t.version.clone() };
+        let webhook = Webhook {
+            key: id,
+            version: t.version.clone(),
+        };
         let record = Record::accepted(&envelope, &shared.ce_source, &webhook, Bytes::from(value));
-        let mut future_record = FutureRecord::<str, [u8]>::to(&shared.topic).payload(&record.value[..]).headers(record.headers);
+        let mut future_record = FutureRecord::<str, [u8]>::to(&shared.topic)
+            .payload(&record.value[..])
+            .headers(record.headers);
         if let Some(key) = &record.key {
             future_record = future_record.key(key.as_str());
         }
@@ -188,7 +224,9 @@ async fn worker(shared: Arc<Shared>, producer: FutureProducer, measure_start: In
                 tally.acked.push(position);
                 if measured {
                     tally.ok_measured += 1;
-                    tally.latencies_us.push(u32::try_from(done.duration_since(sent).as_micros()).unwrap_or(u32::MAX));
+                    tally.latencies_us.push(
+                        u32::try_from(done.duration_since(sent).as_micros()).unwrap_or(u32::MAX),
+                    );
                 }
             }
             Err(error) => {
@@ -205,10 +243,18 @@ async fn worker(shared: Arc<Shared>, producer: FutureProducer, measure_start: In
 /// utime+stime of this process (all threads), seconds.
 fn self_cpu() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
     // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     (ticks(11) + ticks(12)) as f64 / USER_HZ
 }
 
@@ -228,11 +274,20 @@ fn self_memory() -> (u64, u64) {
 
 /// The high watermark of every partition. A topic created a moment ago may still answer "not
 /// leader" for a while: ask again every 200 ms for up to 30 s.
-fn watermarks(producer: &FutureProducer, topic: &str, partitions: i32) -> anyhow::Result<BTreeMap<i32, i64>> {
+fn watermarks(
+    producer: &FutureProducer,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let listed: Result<BTreeMap<i32, i64>, _> = (0..partitions)
-            .map(|p| producer.client().fetch_watermarks(topic, p, Duration::from_secs(10)).map(|(_low, high)| (p, high)))
+            .map(|p| {
+                producer
+                    .client()
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .map(|(_low, high)| (p, high))
+            })
             .collect();
         match listed {
             Ok(marks) => return Ok(marks),
@@ -252,10 +307,20 @@ fn partition_count(producer: &FutureProducer, topic: &str) -> anyhow::Result<i32
         let count = producer
             .client()
             .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .map(|m| m.topics().first().map_or(0, |t| if t.error().is_some() { 0 } else { t.partitions().len() }));
+            .map(|m| {
+                m.topics().first().map_or(0, |t| {
+                    if t.error().is_some() {
+                        0
+                    } else {
+                        t.partitions().len()
+                    }
+                })
+            });
         match count {
             Ok(n) if n > 0 => return Ok(i32::try_from(n)?),
-            _ if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
             Ok(_) => bail!("topic {topic} does not exist (or has no partitions)"),
             Err(error) => bail!("metadata of {topic}: {error}"),
         }
@@ -286,8 +351,12 @@ async fn main() -> anyhow::Result<()> {
         "unused-by-the-kafka-bound",
     ])
     .map_err(|e| anyhow!("the relay's default configuration: {e}"))?;
-    let client = bp_relay::kafka::client_config(&relay.kafka, &args.brokers, relay.listeners.max_body.as_u64())
-        .map_err(|e| anyhow!("the relay's producer settings: {e}"))?;
+    let client = bp_relay::kafka::client_config(
+        &relay.kafka,
+        &args.brokers,
+        relay.listeners.max_body.as_u64(),
+    )
+    .map_err(|e| anyhow!("the relay's producer settings: {e}"))?;
     let producer: FutureProducer = client.create()?;
 
     let partitions = partition_count(&producer, &args.topic)?;
@@ -304,7 +373,14 @@ async fn main() -> anyhow::Result<()> {
     let measure_start = begin + args.warmup;
     let stop = measure_start + args.duration;
     let workers: Vec<_> = (0..args.inflight)
-        .map(|_| tokio::spawn(worker(shared.clone(), producer.clone(), measure_start, stop)))
+        .map(|_| {
+            tokio::spawn(worker(
+                shared.clone(),
+                producer.clone(),
+                measure_start,
+                stop,
+            ))
+        })
         .collect();
     tokio::time::sleep_until(measure_start).await;
     let cpu_start = self_cpu();
@@ -344,21 +420,38 @@ async fn main() -> anyhow::Result<()> {
         if offset >= end || offset < start {
             below &= offset < end;
             if problems.len() < 20 {
-                problems.push(format!("{}/{p}: acknowledged offset {offset} outside [{start}, {end})", args.topic));
+                problems.push(format!(
+                    "{}/{p}: acknowledged offset {offset} outside [{start}, {end})",
+                    args.topic
+                ));
             }
         }
     }
-    let added: i64 = hw_end.iter().map(|(p, hw)| hw - hw_start.get(p).copied().unwrap_or(0)).sum();
+    let added: i64 = hw_end
+        .iter()
+        .map(|(p, hw)| hw - hw_start.get(p).copied().unwrap_or(0))
+        .sum();
     if acked.len() as u64 != tally.ok_all {
-        problems.push(format!("{} acknowledgements but {} distinct positions", tally.ok_all, acked.len()));
+        problems.push(format!(
+            "{} acknowledgements but {} distinct positions",
+            tally.ok_all,
+            acked.len()
+        ));
     }
     if (added as u64) < tally.ok_all {
-        problems.push(format!("{} acknowledgements but the topic grew by only {added} records", tally.ok_all));
+        problems.push(format!(
+            "{} acknowledgements but the topic grew by only {added} records",
+            tally.ok_all
+        ));
     }
 
     let mut lat = tally.latencies_us;
     lat.sort_unstable();
-    let mean = if lat.is_empty() { 0.0 } else { lat.iter().map(|&v| f64::from(v)).sum::<f64>() / lat.len() as f64 / 1000.0 };
+    let mean = if lat.is_empty() {
+        0.0
+    } else {
+        lat.iter().map(|&v| f64::from(v)).sum::<f64>() / lat.len() as f64 / 1000.0
+    };
     let mut status = serde_json::Map::new();
     status.insert("acked".into(), tally.ok_measured.into());
     if tally.errors_measured > 0 {

@@ -38,14 +38,20 @@ struct Readiness {
 impl Admin {
     /// The admin endpoints over `registry` (what `/metrics` encodes) and `health`.
     pub fn new(registry: Registry, health: Arc<Health>, metrics: Metrics) -> Self {
-        Self { registry, health, metrics }
+        Self {
+            registry,
+            health,
+            metrics,
+        }
     }
 
     /// Answers one admin request.
     pub fn handle<B>(&self, request: &Request<B>) -> Response<Body> {
         let is_read = request.method() == Method::GET || request.method() == Method::HEAD;
         let response = match request.uri().path() {
-            "/metrics" | "/healthz" | "/readyz" if !is_read => response::error(&Error::MethodNotAllowed { allow: "GET, HEAD" }),
+            "/metrics" | "/healthz" | "/readyz" if !is_read => {
+                response::error(&Error::MethodNotAllowed { allow: "GET, HEAD" })
+            }
             "/metrics" => self.metrics_text(),
             "/healthz" => response::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
             "/readyz" => self.readiness(),
@@ -66,11 +72,27 @@ impl Admin {
     }
 
     fn readiness(&self) -> Response<Body> {
-        let reasons: Vec<&'static str> = self.health.check(Instant::now()).into_iter().map(|r| r.code()).collect();
+        let reasons: Vec<&'static str> = self
+            .health
+            .check(Instant::now())
+            .into_iter()
+            .map(|r| r.code())
+            .collect();
         let ready = reasons.is_empty();
         self.metrics.set_ready(ready);
-        let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        response::json(status, &Readiness { ready, reasons, missing_topics: self.health.missing_topics() })
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        response::json(
+            status,
+            &Readiness {
+                ready,
+                reasons,
+                missing_topics: self.health.missing_topics(),
+            },
+        )
     }
 }
 
@@ -83,11 +105,19 @@ mod tests {
     fn admin() -> Admin {
         let registry = Registry::new();
         let metrics = Metrics::register(&registry).unwrap();
-        Admin::new(registry, Arc::new(Health::new(Duration::from_secs(3), 0.8)), metrics)
+        Admin::new(
+            registry,
+            Arc::new(Health::new(Duration::from_secs(3), 0.8)),
+            metrics,
+        )
     }
 
     async fn answer(method: Method, path: &str) -> Response<Body> {
-        let request = Request::builder().method(method).uri(path).body(()).unwrap();
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap();
         admin().handle(&request)
     }
 
@@ -96,9 +126,14 @@ mod tests {
         use http_body_util::BodyExt as _;
         let not_found = answer(Method::GET, "/nope").await;
         assert_eq!(not_found.status(), StatusCode::NOT_FOUND);
-        let body: serde_json::Value = serde_json::from_slice(&not_found.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&not_found.into_body().collect().await.unwrap().to_bytes())
+                .unwrap();
         assert_eq!(body["code"], "not_found");
-        assert!(body["message"].as_str().unwrap().contains("/readyz"), "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("/readyz"),
+            "{body}"
+        );
         let wrong_method = answer(Method::POST, "/metrics").await;
         assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(wrong_method.headers()[header::ALLOW], "GET, HEAD");
@@ -106,7 +141,13 @@ mod tests {
 
     #[tokio::test]
     async fn liveness_is_ok_while_readiness_waits_for_a_broker() {
-        assert_eq!(answer(Method::GET, "/healthz").await.status(), StatusCode::OK);
-        assert_eq!(answer(Method::GET, "/readyz").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            answer(Method::GET, "/healthz").await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            answer(Method::GET, "/readyz").await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }

@@ -30,10 +30,10 @@ use crate::{
     health::Health,
     http::Ingress,
     kafka::{self, ClientMetrics, EmbeddedKafka, ProducerGaveUp, Publisher, TopicCheckError},
-    replay::ReplayGuard,
-    rotation,
     metrics::Metrics,
     publish::Publish,
+    replay::ReplayGuard,
+    rotation,
     server::{self, Limits},
 };
 
@@ -87,7 +87,11 @@ impl BuildError {
 /// See [`BuildError`]; only its configuration variants occur.
 pub fn check(config: &Config) -> Result<(), BuildError> {
     config.validate()?;
-    let brokers = config.kafka.kafka_brokers.as_deref().unwrap_or(EMBEDDED_PLACEHOLDER);
+    let brokers = config
+        .kafka
+        .kafka_brokers
+        .as_deref()
+        .unwrap_or(EMBEDDED_PLACEHOLDER);
     // Creating the producer is where librdkafka validates; it is dropped before it sends
     // anything that matters.
     Prepared::kafka(config, brokers)?;
@@ -107,23 +111,41 @@ impl Prepared<Publisher> {
     fn kafka(config: &Config, brokers: &str) -> Result<Self, BuildError> {
         let registry = Registry::new();
         let health = health(config);
-        let client_config = kafka::client_config(&config.kafka, brokers, config.listeners.max_body.as_u64())?;
-        let publisher =
-            Publisher::build(&client_config, ClientMetrics::register(&registry)?, health.clone()).map_err(BuildError::KafkaConfig)?;
+        let client_config =
+            kafka::client_config(&config.kafka, brokers, config.listeners.max_body.as_u64())?;
+        let publisher = Publisher::build(
+            &client_config,
+            ClientMetrics::register(&registry)?,
+            health.clone(),
+        )
+        .map_err(BuildError::KafkaConfig)?;
         Self::with(config, registry, health, publisher)
     }
 }
 
 impl<P: Publish> Prepared<P> {
-    fn with(config: &Config, registry: Registry, health: Arc<Health>, publisher: P) -> Result<Self, BuildError> {
+    fn with(
+        config: &Config,
+        registry: Registry,
+        health: Arc<Health>,
+        publisher: P,
+    ) -> Result<Self, BuildError> {
         let metrics = Metrics::register(&registry)?;
         let ingress = Ingress::build(config, publisher, metrics.clone())?;
-        Ok(Self { registry, health, metrics, ingress })
+        Ok(Self {
+            registry,
+            health,
+            metrics,
+            ingress,
+        })
     }
 }
 
 fn health(config: &Config) -> Arc<Health> {
-    Arc::new(Health::new(config.lifecycle.broker_down_grace, config.lifecycle.queue_high_water))
+    Arc::new(Health::new(
+        config.lifecycle.broker_down_grace,
+        config.lifecycle.queue_high_water,
+    ))
 }
 
 /// The relay, built and bound, not yet serving.
@@ -173,7 +195,9 @@ impl App<Publisher> {
             .as_ref()
             .map(EmbeddedKafka::bootstrap_servers)
             .or_else(|| config.kafka.kafka_brokers.clone())
-            .ok_or_else(|| ConfigError::new("--kafka-brokers is required, or --embedded-kafka for a demo"))?;
+            .ok_or_else(|| {
+                ConfigError::new("--kafka-brokers is required, or --embedded-kafka for a demo")
+            })?;
         let prepared = Prepared::kafka(config, &brokers)?;
         // Listeners first: /healthz answers and deliveries get 503 `starting` while Kafka or the
         // topics are not there yet, instead of a crash loop.
@@ -182,10 +206,20 @@ impl App<Publisher> {
         gate.store(false, Ordering::Release);
         let publisher = prepared.ingress.publisher().clone();
         // Aborted on drop, also if binding a listener fails below.
-        let probe = Background(tokio::spawn(publisher.clone().probe_brokers(config.routes.topic.clone(), prepared.health.clone())));
+        let probe = Background(tokio::spawn(
+            publisher
+                .clone()
+                .probe_brokers(config.routes.topic.clone(), prepared.health.clone()),
+        ));
         let supervisor = Background(tokio::spawn(publisher.clone().supervise()));
         let topics = config.routes.topics().map(str::to_owned).to_vec();
-        let startup = Background(tokio::spawn(confirm_topics(publisher, topics, config.lifecycle.startup_timeout, prepared.health.clone(), gate)));
+        let startup = Background(tokio::spawn(confirm_topics(
+            publisher,
+            topics,
+            config.lifecycle.startup_timeout,
+            prepared.health.clone(),
+            gate,
+        )));
         let mut app = Self::bind(config, prepared, embedded).await?;
         app._broker_probe = Some(probe);
         app.supervisor = Some(supervisor);
@@ -212,8 +246,15 @@ async fn confirm_topics(
 impl<P: Publish> App<P> {
     /// Reloads `--signing-secrets-file` while running, when there is one.
     fn watch_signing_secrets(&mut self, config: &Config) {
-        if let (Some(verifier), Some(_)) = (self.ingress.verifier(), &config.signing.signing_secrets_file) {
-            let task = rotation::watch(verifier.clone(), config.signing.clone(), self.ingress.metrics().clone());
+        if let (Some(verifier), Some(_)) = (
+            self.ingress.verifier(),
+            &config.signing.signing_secrets_file,
+        ) {
+            let task = rotation::watch(
+                verifier.clone(),
+                config.signing.clone(),
+                self.ingress.metrics().clone(),
+            );
             self._secrets_watch = Some(Background(tokio::spawn(task)));
         }
     }
@@ -222,7 +263,9 @@ impl<P: Publish> App<P> {
     fn probe_replay_store(&mut self) {
         if let Some(ReplayGuard::Shared(store)) = self.ingress.replay_guard() {
             self.health.set_replay_store_up(false);
-            self._replay_store_probe = Some(Background(tokio::spawn(store.clone().probe(self.health.clone()))));
+            self._replay_store_probe = Some(Background(tokio::spawn(
+                store.clone().probe(self.health.clone()),
+            )));
         }
     }
 }
@@ -239,8 +282,17 @@ impl<P: Publish> App<P> {
         Self::bind(config, prepared, None).await
     }
 
-    async fn bind(config: &Config, prepared: Prepared<P>, embedded: Option<EmbeddedKafka>) -> Result<Self, BuildError> {
-        let Prepared { registry, health, metrics, ingress } = prepared;
+    async fn bind(
+        config: &Config,
+        prepared: Prepared<P>,
+        embedded: Option<EmbeddedKafka>,
+    ) -> Result<Self, BuildError> {
+        let Prepared {
+            registry,
+            health,
+            metrics,
+            ingress,
+        } = prepared;
         let mut app = App {
             ingress_listener: bind(config.listeners.listen).await?,
             admin_listener: bind(config.listeners.admin_listen).await?,
@@ -294,9 +346,15 @@ impl<P: Publish> App<P> {
         });
         let admin_limits = self.admin_limits;
         let admin_task = tokio::spawn(async move {
-            let connections = server::serve(self.admin_listener, admin_service, admin_limits, None, async {
-                let _ = admin_stopped.await;
-            })
+            let connections = server::serve(
+                self.admin_listener,
+                admin_service,
+                admin_limits,
+                None,
+                async {
+                    let _ = admin_stopped.await;
+                },
+            )
             .await;
             let _ = tokio::time::timeout(ADMIN_DRAIN, connections.shutdown()).await;
         });
@@ -327,7 +385,10 @@ impl<P: Publish> App<P> {
 
         let deadline = Instant::now() + self.shutdown_grace;
         info!(grace = %humantime::format_duration(self.shutdown_grace), "Draining: no new connections; finishing in-flight requests.");
-        if tokio::time::timeout_at(deadline, connections.shutdown()).await.is_err() {
+        if tokio::time::timeout_at(deadline, connections.shutdown())
+            .await
+            .is_err()
+        {
             warn!("In-flight requests were still running when the grace period ended.");
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -361,7 +422,9 @@ impl RunError {
 }
 
 /// Resolves with the startup error when `--startup-timeout` ran out; never otherwise.
-async fn startup_failed(startup: Option<Background<Result<(), TopicCheckError>>>) -> Option<TopicCheckError> {
+async fn startup_failed(
+    startup: Option<Background<Result<(), TopicCheckError>>>,
+) -> Option<TopicCheckError> {
     let Some(mut startup) = startup else {
         return std::future::pending().await;
     };
@@ -373,7 +436,9 @@ async fn startup_failed(startup: Option<Background<Result<(), TopicCheckError>>>
 }
 
 /// Resolves when the supervisor gives up; never without one.
-async fn producer_gave_up(supervisor: Option<Background<ProducerGaveUp>>) -> Option<ProducerGaveUp> {
+async fn producer_gave_up(
+    supervisor: Option<Background<ProducerGaveUp>>,
+) -> Option<ProducerGaveUp> {
     let Some(mut supervisor) = supervisor else {
         return std::future::pending().await;
     };
@@ -385,7 +450,9 @@ async fn producer_gave_up(supervisor: Option<Background<ProducerGaveUp>>) -> Opt
 /// when librdkafka did not (values may be credentials, which it never echoes).
 fn describe_refusal(error: &KafkaError) -> String {
     match error {
-        KafkaError::ClientConfig(_, description, key, _) if description.contains(key.as_str()) => description.clone(),
+        KafkaError::ClientConfig(_, description, key, _) if description.contains(key.as_str()) => {
+            description.clone()
+        }
         KafkaError::ClientConfig(_, description, key, _) => format!("{key}: {description}"),
         KafkaError::ClientCreation(description) => description.clone(),
         other => other.to_string(),
@@ -424,7 +491,11 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, BuildError> {
 
 /// A listener on `addr` with the relay's backlog.
 fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     // As tokio's TcpListener::bind: a restarted relay can bind while old connections linger.
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
@@ -439,7 +510,9 @@ fn ipv6_is_off(error: &io::Error) -> bool {
 
 fn local_addr(listener: &TcpListener) -> SocketAddr {
     // A bound listener always has an address; the fallback only keeps this total.
-    listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 #[cfg(test)]
@@ -449,7 +522,15 @@ mod tests {
     use super::*;
 
     fn check_args(extra: &[&str]) -> Result<(), BuildError> {
-        let args = ["bp-relay", "--kafka-brokers", "127.0.0.1:9092", "--signing-secrets", "s"].iter().chain(extra);
+        let args = [
+            "bp-relay",
+            "--kafka-brokers",
+            "127.0.0.1:9092",
+            "--signing-secrets",
+            "s",
+        ]
+        .iter()
+        .chain(extra);
         check(&Config::try_parse_from(args).unwrap())
     }
 
@@ -462,8 +543,19 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_producer_that_keeps_failing_fatally_ends_the_run_with_an_error() {
-        let args = ["bp-relay", "--embedded-kafka", "--signing-secrets", "s", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
-        let app = App::build(&Config::try_parse_from(args).unwrap()).await.unwrap();
+        let args = [
+            "bp-relay",
+            "--embedded-kafka",
+            "--signing-secrets",
+            "s",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ];
+        let app = App::build(&Config::try_parse_from(args).unwrap())
+            .await
+            .unwrap();
         let publisher = app.publisher().clone();
         let run = tokio::spawn(app.run(std::future::pending()));
         // Each injection fails the producer in service (a no-op on one already failed).
@@ -475,14 +567,21 @@ mod tests {
         })
         .await;
         assert!(ended.is_ok(), "the relay stopped itself within 30 s");
-        assert!(run.await.unwrap().is_err(), "and says why, for a non-zero exit");
+        assert!(
+            run.await.unwrap().is_err(),
+            "and says why, for a non-zero exit"
+        );
     }
 
     #[tokio::test]
     async fn the_wildcard_listener_takes_ipv4_clients_too() {
-        let listener = bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))).await.unwrap();
+        let listener = bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
+            .await
+            .unwrap();
         let port = local_addr(&listener).port();
-        tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await.expect("an IPv4 client reaches [::] (dual stack) or its IPv4 fallback");
+        tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .expect("an IPv4 client reaches [::] (dual stack) or its IPv4 fallback");
     }
 
     #[test]
@@ -490,9 +589,15 @@ mod tests {
         let error = check_args(&["--ack-timeout", "5s"]).unwrap_err();
         assert_eq!(error.exit_code(), 64);
         let error = check_args(&["--kafka-option", "foo=bar"]).unwrap_err();
-        assert_eq!(error.to_string(), r#"Kafka client configuration refused: No such configuration property: "foo""#);
+        assert_eq!(
+            error.to_string(),
+            r#"Kafka client configuration refused: No such configuration property: "foo""#
+        );
         assert_eq!(error.exit_code(), 64);
-        assert!(check_args(&["--embedded-kafka"]).is_err(), "brokers and the embedded cluster exclude each other");
+        assert!(
+            check_args(&["--embedded-kafka"]).is_err(),
+            "brokers and the embedded cluster exclude each other"
+        );
         check_args(&[]).unwrap();
     }
 }

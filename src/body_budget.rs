@@ -31,12 +31,19 @@ pub struct Exhausted;
 impl BodyBudget {
     /// A budget of `limit` bytes, reported in `bp_relay_inflight_body_bytes`.
     pub fn new(limit: u64, metrics: Metrics) -> Self {
-        Self { limit, held: AtomicU64::new(0), metrics }
+        Self {
+            limit,
+            held: AtomicU64::new(0),
+            metrics,
+        }
     }
 
     /// An empty share for one request; it gives back what it holds when dropped.
     pub fn share(&self) -> Share<'_> {
-        Share { budget: self, held: 0 }
+        Share {
+            budget: self,
+            held: 0,
+        }
     }
 
     /// Bytes held by all requests now.
@@ -118,18 +125,27 @@ where
     let mut pieces: Vec<Bytes> = Vec::new();
     let mut length = 0u64;
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(|error| CollectError::Read(error.into()))?.into_data() else { continue };
+        let Ok(data) = frame
+            .map_err(|error| CollectError::Read(error.into()))?
+            .into_data()
+        else {
+            continue;
+        };
         if data.is_empty() {
             continue;
         }
-        share.take(data.len() as u64 + PIECE_OVERHEAD).map_err(|Exhausted| CollectError::Exhausted)?;
+        share
+            .take(data.len() as u64 + PIECE_OVERHEAD)
+            .map_err(|Exhausted| CollectError::Exhausted)?;
         length += data.len() as u64;
         pieces.push(data);
     }
     if pieces.len() <= 1 {
         return Ok(pieces.pop().unwrap_or_default());
     }
-    share.take(length).map_err(|Exhausted| CollectError::Exhausted)?;
+    share
+        .take(length)
+        .map_err(|Exhausted| CollectError::Exhausted)?;
     let mut joined = Vec::with_capacity(usize::try_from(length).unwrap_or(usize::MAX));
     for piece in &pieces {
         joined.extend_from_slice(piece);
@@ -156,7 +172,11 @@ mod tests {
         let mut first = budget.share();
         let mut second = budget.share();
         first.take(60).unwrap();
-        assert_eq!(second.take(41), Err(Exhausted), "61 + 41 > 100: refused whole");
+        assert_eq!(
+            second.take(41),
+            Err(Exhausted),
+            "61 + 41 > 100: refused whole"
+        );
         assert_eq!(budget.held(), 60, "a refused take holds nothing");
         second.take(40).unwrap();
         assert_eq!(budget.held(), 100);

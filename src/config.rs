@@ -18,7 +18,10 @@ mod listeners;
 mod signing;
 mod telemetry;
 
-pub use kafka::{Compression, Kafka, KafkaOption, SaslMechanism, SecurityProtocol, AUTHVIA_DEADLINE, RESERVED_OPTIONS};
+pub use kafka::{
+    Compression, Kafka, KafkaOption, SaslMechanism, SecurityProtocol, AUTHVIA_DEADLINE,
+    RESERVED_OPTIONS,
+};
 pub use lifecycle::Lifecycle;
 pub use listeners::Listeners;
 pub use signing::Signing;
@@ -95,12 +98,14 @@ impl Config {
 
 /// A duration such as `250ms`, `4s` or `5m` (humantime), with one short message when not.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s).map_err(|_| "expected a duration such as 250ms, 4s or 5m".to_owned())
+    humantime::parse_duration(s)
+        .map_err(|_| "expected a duration such as 250ms, 4s or 5m".to_owned())
 }
 
 /// A size such as `512KiB` or `1MiB`, with one short message when not.
 fn parse_size(s: &str) -> Result<bytesize::ByteSize, String> {
-    s.parse().map_err(|_| "expected a size such as 512KiB, 1MiB or 256MiB".to_owned())
+    s.parse()
+        .map_err(|_| "expected a size such as 512KiB, 1MiB or 256MiB".to_owned())
 }
 
 /// Room for a record's headers and framing on top of its body: the Kafka client's
@@ -132,9 +137,15 @@ mod tests {
     use super::*;
 
     fn parse(extra: &[&str]) -> Result<Config, String> {
-        let args = ["bp-relay", "--kafka-brokers", "127.0.0.1:9092", "--signing-secrets", "s3cret"]
-            .iter()
-            .chain(extra);
+        let args = [
+            "bp-relay",
+            "--kafka-brokers",
+            "127.0.0.1:9092",
+            "--signing-secrets",
+            "s3cret",
+        ]
+        .iter()
+        .chain(extra);
         let config = Config::try_parse_from(args).map_err(|e| e.to_string())?;
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
@@ -146,10 +157,19 @@ mod tests {
         assert_eq!(config.listeners.listen.to_string(), "[::]:8080");
         assert_eq!(config.listeners.admin_listen.to_string(), "[::]:9090");
         assert_eq!(config.routes.topic, "authvia.business-processes");
-        assert_eq!(config.routes.actions_topic, "authvia.business-process-actions");
-        assert_eq!(config.routes.dead_letter_topic, "authvia.webhooks.dead-letter");
+        assert_eq!(
+            config.routes.actions_topic,
+            "authvia.business-process-actions"
+        );
+        assert_eq!(
+            config.routes.dead_letter_topic,
+            "authvia.webhooks.dead-letter"
+        );
         assert_eq!(config.rules.key_pointer.as_str(), "/id");
-        assert_eq!(config.rules.actions_key_pointer.as_str(), "/businessProcess");
+        assert_eq!(
+            config.rules.actions_key_pointer.as_str(),
+            "/businessProcess"
+        );
         assert_eq!(config.kafka.ack_timeout, Duration::from_secs(4));
         assert_eq!(config.signing.signature_tolerance, Duration::from_secs(300));
         assert_eq!(config.lifecycle.shutdown_grace, Duration::from_secs(20));
@@ -168,7 +188,13 @@ mod tests {
         let config = Config::try_parse_from(["bp-relay", "--kafka-brokers", "k:9092"]).unwrap();
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("--insecure-skip-signature"), "{error}");
-        let config = Config::try_parse_from(["bp-relay", "--kafka-brokers", "k:9092", "--insecure-skip-signature"]).unwrap();
+        let config = Config::try_parse_from([
+            "bp-relay",
+            "--kafka-brokers",
+            "k:9092",
+            "--insecure-skip-signature",
+        ])
+        .unwrap();
         assert!(config.validate().is_ok());
     }
 
@@ -183,10 +209,14 @@ mod tests {
     fn sasl_protocol_needs_mechanism_user_and_password() {
         assert!(parse(&["--kafka-security-protocol", "sasl-ssl"]).is_err());
         assert!(parse(&[
-            "--kafka-security-protocol", "sasl-ssl",
-            "--kafka-sasl-mechanism", "SCRAM-SHA-512",
-            "--kafka-sasl-username", "relay",
-            "--kafka-sasl-password", "pw",
+            "--kafka-security-protocol",
+            "sasl-ssl",
+            "--kafka-sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--kafka-sasl-username",
+            "relay",
+            "--kafka-sasl-password",
+            "pw",
         ])
         .is_ok());
         assert!(parse(&["--kafka-sasl-username", "relay"]).is_err());
@@ -194,7 +224,13 @@ mod tests {
 
     #[test]
     fn kafka_options_parse_key_value_and_hide_credentials() {
-        let config = parse(&["--kafka-option", "socket.keepalive.enable=true", "--kafka-option", "sasl.oauthbearer.client.secret=hunter2"]).unwrap();
+        let config = parse(&[
+            "--kafka-option",
+            "socket.keepalive.enable=true",
+            "--kafka-option",
+            "sasl.oauthbearer.client.secret=hunter2",
+        ])
+        .unwrap();
         assert_eq!(config.kafka.kafka_options[0].key, "socket.keepalive.enable");
         assert_eq!(config.kafka.kafka_options[0].value, "true");
         let printed = format!("{config:?}");
@@ -216,18 +252,34 @@ mod tests {
         ] {
             let error = parse(&["--kafka-option", option]).unwrap_err();
             let key = option.split('=').next().unwrap();
-            assert!(error.contains(&format!("--kafka-option {key} is reserved")), "{option}: {error}");
+            assert!(
+                error.contains(&format!("--kafka-option {key} is reserved")),
+                "{option}: {error}"
+            );
             assert!(error.contains(flag_or_reason), "{option}: {error}");
         }
     }
 
     #[test]
     fn the_message_timeout_is_at_least_the_ack_timeout_and_bounded() {
-        assert_eq!(parse(&[]).unwrap().kafka.message_timeout(), Duration::from_secs(4), "the ack timeout by default");
-        assert_eq!(parse(&["--kafka-message-timeout", "30s"]).unwrap().kafka.message_timeout(), Duration::from_secs(30));
+        assert_eq!(
+            parse(&[]).unwrap().kafka.message_timeout(),
+            Duration::from_secs(4),
+            "the ack timeout by default"
+        );
+        assert_eq!(
+            parse(&["--kafka-message-timeout", "30s"])
+                .unwrap()
+                .kafka
+                .message_timeout(),
+            Duration::from_secs(30)
+        );
         for too_short_or_long in ["3s", "301s"] {
             let error = parse(&["--kafka-message-timeout", too_short_or_long]).unwrap_err();
-            assert!(error.contains("--kafka-message-timeout must be between --ack-timeout and 5m"), "{error}");
+            assert!(
+                error.contains("--kafka-message-timeout must be between --ack-timeout and 5m"),
+                "{error}"
+            );
         }
     }
 
@@ -241,8 +293,14 @@ mod tests {
     #[test]
     fn a_bad_duration_or_size_is_named_once_with_an_example() {
         let error = parse(&["--ack-timeout", "5x"]).unwrap_err();
-        assert!(error.contains("invalid value '5x' for '--ack-timeout"), "{error}");
-        assert!(error.contains("expected a duration such as 250ms"), "{error}");
+        assert!(
+            error.contains("invalid value '5x' for '--ack-timeout"),
+            "{error}"
+        );
+        assert!(
+            error.contains("expected a duration such as 250ms"),
+            "{error}"
+        );
         let error = parse(&["--max-body", "2XB"]).unwrap_err();
         assert_eq!(error.matches("XB").count(), 1, "{error}");
         assert!(error.contains("expected a size such as"), "{error}");
@@ -251,7 +309,10 @@ mod tests {
     #[test]
     fn a_broker_down_grace_shorter_than_two_statistics_intervals_is_refused() {
         let error = parse(&["--broker-down-grace", "1s"]).unwrap_err();
-        assert!(error.contains("--broker-down-grace must be at least 2s"), "{error}");
+        assert!(
+            error.contains("--broker-down-grace must be at least 2s"),
+            "{error}"
+        );
         assert!(parse(&["--broker-down-grace", "2s"]).is_ok());
     }
 
@@ -267,11 +328,23 @@ mod tests {
     fn otlp_export_is_off_by_default_and_needs_a_plain_http_collector_url() {
         assert!(parse(&[]).unwrap().telemetry.otlp_endpoint.is_none());
         let config = parse(&["--otlp-endpoint", "http://otel-collector:4318"]).unwrap();
-        assert_eq!(config.telemetry.otlp_endpoint.unwrap().to_string(), "http://otel-collector:4318/");
-        for bad in ["https://otel-collector:4318", "otel-collector:4318", "/v1/traces", "http://user:pw@otel-collector:4318", "not a url"] {
+        assert_eq!(
+            config.telemetry.otlp_endpoint.unwrap().to_string(),
+            "http://otel-collector:4318/"
+        );
+        for bad in [
+            "https://otel-collector:4318",
+            "otel-collector:4318",
+            "/v1/traces",
+            "http://user:pw@otel-collector:4318",
+            "not a url",
+        ] {
             let error = parse(&["--otlp-endpoint", bad]).unwrap_err();
             assert!(error.contains("--otlp-endpoint"), "{bad}: {error}");
-            assert!(!error.contains("pw@"), "credentials are not echoed: {error}");
+            assert!(
+                !error.contains("pw@"),
+                "credentials are not echoed: {error}"
+            );
         }
     }
 
@@ -280,7 +353,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secrets");
         std::fs::write(&path, "old-secret\nnew-secret\n\n").unwrap();
-        let config = Config::try_parse_from(["bp-relay", "--kafka-brokers", "k:9092", "--signing-secrets-file", path.to_str().unwrap()]).unwrap();
+        let config = Config::try_parse_from([
+            "bp-relay",
+            "--kafka-brokers",
+            "k:9092",
+            "--signing-secrets-file",
+            path.to_str().unwrap(),
+        ])
+        .unwrap();
         config.validate().unwrap();
         let secrets = config.signing.secrets().unwrap();
         let exposed: Vec<&str> = secrets.iter().map(|s| s.expose_secret()).collect();
@@ -289,8 +369,18 @@ mod tests {
 
     #[test]
     fn unreadable_secrets_file_is_a_config_error() {
-        let config = Config::try_parse_from(["bp-relay", "--kafka-brokers", "k:9092", "--signing-secrets-file", "/nonexistent/secrets"]).unwrap();
+        let config = Config::try_parse_from([
+            "bp-relay",
+            "--kafka-brokers",
+            "k:9092",
+            "--signing-secrets-file",
+            "/nonexistent/secrets",
+        ])
+        .unwrap();
         let error = config.signing.secrets().unwrap_err().to_string();
-        assert!(error.starts_with("--signing-secrets-file /nonexistent/secrets"), "{error}");
+        assert!(
+            error.starts_with("--signing-secrets-file /nonexistent/secrets"),
+            "{error}"
+        );
     }
 }

@@ -33,9 +33,7 @@ pub enum Error {
     Unauthorized(#[from] SignatureError),
     /// The body is larger than `--max-body`.
     #[error("request body exceeds {limit} bytes")]
-    PayloadTooLarge {
-        limit: u64,
-    },
+    PayloadTooLarge { limit: u64 },
     /// The body could not be read (the client went away, or sent broken framing).
     #[error("request body could not be read")]
     BodyRead(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -78,7 +76,10 @@ impl Error {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Overloaded | Self::OverloadedBytes | Self::Starting | Self::ReplayStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded
+            | Self::OverloadedBytes
+            | Self::Starting
+            | Self::ReplayStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Publish(error) if error.reason.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Publish(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -104,7 +105,9 @@ impl Error {
     /// The message for the sender: what to fix for 4xx, nothing internal for 5xx.
     pub fn public_message(&self) -> String {
         match self.status() {
-            StatusCode::SERVICE_UNAVAILABLE => "the delivery was not stored; retry later".to_owned(),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                "the delivery was not stored; retry later".to_owned()
+            }
             status if status.is_server_error() => "the delivery was not stored".to_owned(),
             _ => self.to_string(),
         }
@@ -127,9 +130,17 @@ mod tests {
 
     #[test]
     fn transient_kafka_failures_are_503_with_retry_after() {
-        for reason in [FailureReason::Timeout, FailureReason::QueueFull, FailureReason::Transport] {
+        for reason in [
+            FailureReason::Timeout,
+            FailureReason::QueueFull,
+            FailureReason::Transport,
+        ] {
             let error = publish(reason);
-            assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE, "{reason:?}");
+            assert_eq!(
+                error.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{reason:?}"
+            );
             assert_eq!(error.retry_after(), Some(RETRY_AFTER_SECONDS));
         }
     }

@@ -168,7 +168,8 @@ impl Health {
 
     /// The fuller of the queue's record and byte fill, as a fraction of capacity.
     pub fn set_queue_fill(&self, fill: f64) {
-        self.queue_fill_ppm.store((fill.clamp(0.0, 1.0) * 1e6) as u64, Ordering::Relaxed);
+        self.queue_fill_ppm
+            .store((fill.clamp(0.0, 1.0) * 1e6) as u64, Ordering::Relaxed);
     }
 
     /// Every reason the relay is not ready at `now`; empty when ready.
@@ -182,9 +183,20 @@ impl Health {
             Ok(Startup::TopicsMissing(_)) => reasons.push(NotReady::TopicsMissing),
             _ => {}
         }
-        let within_grace = |at: Instant| now.saturating_duration_since(at) <= self.broker_down_grace;
-        let connected = self.broker_last_up.lock().ok().and_then(|last| *last).is_some_and(within_grace);
-        let answering = self.broker_unanswered_since.lock().ok().and_then(|since| *since).is_none_or(within_grace);
+        let within_grace =
+            |at: Instant| now.saturating_duration_since(at) <= self.broker_down_grace;
+        let connected = self
+            .broker_last_up
+            .lock()
+            .ok()
+            .and_then(|last| *last)
+            .is_some_and(within_grace);
+        let answering = self
+            .broker_unanswered_since
+            .lock()
+            .ok()
+            .and_then(|since| *since)
+            .is_none_or(within_grace);
         if !(connected && answering) {
             reasons.push(NotReady::NoBroker);
         }
@@ -229,7 +241,10 @@ mod tests {
         let then = Instant::now();
         healthy_broker(&health, then);
         assert!(health.check(then + Duration::from_secs(3)).is_empty());
-        assert_eq!(health.check(then + Duration::from_secs(4)), [NotReady::NoBroker]);
+        assert_eq!(
+            health.check(then + Duration::from_secs(4)),
+            [NotReady::NoBroker]
+        );
     }
 
     #[test]
@@ -241,9 +256,16 @@ mod tests {
         health.broker_unanswered(then + Duration::from_secs(1));
         health.broker_unanswered(then + Duration::from_secs(3));
         health.broker_seen_up(then + Duration::from_secs(4));
-        assert!(health.check(then + Duration::from_secs(4)).is_empty(), "within the grace");
+        assert!(
+            health.check(then + Duration::from_secs(4)).is_empty(),
+            "within the grace"
+        );
         health.broker_seen_up(then + Duration::from_secs(5));
-        assert_eq!(health.check(then + Duration::from_secs(5)), [NotReady::NoBroker], "unanswered since 1 s, for 4 s");
+        assert_eq!(
+            health.check(then + Duration::from_secs(5)),
+            [NotReady::NoBroker],
+            "unanswered since 1 s, for 4 s"
+        );
         health.broker_answered();
         assert!(health.check(then + Duration::from_secs(5)).is_empty());
     }

@@ -91,7 +91,10 @@ impl<P: Publish> Ingress<P> {
             max_body: config.listeners.max_body.as_u64(),
             ack_timeout: config.kafka.ack_timeout,
             inflight: Semaphore::new(config.listeners.max_inflight),
-            body_budget: BodyBudget::new(config.listeners.max_inflight_bytes.as_u64(), metrics.clone()),
+            body_budget: BodyBudget::new(
+                config.listeners.max_inflight_bytes.as_u64(),
+                metrics.clone(),
+            ),
             access_log: config.telemetry.access_log,
             started: Arc::new(AtomicBool::new(true)),
         })
@@ -144,11 +147,21 @@ impl<P: Publish> Ingress<P> {
         );
         // Before the span is first entered: an exported span joins the sender's trace.
         let traceparent = telemetry::join_trace(&span, incoming_traceparent(request.headers()));
-        let mut access = Access { route: route_label, traceparent, key: None, topic: None, status: 0, latency_us: 0 };
+        let mut access = Access {
+            route: route_label,
+            traceparent,
+            key: None,
+            topic: None,
+            status: 0,
+            latency_us: 0,
+        };
         let outcome = async {
             match (kind, request.method()) {
                 (None, _) => Err(Error::NotFound { routes: ROUTES }),
-                (Some(kind), &Method::POST) => self.ingest(kind, request, started, traceparent, &mut access).await,
+                (Some(kind), &Method::POST) => {
+                    self.ingest(kind, request, started, traceparent, &mut access)
+                        .await
+                }
                 (Some(_), _) => Err(Error::MethodNotAllowed { allow: "POST" }),
             }
         }
@@ -162,7 +175,8 @@ impl<P: Publish> Ingress<P> {
             }
         };
         let elapsed = started.elapsed();
-        self.metrics.request_answered(kind, response.status(), elapsed);
+        self.metrics
+            .request_answered(kind, response.status(), elapsed);
         access.status = response.status().as_u16();
         access.latency_us = elapsed.as_micros() as u64;
         record_on(&span, &access, &outcome);
@@ -190,30 +204,57 @@ impl<P: Publish> Ingress<P> {
         let deadline = tokio::time::Instant::from_std(started + self.ack_timeout);
         let received = record::now_millis();
         let (parts, body) = request.into_parts();
-        let verified = self.authenticator.verify(&parts.headers, SystemTime::now())?;
+        let verified = self
+            .authenticator
+            .verify(&parts.headers, SystemTime::now())?;
         // Held until the answer: the body lives in this request until then.
         let mut share = self.body_budget.share();
         let body = read_body(body, &parts.headers, self.max_body, deadline, &mut share).await?;
         let digest: [u8; 32] = Sha256::digest(&body).into();
         verified.admit(kind.label(), digest, deadline).await?;
-        let envelope = Envelope { kind, digest, received, traceparent };
+        let envelope = Envelope {
+            kind,
+            digest,
+            received,
+            traceparent,
+        };
         let parsed = Webhook::parse(kind, &body, &self.rules);
-        let Outgoing { topic, record, rejection } = self.routes.route(&envelope, parsed, body);
+        let Outgoing {
+            topic,
+            record,
+            rejection,
+        } = self.routes.route(&envelope, parsed, body);
         access.key.clone_from(&record.key);
         access.topic = Some(topic.to_owned());
-        let delivered = self.publisher.publish(topic, record, deadline).await.inspect_err(|error| {
-            self.metrics.delivery_failed(kind, error.reason, started.elapsed());
-        })?;
+        let delivered = self
+            .publisher
+            .publish(topic, record, deadline)
+            .await
+            .inspect_err(|error| {
+                self.metrics
+                    .delivery_failed(kind, error.reason, started.elapsed());
+            })?;
         match &rejection {
             None => self.metrics.published(kind, started.elapsed()),
-            Some(rejection) => self.metrics.dead_lettered(kind, rejection.reason, started.elapsed()),
+            Some(rejection) => {
+                self.metrics
+                    .dead_lettered(kind, rejection.reason, started.elapsed())
+            }
         }
-        Ok(Stored { topic, delivered, rejection })
+        Ok(Stored {
+            topic,
+            delivered,
+            rejection,
+        })
     }
 
     /// Authvia disabled the Subscription: log it at error level, count it (a critical alert
     /// watches the counter), answer 200. No body is read and nothing is written.
-    fn subscription_disabled<B>(&self, request: &Request<B>, started: Instant) -> Response<response::Body> {
+    fn subscription_disabled<B>(
+        &self,
+        request: &Request<B>,
+        started: Instant,
+    ) -> Response<response::Body> {
         let response = match *request.method() {
             Method::GET | Method::HEAD => {
                 let notice = Disabled::from_query(request.uri().query());
@@ -227,7 +268,8 @@ impl<P: Publish> Ingress<P> {
             }
             _ => response::error(&Error::MethodNotAllowed { allow: "GET, HEAD" }),
         };
-        self.metrics.request_answered(None, response.status(), started.elapsed());
+        self.metrics
+            .request_answered(None, response.status(), started.elapsed());
         response
     }
 
@@ -266,13 +308,25 @@ impl Access {
         let trace_id = tracing::field::display(TraceId(&self.traceparent));
         let (key, topic) = (self.key.as_deref(), self.topic.as_deref());
         match outcome {
-            Ok(Stored { delivered, rejection: None, .. }) if policy == AccessLog::All => {
+            Ok(Stored {
+                delivered,
+                rejection: None,
+                ..
+            }) if policy == AccessLog::All => {
                 info!(target: telemetry::REQUEST_TARGET, route, key, topic, partition = delivered.partition, offset = delivered.offset, trace_id, status, latency_us, outcome = "published", "Request answered.");
             }
-            Ok(Stored { delivered, rejection: None, .. }) => {
+            Ok(Stored {
+                delivered,
+                rejection: None,
+                ..
+            }) => {
                 debug!(target: telemetry::REQUEST_TARGET, route, key, topic, partition = delivered.partition, offset = delivered.offset, trace_id, status, latency_us, outcome = "published", "Request answered.");
             }
-            Ok(Stored { delivered, rejection: Some(rejection), .. }) => {
+            Ok(Stored {
+                delivered,
+                rejection: Some(rejection),
+                ..
+            }) => {
                 warn!(target: telemetry::REQUEST_TARGET, route, key, topic, partition = delivered.partition, offset = delivered.offset, trace_id, status, latency_us, outcome = "dead_lettered", reason = rejection.reason.code(), detail = %rejection.detail, "Request answered: not a valid delivery of its route, published to the dead-letter topic.");
             }
             Err(error @ Error::Publish(publish)) => {
@@ -310,7 +364,14 @@ fn record_on(span: &Span, access: &Access, outcome: &Result<Stored<'_>, Error>) 
         Ok(stored) => {
             span.record("partition", stored.delivered.partition);
             span.record("offset", stored.delivered.offset);
-            span.record("outcome", if stored.rejection.is_some() { "dead_lettered" } else { "published" });
+            span.record(
+                "outcome",
+                if stored.rejection.is_some() {
+                    "dead_lettered"
+                } else {
+                    "published"
+                },
+            );
         }
         Err(error) => {
             span.record("outcome", error.code());
@@ -327,19 +388,30 @@ fn authenticator(config: &Config, metrics: &Metrics) -> Result<Authenticator, Co
         warn!("SIGNATURE VERIFICATION IS OFF (--insecure-skip-signature): anyone who can reach this port can write to Kafka. Never run like this in production.");
         return Ok(Authenticator::Skipped);
     }
-    Ok(Authenticator::signed(&signing.secrets()?, signing.signature_tolerance, replay_guard(config, metrics)?))
+    Ok(Authenticator::signed(
+        &signing.secrets()?,
+        signing.signature_tolerance,
+        replay_guard(config, metrics)?,
+    ))
 }
 
 /// The shared replay store if one is configured, else the in-memory guard.
 fn replay_guard(config: &Config, metrics: &Metrics) -> Result<ReplayGuard, ConfigError> {
     let signing = &config.signing;
     let Some(url) = &signing.replay_store else {
-        return Ok(ReplayGuard::Memory(MemoryGuard::new(signing.replay_capacity, metrics.replay_guard())));
+        return Ok(ReplayGuard::Memory(MemoryGuard::new(
+            signing.replay_capacity,
+            metrics.replay_guard(),
+        )));
     };
     let password = signing.replay_store_password()?;
-    let store = RedisGuard::new(url.expose_secret(), password.as_ref().map(ExposeSecret::expose_secret), &signing.replay_store_prefix)
-        // Redis' messages name the part of the URL that is wrong, never the password.
-        .map_err(|error| ConfigError::new(format!("--replay-store: {error}")))?;
+    let store = RedisGuard::new(
+        url.expose_secret(),
+        password.as_ref().map(ExposeSecret::expose_secret),
+        &signing.replay_store_prefix,
+    )
+    // Redis' messages name the part of the URL that is wrong, never the password.
+    .map_err(|error| ConfigError::new(format!("--replay-store: {error}")))?;
     Ok(ReplayGuard::Shared(Arc::new(store)))
 }
 
@@ -353,12 +425,22 @@ pub fn route(path: &str) -> Option<EventKind> {
 }
 
 fn incoming_traceparent(headers: &HeaderMap) -> Option<TraceParent> {
-    headers.get("traceparent")?.to_str().ok().and_then(TraceParent::parse)
+    headers
+        .get("traceparent")?
+        .to_str()
+        .ok()
+        .and_then(TraceParent::parse)
 }
 
 /// Reads at most `limit` bytes before `deadline`, taking each piece from the body budget as it
 /// arrives; a declared length over the limit is refused before anything is read.
-async fn read_body<B>(body: B, headers: &HeaderMap, limit: u64, deadline: tokio::time::Instant, share: &mut Share<'_>) -> Result<Bytes, Error>
+async fn read_body<B>(
+    body: B,
+    headers: &HeaderMap,
+    limit: u64,
+    deadline: tokio::time::Instant,
+    share: &mut Share<'_>,
+) -> Result<Bytes, Error>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -375,7 +457,9 @@ where
         Err(_elapsed) => Err(Error::BodyTimeout),
         Ok(Ok(body)) => Ok(body),
         Ok(Err(body_budget::CollectError::Exhausted)) => Err(Error::OverloadedBytes),
-        Ok(Err(body_budget::CollectError::Read(error))) if error.is::<LengthLimitError>() => Err(Error::PayloadTooLarge { limit }),
+        Ok(Err(body_budget::CollectError::Read(error))) if error.is::<LengthLimitError>() => {
+            Err(Error::PayloadTooLarge { limit })
+        }
         Ok(Err(body_budget::CollectError::Read(error))) => Err(Error::BodyRead(error)),
     }
 }
@@ -385,7 +469,10 @@ fn acknowledge(stored: &Stored<'_>) -> Response<response::Body> {
         topic: stored.topic,
         partition: stored.delivered.partition,
         offset: stored.delivered.offset,
-        dead_letter_reason: stored.rejection.as_ref().map(|rejection| rejection.reason.code()),
+        dead_letter_reason: stored
+            .rejection
+            .as_ref()
+            .map(|rejection| rejection.reason.code()),
     };
     response::json(StatusCode::OK, &ack)
 }

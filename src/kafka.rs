@@ -148,12 +148,18 @@ pub struct PublishError {
 
 impl PublishError {
     fn of(error: KafkaError) -> Self {
-        Self { reason: FailureReason::of(&error), source: Some(error) }
+        Self {
+            reason: FailureReason::of(&error),
+            source: Some(error),
+        }
     }
 
     /// A failure without an error from librdkafka (our own deadline, an in-memory publisher).
     pub fn because(reason: FailureReason) -> Self {
-        Self { reason, source: None }
+        Self {
+            reason,
+            source: None,
+        }
     }
 }
 
@@ -217,18 +223,44 @@ impl Publisher {
     ///
     /// # Errors
     /// librdkafka refused the configuration (an invalid pass-through property, say).
-    pub fn build(config: &ClientConfig, metrics: ClientMetrics, health: Arc<Health>) -> Result<Publisher, KafkaError> {
-        let brokers = config.get("bootstrap.servers").unwrap_or_default().to_owned();
+    pub fn build(
+        config: &ClientConfig,
+        metrics: ClientMetrics,
+        health: Arc<Health>,
+    ) -> Result<Publisher, KafkaError> {
+        let brokers = config
+            .get("bootstrap.servers")
+            .unwrap_or_default()
+            .to_owned();
         let error_signal = Arc::new(Notify::new());
-        let first = Generation::build(config, Context::new(metrics.clone(), health.clone(), error_signal.clone()))?;
-        let shared = Shared { current: ArcSwap::from_pointee(first), config: config.clone(), brokers, metrics, health, error_signal };
-        Ok(Publisher { shared: Arc::new(shared) })
+        let first = Generation::build(
+            config,
+            Context::new(metrics.clone(), health.clone(), error_signal.clone()),
+        )?;
+        let shared = Shared {
+            current: ArcSwap::from_pointee(first),
+            config: config.clone(),
+            brokers,
+            metrics,
+            health,
+            error_signal,
+        };
+        Ok(Publisher {
+            shared: Arc::new(shared),
+        })
     }
 
     /// A producer with the same settings and a context of its own.
     fn build_generation(&self) -> Result<Generation, KafkaError> {
         let shared = &self.shared;
-        Generation::build(&shared.config, Context::new(shared.metrics.clone(), shared.health.clone(), shared.error_signal.clone()))
+        Generation::build(
+            &shared.config,
+            Context::new(
+                shared.metrics.clone(),
+                shared.health.clone(),
+                shared.error_signal.clone(),
+            ),
+        )
     }
 
     /// The producer in service.
@@ -259,7 +291,12 @@ impl Publisher {
     /// [`FailureReason::Transport`] when no broker is up, else [`FailureReason::Timeout`] (the
     /// record may still be delivered later: the sender's retry is then a duplicate with the
     /// same `ce_id`).
-    pub async fn publish(&self, topic: &str, record: Record, deadline: Instant) -> Result<Delivered, PublishError> {
+    pub async fn publish(
+        &self,
+        topic: &str,
+        record: Record,
+        deadline: Instant,
+    ) -> Result<Delivered, PublishError> {
         // librdkafka copies key and value into its queue; the headers move.
         let mut future_record = FutureRecord::<str, [u8]>::to(topic)
             .payload(&record.value[..])
@@ -271,12 +308,21 @@ impl Publisher {
         if generation.is_fatal() {
             return Err(PublishError::because(FailureReason::Transport));
         }
-        let delivery = generation.producer.send_result(future_record).map_err(|(error, _)| self.failed(error, &generation))?;
+        let delivery = generation
+            .producer
+            .send_result(future_record)
+            .map_err(|(error, _)| self.failed(error, &generation))?;
         match tokio::time::timeout_at(deadline, delivery).await {
             Err(_elapsed) => Err(PublishError::because(timed_out(&generation))),
-            Ok(Err(_canceled)) => Err(PublishError { reason: FailureReason::Other, source: Some(KafkaError::Canceled) }),
+            Ok(Err(_canceled)) => Err(PublishError {
+                reason: FailureReason::Other,
+                source: Some(KafkaError::Canceled),
+            }),
             Ok(Ok(Err((error, _message)))) => Err(self.failed(error, &generation)),
-            Ok(Ok(Ok(delivery))) => Ok(Delivered { partition: delivery.partition, offset: delivery.offset }),
+            Ok(Ok(Ok(delivery))) => Ok(Delivered {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
         }
     }
 
@@ -285,7 +331,11 @@ impl Publisher {
     /// error event may still be on the way).
     fn failed(&self, error: KafkaError, generation: &Generation) -> PublishError {
         let mut failure = PublishError::of(error);
-        match failure.source.as_ref().and_then(KafkaError::rdkafka_error_code) {
+        match failure
+            .source
+            .as_ref()
+            .and_then(KafkaError::rdkafka_error_code)
+        {
             Some(RDKafkaErrorCode::Fatal) => self.shared.error_signal.notify_one(),
             Some(RDKafkaErrorCode::MessageTimedOut) => failure.reason = timed_out(generation),
             _ => {}
@@ -299,7 +349,12 @@ impl Publisher {
     ///
     /// # Errors
     /// The time is up: the brokers were unreachable, or topics were still missing.
-    pub async fn await_topics(&self, topics: &[String], timeout: Option<Duration>, health: &Health) -> Result<(), TopicCheckError> {
+    pub async fn await_topics(
+        &self,
+        topics: &[String],
+        timeout: Option<Duration>,
+        health: &Health,
+    ) -> Result<(), TopicCheckError> {
         let started = Instant::now();
         let mut interval = TOPIC_RECHECK_INTERVAL;
         let mut reported = None;
@@ -331,31 +386,55 @@ impl Publisher {
         }
     }
 
-    fn gave_up_on_topics(&self, outcome: Result<Vec<String>, KafkaError>, timeout: Duration) -> TopicCheckError {
+    fn gave_up_on_topics(
+        &self,
+        outcome: Result<Vec<String>, KafkaError>,
+        timeout: Duration,
+    ) -> TopicCheckError {
         let brokers = self.shared.brokers.clone();
         match outcome {
             Ok(missing) => TopicCheckError::Missing { brokers, missing },
             Err(source) => {
-                let last_error = self.shared.current.load().last_error.lock().ok().and_then(|last| last.clone());
-                TopicCheckError::Unreachable { brokers, timeout: humantime::format_duration(timeout), source, last_error }
+                let last_error = self
+                    .shared
+                    .current
+                    .load()
+                    .last_error
+                    .lock()
+                    .ok()
+                    .and_then(|last| last.clone());
+                TopicCheckError::Unreachable {
+                    brokers,
+                    timeout: humantime::format_duration(timeout),
+                    source,
+                    last_error,
+                }
             }
         }
     }
 
     /// The topics among `wanted` that the brokers do not report as usable (present, without
     /// error, with partitions).
-    async fn missing_topics(&self, wanted: &[String], timeout: Duration) -> Result<Vec<String>, KafkaError> {
+    async fn missing_topics(
+        &self,
+        wanted: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<String>, KafkaError> {
         let producer = self.producer();
-        let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
-            .await
-            .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))?;
+        let metadata =
+            tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
+                .await
+                .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))?;
         let usable = |name: &String| {
-            metadata
-                .topics()
-                .iter()
-                .any(|topic| topic.name() == name && topic.error().is_none() && !topic.partitions().is_empty())
+            metadata.topics().iter().any(|topic| {
+                topic.name() == name && topic.error().is_none() && !topic.partitions().is_empty()
+            })
         };
-        Ok(wanted.iter().filter(|name| !usable(name)).cloned().collect())
+        Ok(wanted
+            .iter()
+            .filter(|name| !usable(name))
+            .cloned()
+            .collect())
     }
 
     /// Asks a broker for `topic`'s metadata every [`PROBE_INTERVAL`], forever, and tells
@@ -366,9 +445,14 @@ impl Publisher {
             let producer = self.producer();
             let topic = topic.clone();
             let sent = std::time::Instant::now();
-            let answered = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), PROBE_TIMEOUT).is_ok())
-                .await
-                .unwrap_or(false);
+            let answered = tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(Some(&topic), PROBE_TIMEOUT)
+                    .is_ok()
+            })
+            .await
+            .unwrap_or(false);
             if answered {
                 health.broker_answered();
             } else {
@@ -402,13 +486,34 @@ mod tests {
     #[test]
     fn classification_separates_back_pressure_from_terminal_errors() {
         let production = |code| KafkaError::MessageProduction(code);
-        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::QueueFull)), FailureReason::QueueFull);
-        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::MessageTimedOut)), FailureReason::Timeout);
-        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::MessageSizeTooLarge)), FailureReason::MessageTooLarge);
-        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::UnknownTopicOrPartition)), FailureReason::UnknownTopic);
-        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::TopicAuthorizationFailed)), FailureReason::Authorization);
-        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::AllBrokersDown)), FailureReason::Transport);
-        assert_eq!(FailureReason::of(&production(RDKafkaErrorCode::InvalidRecord)), FailureReason::Other);
+        assert_eq!(
+            FailureReason::of(&production(RDKafkaErrorCode::QueueFull)),
+            FailureReason::QueueFull
+        );
+        assert_eq!(
+            FailureReason::of(&production(RDKafkaErrorCode::MessageTimedOut)),
+            FailureReason::Timeout
+        );
+        assert_eq!(
+            FailureReason::of(&production(RDKafkaErrorCode::MessageSizeTooLarge)),
+            FailureReason::MessageTooLarge
+        );
+        assert_eq!(
+            FailureReason::of(&production(RDKafkaErrorCode::UnknownTopicOrPartition)),
+            FailureReason::UnknownTopic
+        );
+        assert_eq!(
+            FailureReason::of(&production(RDKafkaErrorCode::TopicAuthorizationFailed)),
+            FailureReason::Authorization
+        );
+        assert_eq!(
+            FailureReason::of(&production(RDKafkaErrorCode::AllBrokersDown)),
+            FailureReason::Transport
+        );
+        assert_eq!(
+            FailureReason::of(&production(RDKafkaErrorCode::InvalidRecord)),
+            FailureReason::Other
+        );
         assert!(FailureReason::QueueFull.is_transient());
         assert!(!FailureReason::UnknownTopic.is_transient());
     }

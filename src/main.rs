@@ -24,14 +24,23 @@ enum Command {
     /// Sign a JSON body the way Authvia does and POST it to a relay (a demo and smoke test).
     Sign {
         /// The subscription secret to sign with.
-        #[arg(long, env = "BP_RELAY_SIGN_SECRET", hide_env_values = true, required_unless_present = "secret_file", conflicts_with = "secret_file")]
+        #[arg(
+            long,
+            env = "BP_RELAY_SIGN_SECRET",
+            hide_env_values = true,
+            required_unless_present = "secret_file",
+            conflicts_with = "secret_file"
+        )]
         secret: Option<String>,
         /// A file of secrets, one per line, as the relay reads them (a mounted Secret): signs
         /// with the first (the relay accepts any of them).
         #[arg(long, env = "BP_RELAY_SIGN_SECRET_FILE")]
         secret_file: Option<PathBuf>,
         /// Where to POST (a relay route).
-        #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/business-processes")]
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:8080/webhooks/business-processes"
+        )]
         url: http::Uri,
         /// The JSON body to send; without it, the sample business process docs/examples/bp-in-progress.json.
         file: Option<PathBuf>,
@@ -54,7 +63,12 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Sign { secret, secret_file, url, file }) => match signing_secret(secret, secret_file) {
+        Some(Command::Sign {
+            secret,
+            secret_file,
+            url,
+            file,
+        }) => match signing_secret(secret, secret_file) {
             Ok(secret) => runtime.block_on(send_signed(&secret, &url, file)),
             Err(code) => code,
         },
@@ -97,10 +111,14 @@ fn signing_secret(secret: Option<String>, file: Option<PathBuf>) -> Result<Strin
         eprintln!("bp-relay sign: {}: {error}", path.display());
         ExitCode::from(66)
     })?;
-    text.lines().map(str::trim).find(|line| !line.is_empty()).map(str::to_owned).ok_or_else(|| {
-        eprintln!("bp-relay sign: {} holds no secret", path.display());
-        ExitCode::from(66)
-    })
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            eprintln!("bp-relay sign: {} holds no secret", path.display());
+            ExitCode::from(66)
+        })
 }
 
 async fn send_signed(secret: &str, url: &http::Uri, file: Option<PathBuf>) -> ExitCode {
@@ -131,7 +149,10 @@ async fn send_signed(secret: &str, url: &http::Uri, file: Option<PathBuf>) -> Ex
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let telemetry = match telemetry::init(config.telemetry.log_format, config.telemetry.otlp_endpoint.as_ref()) {
+    let telemetry = match telemetry::init(
+        config.telemetry.log_format,
+        config.telemetry.otlp_endpoint.as_ref(),
+    ) {
         Ok(telemetry) => telemetry,
         Err(error) => {
             eprintln!("bp-relay: {error}");
@@ -164,14 +185,15 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                warn!(%error, "Cannot listen for SIGTERM; only SIGINT will stop the relay.");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    warn!(%error, "Cannot listen for SIGTERM; only SIGINT will stop the relay.");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => info!("SIGINT received."),
             _ = terminate.recv() => info!("SIGTERM received."),

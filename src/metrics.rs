@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::{
@@ -91,14 +91,26 @@ impl Metrics {
     /// # Errors
     /// A metric is already registered there (a programming error caught at startup).
     pub fn register(registry: &Registry) -> prometheus::Result<Metrics> {
-        let http_requests = counter_vec("bp_relay_http_requests_total", "HTTP requests answered, by route and status code.", &["route", "status"])?;
-        let http_request_duration = histogram_vec("bp_relay_http_request_duration_seconds", "Time from request start to response, by route.", &["route"])?;
+        let http_requests = counter_vec(
+            "bp_relay_http_requests_total",
+            "HTTP requests answered, by route and status code.",
+            &["route", "status"],
+        )?;
+        let http_request_duration = histogram_vec(
+            "bp_relay_http_request_duration_seconds",
+            "Time from request start to response, by route.",
+            &["route"],
+        )?;
         let delivery_lag = histogram_vec(
             "bp_relay_delivery_lag_seconds",
             "Time from receipt of a delivery to the broker's answer for its record, by route and outcome (published, dead_lettered, failed).",
             &["route", "outcome"],
         )?;
-        let published = counter_vec("bp_relay_published_records_total", "Records acknowledged by Kafka on the route's topic (dead letters not included).", &["route"])?;
+        let published = counter_vec(
+            "bp_relay_published_records_total",
+            "Records acknowledged by Kafka on the route's topic (dead letters not included).",
+            &["route"],
+        )?;
         let per_route = EventKind::ALL.map(|kind| {
             let route = kind.label();
             RouteSeries {
@@ -179,18 +191,25 @@ impl Metrics {
             }
         }
         for reason in FailureReason::ALL {
-            self.kafka_delivery_failures.with_label_values(&[reason.code()]);
+            self.kafka_delivery_failures
+                .with_label_values(&[reason.code()]);
         }
         for reason in SignatureError::ALL {
             self.signature_failures.with_label_values(&[reason.code()]);
         }
         for deadline in ConnectionDeadline::ALL {
-            self.connection_timeouts.with_label_values(&[deadline.label()]);
+            self.connection_timeouts
+                .with_label_values(&[deadline.label()]);
         }
     }
 
     /// One request answered with `status` after `elapsed`.
-    pub fn request_answered(&self, route: Option<EventKind>, status: StatusCode, elapsed: Duration) {
+    pub fn request_answered(
+        &self,
+        route: Option<EventKind>,
+        status: StatusCode,
+        elapsed: Duration,
+    ) {
         match route {
             Some(kind) if status == StatusCode::OK => {
                 let series = self.route(kind);
@@ -199,8 +218,12 @@ impl Metrics {
             }
             _ => {
                 let route = route_label(route);
-                self.http_requests.with_label_values(&[route, status.as_str()]).inc();
-                self.http_request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+                self.http_requests
+                    .with_label_values(&[route, status.as_str()])
+                    .inc();
+                self.http_request_duration
+                    .with_label_values(&[route])
+                    .observe(elapsed.as_secs_f64());
             }
         }
     }
@@ -214,20 +237,30 @@ impl Metrics {
 
     /// A dead letter acknowledged, `lag` after its request arrived.
     pub fn dead_lettered(&self, kind: EventKind, reason: RejectReason, lag: Duration) {
-        self.delivery_lag.with_label_values(&[kind.label(), DEAD_LETTERED]).observe(lag.as_secs_f64());
-        self.dead_letters.with_label_values(&[kind.label(), reason.code()]).inc();
+        self.delivery_lag
+            .with_label_values(&[kind.label(), DEAD_LETTERED])
+            .observe(lag.as_secs_f64());
+        self.dead_letters
+            .with_label_values(&[kind.label(), reason.code()])
+            .inc();
     }
 
     /// A request refused with 401.
     pub fn signature_refused(&self, reason: SignatureError) {
-        self.signature_failures.with_label_values(&[reason.code()]).inc();
+        self.signature_failures
+            .with_label_values(&[reason.code()])
+            .inc();
     }
 
     /// A record Kafka did not acknowledge, `lag` after its request arrived: in the lag too, so
     /// the tail shows during an outage.
     pub fn delivery_failed(&self, kind: EventKind, reason: FailureReason, lag: Duration) {
-        self.delivery_lag.with_label_values(&[kind.label(), FAILED]).observe(lag.as_secs_f64());
-        self.kafka_delivery_failures.with_label_values(&[reason.code()]).inc();
+        self.delivery_lag
+            .with_label_values(&[kind.label(), FAILED])
+            .observe(lag.as_secs_f64());
+        self.kafka_delivery_failures
+            .with_label_values(&[reason.code()])
+            .inc();
     }
 
     /// A change of the signing secrets file was applied.
@@ -274,7 +307,9 @@ impl Metrics {
 
     /// A webhook connection closed by `deadline`.
     pub fn connection_timed_out(&self, deadline: ConnectionDeadline) {
-        self.connection_timeouts.with_label_values(&[deadline.label()]).inc();
+        self.connection_timeouts
+            .with_label_values(&[deadline.label()])
+            .inc();
     }
 
     fn route(&self, kind: EventKind) -> &RouteSeries {
@@ -315,9 +350,18 @@ impl Drop for OpenConnection {
 }
 
 fn register_build_info(registry: &Registry) -> prometheus::Result<()> {
-    let build_info = IntGaugeVec::new(Opts::new("bp_relay_build_info", "Always 1; labels name the running build."), &["version", "revision"])?;
+    let build_info = IntGaugeVec::new(
+        Opts::new(
+            "bp_relay_build_info",
+            "Always 1; labels name the running build.",
+        ),
+        &["version", "revision"],
+    )?;
     build_info
-        .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("BP_RELAY_REVISION").unwrap_or("unknown")])
+        .with_label_values(&[
+            env!("CARGO_PKG_VERSION"),
+            option_env!("BP_RELAY_REVISION").unwrap_or("unknown"),
+        ])
         .set(1);
     registry.register(Box::new(build_info))
 }
@@ -336,7 +380,10 @@ fn counter_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<In
 }
 
 fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
-    HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
 }
 
 #[cfg(test)]
@@ -352,16 +399,35 @@ mod tests {
     fn every_metric_registers_with_the_house_naming() {
         let registry = Registry::new();
         let metrics = Metrics::register(&registry).unwrap();
-        metrics.request_answered(Some(EventKind::BusinessProcess), StatusCode::OK, Duration::from_millis(1));
-        metrics.delivery_failed(EventKind::Action, FailureReason::Timeout, Duration::from_secs(4));
+        metrics.request_answered(
+            Some(EventKind::BusinessProcess),
+            StatusCode::OK,
+            Duration::from_millis(1),
+        );
+        metrics.delivery_failed(
+            EventKind::Action,
+            FailureReason::Timeout,
+            Duration::from_secs(4),
+        );
         let text = text(&registry);
         for family in registry.gather() {
             assert!(family.name().starts_with("bp_relay_"), "{}", family.name());
             assert!(!family.help().is_empty(), "{}", family.name());
         }
-        assert!(text.contains("bp_relay_http_requests_total{route=\"business_processes\",status=\"200\"} 1"), "{text}");
-        assert!(text.contains("bp_relay_kafka_delivery_failures_total{reason=\"kafka_timeout\"} 1"), "{text}");
-        assert!(text.contains("bp_relay_kafka_delivery_failures_total{reason=\"kafka_queue_full\"} 0"), "{text}");
+        assert!(
+            text.contains(
+                "bp_relay_http_requests_total{route=\"business_processes\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("bp_relay_kafka_delivery_failures_total{reason=\"kafka_timeout\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bp_relay_kafka_delivery_failures_total{reason=\"kafka_queue_full\"} 0"),
+            "{text}"
+        );
         assert!(text.contains("bp_relay_delivery_lag_seconds_count{outcome=\"failed\",route=\"business_process_actions\"} 1"), "{text}");
         assert!(text.contains("bp_relay_delivery_lag_seconds_bucket{outcome=\"failed\",route=\"business_process_actions\",le=\"2.5\"} 0"), "{text}");
     }
@@ -382,14 +448,23 @@ mod tests {
         let registry = Registry::new();
         let metrics = Metrics::register(&registry).unwrap();
         let text_now = || text(&registry);
-        assert!(text_now().contains("bp_relay_connection_timeouts_total{deadline=\"idle\"} 0"), "series exist from the start");
+        assert!(
+            text_now().contains("bp_relay_connection_timeouts_total{deadline=\"idle\"} 0"),
+            "series exist from the start"
+        );
         let connection = metrics.connection_opened();
         metrics.body_bytes_held(1000);
         metrics.connection_timed_out(ConnectionDeadline::RequestHead);
         let during = text_now();
         assert!(during.contains("bp_relay_open_connections 1"), "{during}");
-        assert!(during.contains("bp_relay_inflight_body_bytes 1000"), "{during}");
-        assert!(during.contains("bp_relay_connection_timeouts_total{deadline=\"request_head\"} 1"), "{during}");
+        assert!(
+            during.contains("bp_relay_inflight_body_bytes 1000"),
+            "{during}"
+        );
+        assert!(
+            during.contains("bp_relay_connection_timeouts_total{deadline=\"request_head\"} 1"),
+            "{during}"
+        );
         drop(connection);
         metrics.body_bytes_held(-1000);
         let after = text_now();
@@ -405,7 +480,11 @@ mod tests {
         // Families without a series are not gathered: give the per-broker and per-status ones one.
         metrics.request_answered(None, StatusCode::NOT_FOUND, Duration::ZERO);
         client.touch_broker("b");
-        let mut registered: Vec<String> = registry.gather().iter().map(|f| f.name().to_owned()).collect();
+        let mut registered: Vec<String> = registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
         registered.sort();
         let text = include_str!("../scripts/chart/metrics.txt");
         let mut listed: Vec<String> = text
@@ -415,6 +494,9 @@ mod tests {
             .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
             .collect();
         listed.sort();
-        assert_eq!(listed, registered, "scripts/chart/metrics.txt must list exactly the registered metrics");
+        assert_eq!(
+            listed, registered,
+            "scripts/chart/metrics.txt must list exactly the registered metrics"
+        );
     }
 }

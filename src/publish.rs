@@ -20,14 +20,24 @@ use crate::{
 /// Publishes records and reports where they landed, once they are durable.
 pub trait Publish: Send + Sync + 'static {
     /// Sends `record` to `topic` and waits for it to be durable, until `deadline` at most.
-    fn publish(&self, topic: &str, record: Record, deadline: Instant) -> impl Future<Output = Result<Delivered, PublishError>> + Send;
+    fn publish(
+        &self,
+        topic: &str,
+        record: Record,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Delivered, PublishError>> + Send;
 
     /// Waits up to `timeout` until nothing is queued; returns whether everything was delivered.
     fn flush(&self, timeout: Duration) -> impl Future<Output = bool> + Send;
 }
 
 impl Publish for kafka::Publisher {
-    fn publish(&self, topic: &str, record: Record, deadline: Instant) -> impl Future<Output = Result<Delivered, PublishError>> + Send {
+    fn publish(
+        &self,
+        topic: &str,
+        record: Record,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Delivered, PublishError>> + Send {
         kafka::Publisher::publish(self, topic, record, deadline)
     }
 
@@ -49,7 +59,10 @@ pub struct Memory {
 impl Memory {
     /// Keeps every published record, for [`Memory::published`].
     pub fn keeping() -> Self {
-        Self { keep: true, ..Self::default() }
+        Self {
+            keep: true,
+            ..Self::default()
+        }
     }
 
     /// Keeps nothing: memory stays flat under any load (the HTTP-side benchmark).
@@ -66,12 +79,20 @@ impl Memory {
 
     /// The (topic, record) pairs published so far, oldest first.
     pub fn published(&self) -> Vec<(String, Record)> {
-        self.kept.lock().map(|kept| kept.clone()).unwrap_or_default()
+        self.kept
+            .lock()
+            .map(|kept| kept.clone())
+            .unwrap_or_default()
     }
 }
 
 impl Publish for Memory {
-    async fn publish(&self, topic: &str, record: Record, _deadline: Instant) -> Result<Delivered, PublishError> {
+    async fn publish(
+        &self,
+        topic: &str,
+        record: Record,
+        _deadline: Instant,
+    ) -> Result<Delivered, PublishError> {
         if let Some(reason) = self.failing.lock().ok().and_then(|failing| *failing) {
             return Err(PublishError::because(reason));
         }
@@ -81,7 +102,10 @@ impl Publish for Memory {
                 kept.push((topic.to_owned(), record));
             }
         }
-        Ok(Delivered { partition: 0, offset })
+        Ok(Delivered {
+            partition: 0,
+            offset,
+        })
     }
 
     async fn flush(&self, _timeout: Duration) -> bool {

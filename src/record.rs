@@ -21,19 +21,39 @@ use crate::{
 #[command(next_help_heading = "Routes")]
 pub struct Routes {
     /// Topic for business_processes.update deliveries.
-    #[arg(long, env = "BP_RELAY_TOPIC", default_value = "authvia.business-processes", global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_TOPIC",
+        default_value = "authvia.business-processes",
+        global = true
+    )]
     pub topic: String,
 
     /// Topic for business_processes_actions.update deliveries.
-    #[arg(long, env = "BP_RELAY_ACTIONS_TOPIC", default_value = "authvia.business-process-actions", global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_ACTIONS_TOPIC",
+        default_value = "authvia.business-process-actions",
+        global = true
+    )]
     pub actions_topic: String,
 
     /// Topic for authenticated deliveries that are not a valid business process or action.
-    #[arg(long, env = "BP_RELAY_DEAD_LETTER_TOPIC", default_value = "authvia.webhooks.dead-letter", global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_DEAD_LETTER_TOPIC",
+        default_value = "authvia.webhooks.dead-letter",
+        global = true
+    )]
     pub dead_letter_topic: String,
 
     /// CloudEvents `source` attribute of every record.
-    #[arg(long, env = "BP_RELAY_CE_SOURCE", default_value = "urn:authvia:webhooks", global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_CE_SOURCE",
+        default_value = "urn:authvia:webhooks",
+        global = true
+    )]
     pub ce_source: String,
 }
 
@@ -54,18 +74,31 @@ impl Routes {
 
     /// The record for a delivery and its topic: the route's topic when the body parsed, the
     /// dead-letter topic when it did not.
-    pub fn route(&self, envelope: &Envelope, parsed: Result<Webhook, Rejection>, body: Bytes) -> Outgoing<'_> {
+    pub fn route(
+        &self,
+        envelope: &Envelope,
+        parsed: Result<Webhook, Rejection>,
+        body: Bytes,
+    ) -> Outgoing<'_> {
         match parsed {
             Ok(webhook) => {
                 let topic = match envelope.kind {
                     EventKind::BusinessProcess => &self.topic,
                     EventKind::Action => &self.actions_topic,
                 };
-                Outgoing { topic, record: Record::accepted(envelope, &self.ce_source, &webhook, body), rejection: None }
+                Outgoing {
+                    topic,
+                    record: Record::accepted(envelope, &self.ce_source, &webhook, body),
+                    rejection: None,
+                }
             }
             Err(rejection) => {
                 let record = Record::dead_letter(envelope, &self.ce_source, &rejection, body);
-                Outgoing { topic: &self.dead_letter_topic, record, rejection: Some(rejection) }
+                Outgoing {
+                    topic: &self.dead_letter_topic,
+                    record,
+                    rejection: Some(rejection),
+                }
             }
         }
     }
@@ -87,7 +120,9 @@ impl Routes {
             }
         }
         if self.dead_letter_topic == self.topic || self.dead_letter_topic == self.actions_topic {
-            return Err("--dead-letter-topic must differ from the business-process topics".to_owned());
+            return Err(
+                "--dead-letter-topic must differ from the business-process topics".to_owned(),
+            );
         }
         Ok(())
     }
@@ -170,25 +205,47 @@ impl Record {
         if let Some(version) = &webhook.version {
             headers = add(headers, header::PROCESS_VERSION, version);
         }
-        Record { key: Some(webhook.key.clone()), value: body, headers }
+        Record {
+            key: Some(webhook.key.clone()),
+            value: body,
+            headers,
+        }
     }
 
     /// The dead-letter record for an authenticated delivery that did not parse.
-    pub fn dead_letter(envelope: &Envelope, source: &str, rejection: &Rejection, body: Bytes) -> Record {
+    pub fn dead_letter(
+        envelope: &Envelope,
+        source: &str,
+        rejection: &Rejection,
+        body: Bytes,
+    ) -> Record {
         // A body that is not JSON must not be labelled as JSON.
-        let content_type = if rejection.reason == RejectReason::NotJson { OCTET_STREAM } else { JSON };
+        let content_type = if rejection.reason == RejectReason::NotJson {
+            OCTET_STREAM
+        } else {
+            JSON
+        };
         let headers = base_headers(envelope, source, rejection.key.as_deref(), content_type);
         let headers = add(headers, header::DEAD_LETTER_REASON, rejection.reason.code());
         let headers = add(headers, header::DEAD_LETTER_DETAIL, &rejection.detail);
         let headers = add(headers, header::ROUTE, route_header(envelope.kind));
-        Record { key: rejection.key.clone(), value: body, headers }
+        Record {
+            key: rejection.key.clone(),
+            value: body,
+            headers,
+        }
     }
 }
 
 const JSON: &str = "application/json";
 const OCTET_STREAM: &str = "application/octet-stream";
 
-fn base_headers(envelope: &Envelope, source: &str, subject: Option<&str>, content_type: &str) -> OwnedHeaders {
+fn base_headers(
+    envelope: &Envelope,
+    source: &str,
+    subject: Option<&str>,
+    content_type: &str,
+) -> OwnedHeaders {
     // A UTC time always formats; the fallback keeps the header present regardless.
     let time = envelope
         .received
@@ -204,18 +261,26 @@ fn base_headers(envelope: &Envelope, source: &str, subject: Option<&str>, conten
         headers = add(headers, header::SUBJECT, subject);
     }
     headers = add(headers, header::TIME, &time);
-    headers = add(headers, header::TRACEPARENT, &envelope.traceparent.to_string());
+    headers = add(
+        headers,
+        header::TRACEPARENT,
+        &envelope.traceparent.to_string(),
+    );
     add(headers, header::CONTENT_TYPE, content_type)
 }
 
 fn add(headers: OwnedHeaders, key: &str, value: &str) -> OwnedHeaders {
-    headers.insert(Header { key, value: Some(value) })
+    headers.insert(Header {
+        key,
+        value: Some(value),
+    })
 }
 
 /// Receipt time truncated to milliseconds, the precision `ce_time` promises.
 pub fn now_millis() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(now)
+    now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -229,20 +294,31 @@ mod tests {
             kind: EventKind::BusinessProcess,
             digest: [0xab; 32],
             received: OffsetDateTime::from_unix_timestamp_nanos(1_767_225_600_123_000_000).unwrap(),
-            traceparent: TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap(),
+            traceparent: TraceParent::parse(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .unwrap(),
         }
     }
 
     fn header_map(headers: &OwnedHeaders) -> Vec<(String, String)> {
         headers
             .iter()
-            .map(|h| (h.key.to_owned(), String::from_utf8(h.value.unwrap().to_vec()).unwrap()))
+            .map(|h| {
+                (
+                    h.key.to_owned(),
+                    String::from_utf8(h.value.unwrap().to_vec()).unwrap(),
+                )
+            })
             .collect()
     }
 
     #[test]
     fn accepted_record_carries_the_cloudevents_headers() {
-        let webhook = Webhook { key: "p-1".into(), version: Some("4".into()) };
+        let webhook = Webhook {
+            key: "p-1".into(),
+            version: Some("4".into()),
+        };
         let record = Record::accepted(&envelope(), "urn:test", &webhook, Bytes::from_static(b"{}"));
         assert_eq!(record.key.as_deref(), Some("p-1"));
         assert_eq!(&record.value[..], b"{}");
@@ -253,18 +329,33 @@ mod tests {
             ("ce_type", "business_processes.update".into()),
             ("ce_subject", "p-1".into()),
             ("ce_time", "2026-01-01T00:00:00.123Z".into()),
-            ("ce_traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            (
+                "ce_traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            ),
             ("content-type", "application/json".into()),
             ("ce_processversion", "4".into()),
         ];
-        let expected: Vec<(String, String)> = expected.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let expected: Vec<(String, String)> = expected
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
         assert_eq!(header_map(&record.headers), expected);
     }
 
     #[test]
     fn dead_letter_without_key_has_no_subject_and_names_the_reason() {
-        let rejection = Rejection { reason: RejectReason::NotJson, detail: "body is not JSON".into(), key: None };
-        let record = Record::dead_letter(&envelope(), "urn:test", &rejection, Bytes::from_static(b"ping"));
+        let rejection = Rejection {
+            reason: RejectReason::NotJson,
+            detail: "body is not JSON".into(),
+            key: None,
+        };
+        let record = Record::dead_letter(
+            &envelope(),
+            "urn:test",
+            &rejection,
+            Bytes::from_static(b"ping"),
+        );
         assert_eq!(record.key, None);
         let headers = header_map(&record.headers);
         assert!(!headers.iter().any(|(k, _)| k == "ce_subject"));

@@ -76,7 +76,12 @@ impl ReplayGuard {
     ///
     /// # Errors
     /// [`ReplayError::Replayed`]; [`ReplayError::Unavailable`] when the shared store did not answer.
-    pub async fn check(&self, signing: Signing<'_>, digest: Digest, deadline: Instant) -> Result<(), ReplayError> {
+    pub async fn check(
+        &self,
+        signing: Signing<'_>,
+        digest: Digest,
+        deadline: Instant,
+    ) -> Result<(), ReplayError> {
         let body = first_128_bits(&digest);
         let remembered = match self {
             Self::Memory(guard) => guard.remember(signing, body),
@@ -109,15 +114,25 @@ mod tests {
     const AT: i64 = 1_767_225_600;
 
     fn signing<'a>(value: &'a str, timestamp: i64, route: &'a str) -> Signing<'a> {
-        Signing { value, timestamp, route, expires_at: timestamp + 300 }
+        Signing {
+            value,
+            timestamp,
+            route,
+            expires_at: timestamp + 300,
+        }
     }
 
     fn guard() -> ReplayGuard {
-        ReplayGuard::Memory(MemoryGuard::new(100, GuardMetrics::register(&Registry::new()).unwrap()))
+        ReplayGuard::Memory(MemoryGuard::new(
+            100,
+            GuardMetrics::register(&Registry::new()).unwrap(),
+        ))
     }
 
     async fn check(guard: &ReplayGuard, signing: Signing<'_>, body: u8) -> Result<(), ReplayError> {
-        guard.check(signing, [body; 32], Instant::now() + Duration::from_secs(1)).await
+        guard
+            .check(signing, [body; 32], Instant::now() + Duration::from_secs(1))
+            .await
     }
 
     #[tokio::test]
@@ -131,15 +146,24 @@ mod tests {
     async fn same_signing_with_another_body_is_refused() {
         let guard = guard();
         check(&guard, signing("v", AT, "bp"), 1).await.unwrap();
-        assert!(matches!(check(&guard, signing("v", AT, "bp"), 2).await, Err(ReplayError::Replayed)));
+        assert!(matches!(
+            check(&guard, signing("v", AT, "bp"), 2).await,
+            Err(ReplayError::Replayed)
+        ));
         check(&guard, signing("w", AT, "bp"), 2).await.unwrap();
-        check(&guard, signing("v", AT + 1, "bp"), 2).await.expect("another timestamp is another signing");
+        check(&guard, signing("v", AT + 1, "bp"), 2)
+            .await
+            .expect("another timestamp is another signing");
     }
 
     #[tokio::test]
     async fn the_same_headers_on_the_other_route_are_another_signing() {
         let guard = guard();
-        check(&guard, signing("v", AT, "business_processes"), 1).await.unwrap();
-        check(&guard, signing("v", AT, "business_process_actions"), 2).await.expect("not a redelivery of the other route's");
+        check(&guard, signing("v", AT, "business_processes"), 1)
+            .await
+            .unwrap();
+        check(&guard, signing("v", AT, "business_process_actions"), 2)
+            .await
+            .expect("not a redelivery of the other route's");
     }
 }

@@ -19,12 +19,22 @@ pub fn error(error: &Error) -> Response<Body> {
         code: &'a str,
         message: String,
     }
-    let mut response = json(error.status(), &ErrorBody { code: error.code(), message: error.public_message() });
+    let mut response = json(
+        error.status(),
+        &ErrorBody {
+            code: error.code(),
+            message: error.public_message(),
+        },
+    );
     if let Some(seconds) = error.retry_after() {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     if let Error::MethodNotAllowed { allow } = error {
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
     }
     response
 }
@@ -35,9 +45,10 @@ pub fn json(status: StatusCode, body: &impl Serialize) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -55,7 +66,9 @@ mod tests {
 
     #[test]
     fn a_503_invites_a_retry_and_reveals_nothing() {
-        let response = error(&Error::Publish(PublishError::because(FailureReason::Transport)));
+        let response = error(&Error::Publish(PublishError::because(
+            FailureReason::Transport,
+        )));
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "5");
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");

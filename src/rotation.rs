@@ -32,7 +32,8 @@ pub async fn watch(verifier: Arc<Verifier>, signing: Signing, metrics: Metrics) 
                 }
                 let current = fingerprint(&secrets);
                 if last != Some(current) {
-                    let (active, retiring) = verifier.rotate(&secrets, signing.signing_secrets_grace);
+                    let (active, retiring) =
+                        verifier.rotate(&secrets, signing.signing_secrets_grace);
                     metrics.signing_secrets_reloaded();
                     info!(active, retiring, grace = %humantime::format_duration(signing.signing_secrets_grace), "Signing secrets reloaded; the replaced ones stay valid for the grace period.");
                     last = Some(current);

@@ -6,14 +6,29 @@
 
 /// Business-process deliveries (`business_processes.update`), by file name.
 pub const BUSINESS_PROCESSES: [(&str, &[u8]); 4] = [
-    ("bp-minimal.json", include_bytes!("../docs/examples/bp-minimal.json")),
-    ("bp-in-progress.json", include_bytes!("../docs/examples/bp-in-progress.json")),
-    ("bp-failed-expired.json", include_bytes!("../docs/examples/bp-failed-expired.json")),
-    ("bp-resolved-uuid-v5.json", include_bytes!("../docs/examples/bp-resolved-uuid-v5.json")),
+    (
+        "bp-minimal.json",
+        include_bytes!("../docs/examples/bp-minimal.json"),
+    ),
+    (
+        "bp-in-progress.json",
+        include_bytes!("../docs/examples/bp-in-progress.json"),
+    ),
+    (
+        "bp-failed-expired.json",
+        include_bytes!("../docs/examples/bp-failed-expired.json"),
+    ),
+    (
+        "bp-resolved-uuid-v5.json",
+        include_bytes!("../docs/examples/bp-resolved-uuid-v5.json"),
+    ),
 ];
 
 /// Action deliveries (`business_processes_actions.update`), by file name.
-pub const ACTIONS: [(&str, &[u8]); 1] = [("action-update.json", include_bytes!("../docs/examples/action-update.json"))];
+pub const ACTIONS: [(&str, &[u8]); 1] = [(
+    "action-update.json",
+    include_bytes!("../docs/examples/action-update.json"),
+)];
 
 /// The richest business process: the default body of `bp-relay sign` and of the benches.
 pub const BUSINESS_PROCESS: &[u8] = BUSINESS_PROCESSES[1].1;
@@ -41,7 +56,8 @@ mod tests {
     #[test]
     fn every_sample_is_a_json_object_with_an_id() {
         for (name, body) in BUSINESS_PROCESSES.iter().chain(ACTIONS.iter()) {
-            let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let json: serde_json::Value =
+                serde_json::from_slice(body).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(json["id"].is_string(), "{name}");
         }
         assert_eq!(get("action-update.json"), ACTION);

@@ -79,7 +79,8 @@ impl Limits {
             request_head_timeout: listeners.request_head_timeout,
             idle_timeout: listeners.idle_timeout,
             // Validated to at most 1MiB: it fits.
-            max_request_head: usize::try_from(listeners.max_request_head.as_u64()).unwrap_or(usize::MAX),
+            max_request_head: usize::try_from(listeners.max_request_head.as_u64())
+                .unwrap_or(usize::MAX),
             http2_ping_interval: listeners.http2_ping_interval,
             http2_ping_timeout: listeners.http2_ping_timeout,
         }
@@ -88,11 +89,17 @@ impl Limits {
     /// The admin listener's: the same deadlines and buffers, no cap on the count (probes and
     /// scrapes must get through whatever the webhook port is suffering).
     pub fn admin(listeners: &Listeners) -> Self {
-        Self { max_connections: None, ..Self::webhook(listeners) }
+        Self {
+            max_connections: None,
+            ..Self::webhook(listeners)
+        }
     }
 
     fn timeouts(&self) -> Timeouts {
-        Timeouts { request_head: self.request_head_timeout, idle: self.idle_timeout }
+        Timeouts {
+            request_head: self.request_head_timeout,
+            idle: self.idle_timeout,
+        }
     }
 
     /// hyper's connection builder with these buffers and pings.
@@ -145,11 +152,16 @@ pub async fn serve<S>(
     shutdown: impl Future<Output = ()>,
 ) -> Connections
 where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     let builder = Arc::new(limits.builder());
-    let slots = limits.max_connections.map(|max| Arc::new(Semaphore::new(max)));
+    let slots = limits
+        .max_connections
+        .map(|max| Arc::new(Semaphore::new(max)));
     let (stop, stopped) = watch::channel(());
     let mut backoff = FIRST_ACCEPT_BACKOFF;
     let mut shutdown = pin!(shutdown);
@@ -214,7 +226,9 @@ enum Ended {
 impl Connection {
     async fn serve<S>(self, stream: TcpStream, service: S)
     where
-        S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+        S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+            + Send
+            + 'static,
         S::Future: Send + 'static,
     {
         let _open = self.metrics.as_ref().map(Metrics::connection_opened);
@@ -254,7 +268,9 @@ impl Connection {
                 return Poll::Ready(Ended::Closed(result));
             }
             // Recomputed after every poll of the connection: a byte or an answer may have moved it.
-            let Some(due) = deadlines.due() else { return Poll::Pending };
+            let Some(due) = deadlines.due() else {
+                return Poll::Pending;
+            };
             if armed != Some(due.at) {
                 timer.as_mut().reset(due.at);
                 armed = Some(due.at);
@@ -263,7 +279,9 @@ impl Connection {
                 return Poll::Pending;
             }
             match due.deadline {
-                Deadline::RequestHead | Deadline::Closing => return Poll::Ready(Ended::TimedOut(due.deadline)),
+                Deadline::RequestHead | Deadline::Closing => {
+                    return Poll::Ready(Ended::TimedOut(due.deadline))
+                }
                 Deadline::Idle => {
                     // Gracefully: an HTTP/2 peer gets a GOAWAY, so a request racing this close
                     // is refused cleanly instead of being cut off.
@@ -279,9 +297,13 @@ impl Connection {
             Ended::Closed(Err(error)) => debug!(%error, "Connection ended with an error."),
             Ended::TimedOut(Deadline::RequestHead) => {
                 self.count(ConnectionDeadline::RequestHead);
-                debug!("Connection closed: no complete request head within --request-head-timeout.");
+                debug!(
+                    "Connection closed: no complete request head within --request-head-timeout."
+                );
             }
-            Ended::TimedOut(_) => debug!("Connection closed: it did not finish closing after --idle-timeout."),
+            Ended::TimedOut(_) => {
+                debug!("Connection closed: it did not finish closing after --idle-timeout.")
+            }
         }
     }
 

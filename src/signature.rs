@@ -138,7 +138,10 @@ pub enum AdmitError {
 impl Authenticator {
     /// Signature checks with these secrets and window, and this replay guard.
     pub fn signed(secrets: &[SecretString], tolerance: Duration, replay: ReplayGuard) -> Self {
-        Self::Signed { verifier: Arc::new(Verifier::new(secrets, tolerance)), replay }
+        Self::Signed {
+            verifier: Arc::new(Verifier::new(secrets, tolerance)),
+            replay,
+        }
     }
 
     /// The verifier, if signatures are checked: secret rotation replaces its keys.
@@ -161,9 +164,15 @@ impl Authenticator {
     ///
     /// # Errors
     /// The first check that fails; see [`Verifier::verify`].
-    pub fn verify(&self, headers: &HeaderMap, now: SystemTime) -> Result<Verified<'_>, SignatureError> {
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        now: SystemTime,
+    ) -> Result<Verified<'_>, SignatureError> {
         match self {
-            Self::Signed { verifier, replay } => Ok(Verified { signing: Some((verifier.verify(headers, now)?, replay)) }),
+            Self::Signed { verifier, replay } => Ok(Verified {
+                signing: Some((verifier.verify(headers, now)?, replay)),
+            }),
             Self::Skipped => Ok(Verified { signing: None }),
         }
     }
@@ -176,9 +185,21 @@ impl Verified<'_> {
     ///
     /// # Errors
     /// [`SignatureError::Replayed`], or the shared store did not answer.
-    pub async fn admit(self, route: &str, digest: Digest, deadline: tokio::time::Instant) -> Result<(), AdmitError> {
-        let Some((signed, replay)) = self.signing else { return Ok(()) };
-        let signing = Signing { value: &signed.value, timestamp: signed.timestamp, route, expires_at: signed.expires_at };
+    pub async fn admit(
+        self,
+        route: &str,
+        digest: Digest,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), AdmitError> {
+        let Some((signed, replay)) = self.signing else {
+            return Ok(());
+        };
+        let signing = Signing {
+            value: &signed.value,
+            timestamp: signed.timestamp,
+            route,
+            expires_at: signed.expires_at,
+        };
         match replay.check(signing, digest, deadline).await {
             Ok(()) => Ok(()),
             Err(ReplayError::Replayed) => Err(SignatureError::Replayed.into()),
@@ -197,7 +218,10 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier for these secrets and timestamp window.
     pub fn new(secrets: &[SecretString], tolerance: Duration) -> Self {
-        Self { keys: ArcSwap::from_pointee(Keys::new(secrets)), tolerance }
+        Self {
+            keys: ArcSwap::from_pointee(Keys::new(secrets)),
+            tolerance,
+        }
     }
 
     /// Makes `secrets` the active keys; the ones they replace stay valid for `grace`. Returns
@@ -228,16 +252,26 @@ impl Verifier {
             .decode(signature.trim())
             .map_err(|_| SignatureError::MalformedSignature)?;
         let message = signed_message(value, timestamp_text);
-        if !self.keys.load().any_signed(message.as_bytes(), &signature, std::time::Instant::now()) {
+        if !self
+            .keys
+            .load()
+            .any_signed(message.as_bytes(), &signature, std::time::Instant::now())
+        {
             return Err(SignatureError::Mismatch);
         }
         self.check_window(timestamp, now)?;
         let expires_at = timestamp.saturating_add(self.tolerance.as_secs() as i64);
-        Ok(Signed { value: value.to_owned(), timestamp, expires_at })
+        Ok(Signed {
+            value: value.to_owned(),
+            timestamp,
+            expires_at,
+        })
     }
 
     fn check_window(&self, timestamp: i64, now: SystemTime) -> Result<(), SignatureError> {
-        let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         let tolerance = self.tolerance.as_secs() as i64;
         if timestamp < now - tolerance {
             Err(SignatureError::StaleTimestamp)
@@ -259,7 +293,8 @@ pub fn signed_message(value: &str, timestamp: &str) -> String {
 /// # Panics
 /// Never: HMAC accepts keys of any length.
 pub fn sign(secret: &str, value: &str, timestamp: &str) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(signed_message(value, timestamp).as_bytes());
     STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -270,12 +305,22 @@ pub fn sign(secret: &str, value: &str, timestamp: &str) -> String {
 /// # Errors
 /// `value` is not a valid header value (control characters, say). Base64, digits and
 /// `SHA-256` always are, so nothing else fails.
-pub fn signed_headers(secret: &str, value: &str, timestamp: i64) -> Result<HeaderMap, http::header::InvalidHeaderValue> {
+pub fn signed_headers(
+    secret: &str,
+    value: &str,
+    timestamp: i64,
+) -> Result<HeaderMap, http::header::InvalidHeaderValue> {
     let timestamp = timestamp.to_string();
     let mut headers = HeaderMap::with_capacity(5);
     headers.insert(VALUE_HEADER, HeaderValue::from_str(value)?);
-    headers.insert(SIGNATURE_HEADER, HeaderValue::from_str(&sign(secret, value, &timestamp)).expect("Base64 is a header value"));
-    headers.insert(TIMESTAMP_HEADER, HeaderValue::from_str(&timestamp).expect("digits are a header value"));
+    headers.insert(
+        SIGNATURE_HEADER,
+        HeaderValue::from_str(&sign(secret, value, &timestamp)).expect("Base64 is a header value"),
+    );
+    headers.insert(
+        TIMESTAMP_HEADER,
+        HeaderValue::from_str(&timestamp).expect("digits are a header value"),
+    );
     headers.insert(ALGORITHM_HEADER, HeaderValue::from_static("SHA-256"));
     Ok(headers)
 }
@@ -293,7 +338,9 @@ fn parse_timestamp(text: &str) -> Result<i64, SignatureError> {
     if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
         return Err(SignatureError::MalformedTimestamp);
     }
-    trimmed.parse().map_err(|_| SignatureError::MalformedTimestamp)
+    trimmed
+        .parse()
+        .map_err(|_| SignatureError::MalformedTimestamp)
 }
 
 #[cfg(test)]
@@ -335,24 +382,50 @@ mod tests {
 
     #[test]
     fn worked_example_from_the_spec_signs_and_verifies() {
-        assert_eq!(signed_message(VALUE, "1767225600"), "b7d1e0a4c93f.12.1767225600");
+        assert_eq!(
+            signed_message(VALUE, "1767225600"),
+            "b7d1e0a4c93f.12.1767225600"
+        );
         assert_eq!(sign(SECRET, VALUE, "1767225600"), SIGNATURE);
-        let signed = verifier(&[SECRET]).verify(&example(), at(TIMESTAMP)).unwrap();
-        assert_eq!(signed, Signed { value: VALUE.into(), timestamp: TIMESTAMP, expires_at: TIMESTAMP + 300 });
+        let signed = verifier(&[SECRET])
+            .verify(&example(), at(TIMESTAMP))
+            .unwrap();
+        assert_eq!(
+            signed,
+            Signed {
+                value: VALUE.into(),
+                timestamp: TIMESTAMP,
+                expires_at: TIMESTAMP + 300
+            }
+        );
     }
 
     #[test]
     fn any_secret_of_a_rotation_verifies() {
-        assert!(verifier(&["old", SECRET]).verify(&example(), at(TIMESTAMP)).is_ok());
-        assert_eq!(verifier(&["old", "other"]).verify(&example(), at(TIMESTAMP)), Err(SignatureError::Mismatch));
+        assert!(verifier(&["old", SECRET])
+            .verify(&example(), at(TIMESTAMP))
+            .is_ok());
+        assert_eq!(
+            verifier(&["old", "other"]).verify(&example(), at(TIMESTAMP)),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
     fn each_missing_header_is_refused() {
-        for name in [SIGNATURE_HEADER, VALUE_HEADER, TIMESTAMP_HEADER, ALGORITHM_HEADER] {
+        for name in [
+            SIGNATURE_HEADER,
+            VALUE_HEADER,
+            TIMESTAMP_HEADER,
+            ALGORITHM_HEADER,
+        ] {
             let mut map = example();
             map.remove(name);
-            assert_eq!(verifier(&[SECRET]).verify(&map, at(TIMESTAMP)), Err(SignatureError::MissingHeader), "{name}");
+            assert_eq!(
+                verifier(&[SECRET]).verify(&map, at(TIMESTAMP)),
+                Err(SignatureError::MissingHeader),
+                "{name}"
+            );
         }
     }
 
@@ -361,36 +434,65 @@ mod tests {
         let v = verifier(&[SECRET]);
         assert!(v.verify(&example(), at(TIMESTAMP + 300)).is_ok());
         assert!(v.verify(&example(), at(TIMESTAMP - 300)).is_ok());
-        assert_eq!(v.verify(&example(), at(TIMESTAMP + 301)), Err(SignatureError::StaleTimestamp));
-        assert_eq!(v.verify(&example(), at(TIMESTAMP - 301)), Err(SignatureError::FutureTimestamp));
+        assert_eq!(
+            v.verify(&example(), at(TIMESTAMP + 301)),
+            Err(SignatureError::StaleTimestamp)
+        );
+        assert_eq!(
+            v.verify(&example(), at(TIMESTAMP - 301)),
+            Err(SignatureError::FutureTimestamp)
+        );
     }
 
     #[test]
     fn the_window_is_checked_only_for_a_valid_signature() {
         let v = verifier(&[SECRET]);
         let forged_and_old = headers("AAAA", VALUE, "1767225600", "SHA-256");
-        assert_eq!(v.verify(&forged_and_old, at(TIMESTAMP + 3600)), Err(SignatureError::Mismatch), "garbage is a mismatch, whatever its time");
-        assert_eq!(v.verify(&example(), at(TIMESTAMP + 3600)), Err(SignatureError::StaleTimestamp), "a genuine late signing is stale");
+        assert_eq!(
+            v.verify(&forged_and_old, at(TIMESTAMP + 3600)),
+            Err(SignatureError::Mismatch),
+            "garbage is a mismatch, whatever its time"
+        );
+        assert_eq!(
+            v.verify(&example(), at(TIMESTAMP + 3600)),
+            Err(SignatureError::StaleTimestamp),
+            "a genuine late signing is stale"
+        );
     }
 
     #[test]
     fn malformed_inputs_are_named() {
         let v = verifier(&[SECRET]);
         let bad_ts = headers(SIGNATURE, VALUE, "1767225600.5", "SHA-256");
-        assert_eq!(v.verify(&bad_ts, at(TIMESTAMP)), Err(SignatureError::MalformedTimestamp));
+        assert_eq!(
+            v.verify(&bad_ts, at(TIMESTAMP)),
+            Err(SignatureError::MalformedTimestamp)
+        );
         let bad_alg = headers(SIGNATURE, VALUE, "1767225600", "SHA-1");
-        assert_eq!(v.verify(&bad_alg, at(TIMESTAMP)), Err(SignatureError::UnsupportedAlgorithm));
+        assert_eq!(
+            v.verify(&bad_alg, at(TIMESTAMP)),
+            Err(SignatureError::UnsupportedAlgorithm)
+        );
         let bad_b64 = headers("not base64!", VALUE, "1767225600", "SHA-256");
-        assert_eq!(v.verify(&bad_b64, at(TIMESTAMP)), Err(SignatureError::MalformedSignature));
+        assert_eq!(
+            v.verify(&bad_b64, at(TIMESTAMP)),
+            Err(SignatureError::MalformedSignature)
+        );
     }
 
     #[test]
     fn tampered_value_or_timestamp_does_not_verify() {
         let v = verifier(&[SECRET]);
         let other_value = headers(SIGNATURE, "b7d1e0a4c93e", "1767225600", "SHA-256");
-        assert_eq!(v.verify(&other_value, at(TIMESTAMP)), Err(SignatureError::Mismatch));
+        assert_eq!(
+            v.verify(&other_value, at(TIMESTAMP)),
+            Err(SignatureError::Mismatch)
+        );
         let other_time = headers(SIGNATURE, VALUE, "1767225601", "SHA-256");
-        assert_eq!(v.verify(&other_time, at(TIMESTAMP)), Err(SignatureError::Mismatch));
+        assert_eq!(
+            v.verify(&other_time, at(TIMESTAMP)),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
@@ -404,14 +506,37 @@ mod tests {
 
     #[tokio::test]
     async fn authenticator_admits_a_redelivery_and_refuses_another_body() {
-        let guard = ReplayGuard::Memory(crate::replay::MemoryGuard::new(10, crate::replay::GuardMetrics::register(&prometheus::Registry::new()).unwrap()));
-        let authenticator = Authenticator::signed(&[SecretString::from(SECRET)], Duration::from_secs(300), guard);
+        let guard = ReplayGuard::Memory(crate::replay::MemoryGuard::new(
+            10,
+            crate::replay::GuardMetrics::register(&prometheus::Registry::new()).unwrap(),
+        ));
+        let authenticator = Authenticator::signed(
+            &[SecretString::from(SECRET)],
+            Duration::from_secs(300),
+            guard,
+        );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        let admit = |body: u8| authenticator.verify(&example(), at(TIMESTAMP)).unwrap().admit("bp", [body; 32], deadline);
+        let admit = |body: u8| {
+            authenticator
+                .verify(&example(), at(TIMESTAMP))
+                .unwrap()
+                .admit("bp", [body; 32], deadline)
+        };
         admit(1).await.unwrap();
         admit(1).await.unwrap();
-        assert!(matches!(admit(2).await, Err(AdmitError::Refused(SignatureError::Replayed))));
-        assert!(matches!(authenticator.verify(&HeaderMap::new(), at(TIMESTAMP)), Err(SignatureError::MissingHeader)));
-        assert!(Authenticator::Skipped.verify(&HeaderMap::new(), at(TIMESTAMP)).unwrap().admit("bp", [3; 32], deadline).await.is_ok());
+        assert!(matches!(
+            admit(2).await,
+            Err(AdmitError::Refused(SignatureError::Replayed))
+        ));
+        assert!(matches!(
+            authenticator.verify(&HeaderMap::new(), at(TIMESTAMP)),
+            Err(SignatureError::MissingHeader)
+        ));
+        assert!(Authenticator::Skipped
+            .verify(&HeaderMap::new(), at(TIMESTAMP))
+            .unwrap()
+            .admit("bp", [3; 32], deadline)
+            .await
+            .is_ok());
     }
 }

@@ -20,7 +20,10 @@ use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerPro
 use tokio::runtime::Handle;
 use tracing::{info, warn, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-use tracing_subscriber::{filter::filter_fn, fmt, layer::SubscriberExt as _, util::SubscriberInitExt as _, EnvFilter, Layer as _};
+use tracing_subscriber::{
+    filter::filter_fn, fmt, layer::SubscriberExt as _, util::SubscriberInitExt as _, EnvFilter,
+    Layer as _,
+};
 
 use crate::{config::LogFormat, traceparent::TraceParent};
 
@@ -51,7 +54,10 @@ pub struct TelemetryError(String);
 ///
 /// # Errors
 /// The exporter cannot be built, or there is no tokio runtime to run it on.
-pub fn init(format: LogFormat, otlp_endpoint: Option<&http::Uri>) -> Result<Telemetry, TelemetryError> {
+pub fn init(
+    format: LogFormat,
+    otlp_endpoint: Option<&http::Uri>,
+) -> Result<Telemetry, TelemetryError> {
     let provider = otlp_endpoint.map(tracer_provider).transpose()?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Request spans are at debug level, so without export (and without RUST_LOG=debug) no layer
@@ -64,14 +70,25 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&http::Uri>) -> Result<Tele
     let spans = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("bp-relay"))
-            .with_filter(filter_fn(|metadata| metadata.is_span() && metadata.target() == REQUEST_TARGET))
+            .with_filter(filter_fn(|metadata| {
+                metadata.is_span() && metadata.target() == REQUEST_TARGET
+            }))
     });
     let logs = if json {
-        fmt::layer().with_target(true).json().flatten_event(true).with_current_span(true).with_span_list(false).boxed()
+        fmt::layer()
+            .with_target(true)
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed()
     } else {
         fmt::layer().with_target(true).boxed()
     };
-    tracing_subscriber::registry().with(spans).with(logs.with_filter(filter)).init();
+    tracing_subscriber::registry()
+        .with(spans)
+        .with(logs.with_filter(filter))
+        .init();
     Ok(Telemetry { provider })
 }
 
@@ -84,10 +101,13 @@ impl Telemetry {
         };
         // The SDK blocks until its batch thread has exported, and that export runs on this
         // runtime: wait on a blocking thread, not on a worker.
-        let flushed = tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_BUDGET)).await;
+        let flushed =
+            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_BUDGET)).await;
         match flushed {
             Ok(Ok(())) => info!("Span export stopped."),
-            Ok(Err(error)) => warn!(%error, "Span export stopped; the last spans may not have been exported."),
+            Ok(Err(error)) => {
+                warn!(%error, "Span export stopped; the last spans may not have been exported.")
+            }
             Err(error) => warn!(%error, "Span export did not stop cleanly."),
         }
     }
@@ -136,7 +156,10 @@ fn tracer_provider(endpoint: &http::Uri) -> Result<SdkTracerProvider, TelemetryE
         .with_service_name("bp-relay")
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
-    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
 }
 
 /// `<endpoint>/v1/traces`, the OTLP/HTTP path, keeping any path prefix of the endpoint.
@@ -159,7 +182,11 @@ struct CollectorClient {
 impl HttpClient for CollectorClient {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let hyper = self.hyper.clone();
-        let result = match self.runtime.spawn(async move { hyper.send_bytes(request).await }).await {
+        let result = match self
+            .runtime
+            .spawn(async move { hyper.send_bytes(request).await })
+            .await
+        {
             Ok(result) => result,
             Err(error) => Err(Box::new(error) as HttpError),
         };
@@ -172,7 +199,9 @@ impl HttpClient for CollectorClient {
             Some(error) if !self.failing.swap(true, Ordering::Relaxed) => {
                 warn!(%error, "Cannot export spans to the OTLP collector; spans are dropped while it fails.");
             }
-            None if self.failing.swap(false, Ordering::Relaxed) => info!("Exporting spans to the OTLP collector again."),
+            None if self.failing.swap(false, Ordering::Relaxed) => {
+                info!("Exporting spans to the OTLP collector again.")
+            }
             _ => {}
         }
         result
@@ -186,14 +215,24 @@ mod tests {
     #[test]
     fn traces_go_to_the_v1_traces_path_below_the_endpoint() {
         let url = |text: &str| traces_url(&text.parse().unwrap());
-        assert_eq!(url("http://otel-collector:4318"), "http://otel-collector:4318/v1/traces");
-        assert_eq!(url("http://otel-collector:4318/"), "http://otel-collector:4318/v1/traces");
-        assert_eq!(url("http://gateway:80/otlp/"), "http://gateway:80/otlp/v1/traces");
+        assert_eq!(
+            url("http://otel-collector:4318"),
+            "http://otel-collector:4318/v1/traces"
+        );
+        assert_eq!(
+            url("http://otel-collector:4318/"),
+            "http://otel-collector:4318/v1/traces"
+        );
+        assert_eq!(
+            url("http://gateway:80/otlp/"),
+            "http://gateway:80/otlp/v1/traces"
+        );
     }
 
     #[test]
     fn without_export_the_record_continues_the_senders_trace() {
-        let sender = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let sender =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         let joined = join_trace(&Span::none(), Some(sender));
         assert_eq!(joined.trace_id(), sender.trace_id());
         assert_ne!(joined, sender);
@@ -204,19 +243,28 @@ mod tests {
     fn with_export_the_request_span_joins_the_senders_trace_and_the_record_names_it() {
         use opentelemetry::trace::TraceContextExt as _;
         let provider = SdkTracerProvider::builder().build();
-        let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
         tracing::subscriber::with_default(subscriber, || {
-            let sender = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+            let sender =
+                TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+                    .unwrap();
             let span = tracing::info_span!("request");
             let joined = join_trace(&span, Some(sender));
             let exported = span.context().span().span_context().clone();
             assert_eq!(exported.trace_id().to_string(), sender.trace_id());
-            assert_eq!(joined.to_string(), format!("00-{}-{}-01", exported.trace_id(), exported.span_id()));
+            assert_eq!(
+                joined.to_string(),
+                format!("00-{}-{}-01", exported.trace_id(), exported.span_id())
+            );
             assert_ne!(joined, sender);
 
             let root = tracing::info_span!("request");
             let fresh = join_trace(&root, None);
-            assert_eq!(fresh.trace_id(), root.context().span().span_context().trace_id().to_string());
+            assert_eq!(
+                fresh.trace_id(),
+                root.context().span().span_context().trace_id().to_string()
+            );
         });
     }
 }

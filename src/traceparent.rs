@@ -18,17 +18,24 @@ impl TraceParent {
     /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; all-zero ids are invalid per the spec.
     pub fn parse(text: &str) -> Option<Self> {
         let mut parts = text.trim().split('-');
-        let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         if version != "00" || parts.next().is_some() {
             return None;
         }
-        let mut parent = Self { trace_id: [0; 16], span_id: [0; 8], flags: 0 };
+        let mut parent = Self {
+            trace_id: [0; 16],
+            span_id: [0; 8],
+            flags: 0,
+        };
         hex::decode_to_slice(trace, &mut parent.trace_id).ok()?;
         hex::decode_to_slice(span, &mut parent.span_id).ok()?;
         let mut flag = [0u8; 1];
         hex::decode_to_slice(flags, &mut flag).ok()?;
         parent.flags = flag[0];
-        let lowercase = [trace, span, flags].iter().all(|p| !p.bytes().any(|b| b.is_ascii_uppercase()));
+        let lowercase = [trace, span, flags]
+            .iter()
+            .all(|p| !p.bytes().any(|b| b.is_ascii_uppercase()));
         let nonzero = parent.trace_id != [0; 16] && parent.span_id != [0; 8];
         (lowercase && nonzero).then_some(parent)
     }
@@ -36,12 +43,19 @@ impl TraceParent {
     /// A new trace, sampled, for requests that carry none.
     pub fn fresh() -> Self {
         let mut rng = rand::rng();
-        Self { trace_id: nonzero(&mut rng), span_id: nonzero(&mut rng), flags: 0x01 }
+        Self {
+            trace_id: nonzero(&mut rng),
+            span_id: nonzero(&mut rng),
+            flags: 0x01,
+        }
     }
 
     /// The relay's own span within the same trace: same trace id and flags, a new span id.
     pub fn child(&self) -> Self {
-        Self { span_id: nonzero(&mut rand::rng()), ..*self }
+        Self {
+            span_id: nonzero(&mut rand::rng()),
+            ..*self
+        }
     }
 
     /// The trace id as 32 hex digits (logged to correlate with the sender).
@@ -61,7 +75,13 @@ fn nonzero<const N: usize>(rng: &mut impl Rng) -> [u8; N] {
 
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{}-{}-{:02x}", hex::encode(self.trace_id), hex::encode(self.span_id), self.flags)
+        write!(
+            f,
+            "00-{}-{}-{:02x}",
+            hex::encode(self.trace_id),
+            hex::encode(self.span_id),
+            self.flags
+        )
     }
 }
 

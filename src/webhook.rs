@@ -68,7 +68,9 @@ impl FromStr for Pointer {
         if s.starts_with('/') && s.len() > 1 {
             Ok(Self(s.to_owned()))
         } else {
-            Err(format!("{s:?} is not a JSON pointer to a field (expected e.g. /id)"))
+            Err(format!(
+                "{s:?} is not a JSON pointer to a field (expected e.g. /id)"
+            ))
         }
     }
 }
@@ -79,15 +81,30 @@ impl FromStr for Pointer {
 #[command(next_help_heading = "Routes")]
 pub struct Rules {
     /// JSON pointer to the process id in a business process (the record key).
-    #[arg(long, env = "BP_RELAY_KEY_POINTER", default_value = "/id", global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_KEY_POINTER",
+        default_value = "/id",
+        global = true
+    )]
     pub key_pointer: Pointer,
 
     /// JSON pointer to the owning process id in an action (the record key).
-    #[arg(long, env = "BP_RELAY_ACTIONS_KEY_POINTER", default_value = "/businessProcess", global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_ACTIONS_KEY_POINTER",
+        default_value = "/businessProcess",
+        global = true
+    )]
     pub actions_key_pointer: Pointer,
 
     /// JSON pointer to the process version, copied to the `ce_processversion` header.
-    #[arg(long, env = "BP_RELAY_VERSION_POINTER", default_value = "/version", global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_VERSION_POINTER",
+        default_value = "/version",
+        global = true
+    )]
     pub version_pointer: Pointer,
 
     /// Top-level fields a business process must have (names Authvia has not confirmed).
@@ -101,7 +118,13 @@ pub struct Rules {
     pub required_fields: Vec<String>,
 
     /// Top-level fields an action must have.
-    #[arg(long, env = "BP_RELAY_ACTIONS_REQUIRED_FIELDS", value_delimiter = ',', default_value = "id,type,status", global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_ACTIONS_REQUIRED_FIELDS",
+        value_delimiter = ',',
+        default_value = "id,type,status",
+        global = true
+    )]
     pub actions_required_fields: Vec<String>,
 }
 
@@ -198,20 +221,33 @@ impl Webhook {
         // One pass checks the whole document is JSON; the rules then read only what they need.
         let document: &RawValue = serde_json::from_slice(body).map_err(|error| Rejection {
             reason: RejectReason::NotJson,
-            detail: format!("body is not JSON ({:?} error at line {} column {})", error.classify(), error.line(), error.column()),
+            detail: format!(
+                "body is not JSON ({:?} error at line {} column {})",
+                error.classify(),
+                error.line(),
+                error.column()
+            ),
             key: None,
         })?;
         let Some(object) = json::Object::parse(document) else {
-            return Err(reject(RejectReason::NotAnObject, "body is JSON but not an object", None));
+            return Err(reject(
+                RejectReason::NotAnObject,
+                "body is JSON but not an object",
+                None,
+            ));
         };
         let key = find_key(&object, rules.key(kind))?;
         let with_key = |reason, detail: String| reject(reason, detail, Some(key.clone()));
         for name in rules.required(kind) {
             if !object.contains(name) {
-                return Err(with_key(RejectReason::MissingField, format!("required field {name} is missing")));
+                return Err(with_key(
+                    RejectReason::MissingField,
+                    format!("required field {name} is missing"),
+                ));
             }
         }
-        shape::check_fields(&object, kind.fields()).map_err(|mismatch| with_key(RejectReason::InvalidField, mismatch.detail()))?;
+        shape::check_fields(&object, kind.fields())
+            .map_err(|mismatch| with_key(RejectReason::InvalidField, mismatch.detail()))?;
         let version = match kind {
             EventKind::BusinessProcess => version_of(&object, &rules.version_pointer)
                 .map_err(|detail| with_key(RejectReason::InvalidField, detail))?,
@@ -222,23 +258,39 @@ impl Webhook {
 }
 
 fn reject(reason: RejectReason, detail: impl Into<String>, key: Option<String>) -> Rejection {
-    Rejection { reason, detail: detail.into(), key }
+    Rejection {
+        reason,
+        detail: detail.into(),
+        key,
+    }
 }
 
 fn find_key(object: &json::Object<'_>, pointer: &Pointer) -> Result<String, Rejection> {
-    let missing = || reject(RejectReason::MissingKey, format!("no key at {}", pointer.as_str()), None);
+    let missing = || {
+        reject(
+            RejectReason::MissingKey,
+            format!("no key at {}", pointer.as_str()),
+            None,
+        )
+    };
     let value = object.at(pointer).ok_or_else(missing)?;
     if json::kind(value) == json::Kind::Null {
         return Err(missing());
     }
     match json::string(value) {
         Some(key) if !key.trim().is_empty() => Ok(key.into_owned()),
-        _ => Err(reject(RejectReason::InvalidKey, format!("key at {} is not a non-empty string", pointer.as_str()), None)),
+        _ => Err(reject(
+            RejectReason::InvalidKey,
+            format!("key at {} is not a non-empty string", pointer.as_str()),
+            None,
+        )),
     }
 }
 
 fn version_of(object: &json::Object<'_>, pointer: &Pointer) -> Result<Option<String>, String> {
-    let Some(value) = object.at(pointer) else { return Ok(None) };
+    let Some(value) = object.at(pointer) else {
+        return Ok(None);
+    };
     match json::kind(value) {
         json::Kind::Null => Ok(None),
         // Printed as serde_json prints the number, whatever its spelling in the body.

@@ -22,11 +22,7 @@ use std::{
 };
 
 use bp_relay::{
-    http::Ingress,
-    kafka::FailureReason,
-    metrics::Metrics,
-    publish::Memory,
-    signature, Config,
+    http::Ingress, kafka::FailureReason, metrics::Metrics, publish::Memory, signature, Config,
 };
 use bp_relay_fuzz::{
     frames::{End, Frames},
@@ -49,21 +45,35 @@ struct Steering<'a> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some(text) = TextRequest::split(data) else { return };
-    let (Ok(method), Ok(uri)) = (Method::from_bytes(text.method), Uri::try_from(text.target)) else { return };
+    let Some(text) = TextRequest::split(data) else {
+        return;
+    };
+    let (Ok(method), Ok(uri)) = (Method::from_bytes(text.method), Uri::try_from(text.target))
+    else {
+        return;
+    };
     let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     let mut steering = Steering::default();
     for (name, value) in header_lines(text.head) {
         if !steer(&mut steering, name, value) {
-            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+            {
                 request.headers_mut().append(name, value);
             }
         }
     }
-    let signed = steering.sign.and_then(|value| sign(&mut request, value)).is_some();
-    let body = Frames::new(text.body, steering.chunk.unwrap_or(text.body.len()), steering.end.unwrap_or(End::Complete));
+    let signed = steering
+        .sign
+        .and_then(|value| sign(&mut request, value))
+        .is_some();
+    let body = Frames::new(
+        text.body,
+        steering.chunk.unwrap_or(text.body.len()),
+        steering.end.unwrap_or(End::Complete),
+    );
     let request = request.map(|()| body);
 
     let ingress = ingress();
@@ -71,28 +81,54 @@ fuzz_target!(|data: &[u8]| {
     let (status, json) = runtime().block_on(async {
         let response = ingress.handle(request).await;
         let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.expect("an in-memory body").to_bytes();
-        (status, serde_json::from_slice::<serde_json::Value>(&bytes).expect("every answer is JSON"))
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("an in-memory body")
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice::<serde_json::Value>(&bytes).expect("every answer is JSON"),
+        )
     });
 
     let code = json.get("code").and_then(serde_json::Value::as_str);
-    assert!(status_table::documented(table(), status, code), "undocumented answer {status} {json}");
+    assert!(
+        status_table::documented(table(), status, code),
+        "undocumented answer {status} {json}"
+    );
     if status != 200 {
         let object = json.as_object().expect("an error body is an object");
-        assert!(object.len() == 2 && object["message"].is_string(), "an error body is {{code, message}}: {json}");
+        assert!(
+            object.len() == 2 && object["message"].is_string(),
+            "an error body is {{code, message}}: {json}"
+        );
     }
     let published = ingress.publisher().published();
     if !signed {
-        assert!(published.is_empty(), "a record was written for an unsigned request");
+        assert!(
+            published.is_empty(),
+            "a record was written for an unsigned request"
+        );
     }
     match status {
         // Authvia's disable callback (GET /webhooks/subscription-disabled): acknowledged, unsigned.
-        200 if json.get("acknowledged").is_some() => assert!(published.is_empty(), "the disable callback wrote a record"),
+        200 if json.get("acknowledged").is_some() => {
+            assert!(published.is_empty(), "the disable callback wrote a record")
+        }
         200 => {
             assert_eq!(published.len(), 1, "a 200 stands for exactly one record");
-            assert_eq!(&published[0].1.value[..], text.body, "the record holds the exact body");
+            assert_eq!(
+                &published[0].1.value[..],
+                text.body,
+                "the record holds the exact body"
+            );
         }
-        _ => assert!(published.is_empty(), "a record was written, answered {status}"),
+        _ => assert!(
+            published.is_empty(),
+            "a record was written, answered {status}"
+        ),
     }
 });
 
@@ -100,7 +136,9 @@ fuzz_target!(|data: &[u8]| {
 fn steer<'a>(steering: &mut Steering<'a>, name: &[u8], value: &'a [u8]) -> bool {
     match name.to_ascii_lowercase().as_slice() {
         b"fuzz-sign" => steering.sign = Some(value),
-        b"fuzz-chunk" => steering.chunk = std::str::from_utf8(value).ok().and_then(|n| n.parse().ok()),
+        b"fuzz-chunk" => {
+            steering.chunk = std::str::from_utf8(value).ok().and_then(|n| n.parse().ok())
+        }
         b"fuzz-end" => {
             steering.end = match value {
                 b"broken" => Some(End::Broken),
@@ -108,7 +146,11 @@ fn steer<'a>(steering: &mut Steering<'a>, name: &[u8], value: &'a [u8]) -> bool 
                 _ => Some(End::Complete),
             }
         }
-        b"fuzz-publish" => steering.failing = FailureReason::ALL.into_iter().find(|reason| reason.code().as_bytes() == value),
+        b"fuzz-publish" => {
+            steering.failing = FailureReason::ALL
+                .into_iter()
+                .find(|reason| reason.code().as_bytes() == value)
+        }
         _ => return false,
     }
     true
@@ -132,11 +174,20 @@ fn ingress() -> Ingress<Memory> {
     static CONFIG: OnceLock<Config> = OnceLock::new();
     let config = CONFIG.get_or_init(|| {
         let args = [
-            "bp-relay", "--kafka-brokers", "unused:9092", "--signing-secrets", SECRET, "--max-body", "4KiB",
-            "--replay-capacity", "16",
+            "bp-relay",
+            "--kafka-brokers",
+            "unused:9092",
+            "--signing-secrets",
+            SECRET,
+            "--max-body",
+            "4KiB",
+            "--replay-capacity",
+            "16",
         ];
         let config = Config::try_parse_from(args).expect("the fuzz target's flags parse");
-        config.validate().expect("the fuzz target's flags are valid");
+        config
+            .validate()
+            .expect("the fuzz target's flags are valid");
         config
     });
     let metrics = Metrics::register(&prometheus::Registry::new()).expect("a fresh registry");
@@ -147,7 +198,11 @@ fn ingress() -> Ingress<Memory> {
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("a runtime")
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("a runtime")
     })
 }
 

@@ -38,27 +38,56 @@ fuzz_target!(|data: &[u8]| {
     let verdict = Verifier::new(&secrets, WINDOW).verify(&headers, now);
     // A fresh guard for each input: what an earlier input admitted must not decide this one.
     let metrics = GuardMetrics::register(&prometheus::Registry::new()).expect("a fresh registry");
-    let authenticator = Authenticator::signed(&secrets, WINDOW, ReplayGuard::Memory(MemoryGuard::new(4, metrics)));
-    assert_eq!(verdict.as_ref().err(), authenticator.verify(&headers, now).err().as_ref());
+    let authenticator = Authenticator::signed(
+        &secrets,
+        WINDOW,
+        ReplayGuard::Memory(MemoryGuard::new(4, metrics)),
+    );
+    assert_eq!(
+        verdict.as_ref().err(),
+        authenticator.verify(&headers, now).err().as_ref()
+    );
     let Ok(signed) = verdict else { return };
 
     assert_eq!(signed.value, text(&headers, signature::VALUE_HEADER));
-    assert!(signed.timestamp.abs_diff(NOW as i64) <= WINDOW.as_secs(), "passed outside the window: {headers:?}");
-    let given = STANDARD.decode(text(&headers, signature::SIGNATURE_HEADER).trim()).expect("a passed signature is Base64");
+    assert!(
+        signed.timestamp.abs_diff(NOW as i64) <= WINDOW.as_secs(),
+        "passed outside the window: {headers:?}"
+    );
+    let given = STANDARD
+        .decode(text(&headers, signature::SIGNATURE_HEADER).trim())
+        .expect("a passed signature is Base64");
     let timestamp = text(&headers, signature::TIMESTAMP_HEADER);
-    let matches_a_secret = SECRETS
-        .iter()
-        .any(|secret| STANDARD.decode(signature::sign(secret, &signed.value, timestamp)).ok().as_ref() == Some(&given));
-    assert!(matches_a_secret, "passed without the HMAC of a secret: {headers:?}");
+    let matches_a_secret = SECRETS.iter().any(|secret| {
+        STANDARD
+            .decode(signature::sign(secret, &signed.value, timestamp))
+            .ok()
+            .as_ref()
+            == Some(&given)
+    });
+    assert!(
+        matches_a_secret,
+        "passed without the HMAC of a secret: {headers:?}"
+    );
 
     let admit = |digest| {
         let verified = authenticator.verify(&headers, now).expect("it passed once");
-        ready(verified.admit("business-processes", digest, tokio::time::Instant::now() + Duration::from_secs(1)))
+        ready(verified.admit(
+            "business-processes",
+            digest,
+            tokio::time::Instant::now() + Duration::from_secs(1),
+        ))
     };
     assert!(admit([1; 32]).is_ok());
-    assert!(admit([1; 32]).is_ok(), "a redelivery of the same body passes");
+    assert!(
+        admit([1; 32]).is_ok(),
+        "a redelivery of the same body passes"
+    );
     let replayed = admit([2; 32]);
-    assert!(matches!(replayed, Err(AdmitError::Refused(SignatureError::Replayed))), "another body with the same signing is a replay: {replayed:?}");
+    assert!(
+        matches!(replayed, Err(AdmitError::Refused(SignatureError::Replayed))),
+        "another body with the same signing is a replay: {replayed:?}"
+    );
 });
 
 /// The output of a future that must not wait: the in-memory guard answers at once.
@@ -71,5 +100,7 @@ fn ready<F: Future>(future: F) -> F::Output {
 
 /// The first value of a header that verification read as text.
 fn text<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers[name].to_str().expect("verification read it as text")
+    headers[name]
+        .to_str()
+        .expect("verification read it as text")
 }

@@ -38,15 +38,24 @@ fn check(kind: EventKind, body: &[u8], rules: &Rules, tree: Option<&Value>) {
                 EventKind::BusinessProcess => &rules.key_pointer,
                 EventKind::Action => &rules.actions_key_pointer,
             };
-            assert_eq!(tree.pointer(key_pointer.as_str()).and_then(Value::as_str), Some(webhook.key.as_str()));
+            assert_eq!(
+                tree.pointer(key_pointer.as_str()).and_then(Value::as_str),
+                Some(webhook.key.as_str())
+            );
             let version = match (kind, tree.pointer(rules.version_pointer.as_str())) {
-                (EventKind::BusinessProcess, Some(Value::Number(number))) => Some(number.to_string()),
+                (EventKind::BusinessProcess, Some(Value::Number(number))) => {
+                    Some(number.to_string())
+                }
                 _ => None,
             };
             assert_eq!(webhook.version, version);
         }
         Err(rejection) if rejection.reason == RejectReason::NotJson => {
-            assert!(tree.is_none(), "not_json for a body serde_json reads: {}", rejection.detail);
+            assert!(
+                tree.is_none(),
+                "not_json for a body serde_json reads: {}",
+                rejection.detail
+            );
         }
         Err(_) => {}
     }
@@ -55,12 +64,29 @@ fn check(kind: EventKind, body: &[u8], rules: &Rules, tree: Option<&Value>) {
 fn rule_sets() -> &'static [Rules; 2] {
     static RULES: OnceLock<[Rules; 2]> = OnceLock::new();
     RULES.get_or_init(|| {
-        let nested = ["--key-pointer", "/data/0/i~1d", "--actions-key-pointer", "/a~0b/1/id", "--version-pointer", "/meta/version"];
+        let nested = [
+            "--key-pointer",
+            "/data/0/i~1d",
+            "--actions-key-pointer",
+            "/a~0b/1/id",
+            "--version-pointer",
+            "/meta/version",
+        ];
         [rules(&[]), rules(&nested)]
     })
 }
 
 fn rules(extra: &[&str]) -> Rules {
-    let args = ["bp-relay", "--kafka-brokers", "unused:9092", "--signing-secrets", "unused"].iter().chain(extra);
-    Config::try_parse_from(args).expect("the fuzz target's flags parse").rules
+    let args = [
+        "bp-relay",
+        "--kafka-brokers",
+        "unused:9092",
+        "--signing-secrets",
+        "unused",
+    ]
+    .iter()
+    .chain(extra);
+    Config::try_parse_from(args)
+        .expect("the fuzz target's flags parse")
+        .rules
 }

@@ -25,7 +25,9 @@ pub fn header_lines(text: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 pub fn header_map(text: &[u8]) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in header_lines(text) {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
             headers.append(name, value);
         }
     }
@@ -45,18 +47,30 @@ impl<'a> TextRequest<'a> {
     /// Splits `data`; `None` without a request line. Without an empty line there is no body.
     pub fn split(data: &'a [u8]) -> Option<Self> {
         let line_end = data.iter().position(|&byte| byte == b'\n')?;
-        let request_line = data[..line_end].strip_suffix(b"\r").unwrap_or(&data[..line_end]);
+        let request_line = data[..line_end]
+            .strip_suffix(b"\r")
+            .unwrap_or(&data[..line_end]);
         let space = request_line.iter().position(|&byte| byte == b' ')?;
         let (method, target) = (&request_line[..space], &request_line[space + 1..]);
         let rest = &data[line_end + 1..];
-        let (head, body) = match find(rest, b"\n\n").map(|at| (at, 2)).or_else(|| find(rest, b"\r\n\r\n").map(|at| (at, 4))) {
+        let (head, body) = match find(rest, b"\n\n")
+            .map(|at| (at, 2))
+            .or_else(|| find(rest, b"\r\n\r\n").map(|at| (at, 4)))
+        {
             Some((at, separator)) => (&rest[..at], &rest[at + separator..]),
             None => (rest, &rest[rest.len()..]),
         };
-        Some(Self { method, target, head, body })
+        Some(Self {
+            method,
+            target,
+            head,
+            body,
+        })
     }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }

@@ -21,21 +21,60 @@ pub const MAX_MESSAGE_TIMEOUT: Duration = Duration::from_secs(300);
 /// their own (timeouts, compression, linger, queue bounds, security) are set through the flag.
 pub const RESERVED_OPTIONS: &[(&str, &str)] = &[
     ("acks", "2xx means every in-sync replica has the record"),
-    ("request.required.acks", "2xx means every in-sync replica has the record"),
-    ("enable.idempotence", "retries must not duplicate or reorder records"),
-    ("enable.gapless.guarantee", "the relay handles idempotence failures itself"),
-    ("max.in.flight.requests.per.connection", "the relay keeps one request in flight per broker, so batches grow with the load"),
-    ("max.in.flight", "the relay keeps one request in flight per broker, so batches grow with the load"),
-    ("retries", "idempotence needs unbounded retries within message.timeout.ms"),
-    ("message.send.max.retries", "idempotence needs unbounded retries within message.timeout.ms"),
-    ("partitioner", "records must land where the Java client puts the same key"),
-    ("partitioner_cb", "records must land where the Java client puts the same key"),
-    ("transactional.id", "the relay is not a transactional producer"),
-    ("statistics.interval.ms", "readiness and the queue and broker metrics depend on it"),
+    (
+        "request.required.acks",
+        "2xx means every in-sync replica has the record",
+    ),
+    (
+        "enable.idempotence",
+        "retries must not duplicate or reorder records",
+    ),
+    (
+        "enable.gapless.guarantee",
+        "the relay handles idempotence failures itself",
+    ),
+    (
+        "max.in.flight.requests.per.connection",
+        "the relay keeps one request in flight per broker, so batches grow with the load",
+    ),
+    (
+        "max.in.flight",
+        "the relay keeps one request in flight per broker, so batches grow with the load",
+    ),
+    (
+        "retries",
+        "idempotence needs unbounded retries within message.timeout.ms",
+    ),
+    (
+        "message.send.max.retries",
+        "idempotence needs unbounded retries within message.timeout.ms",
+    ),
+    (
+        "partitioner",
+        "records must land where the Java client puts the same key",
+    ),
+    (
+        "partitioner_cb",
+        "records must land where the Java client puts the same key",
+    ),
+    (
+        "transactional.id",
+        "the relay is not a transactional producer",
+    ),
+    (
+        "statistics.interval.ms",
+        "readiness and the queue and broker metrics depend on it",
+    ),
     ("dr_cb", "answers wait for the delivery report"),
     ("dr_msg_cb", "answers wait for the delivery report"),
-    ("delivery.report.only.error", "answers wait for every delivery report"),
-    ("produce.offset.report", "the answer names the record's offset"),
+    (
+        "delivery.report.only.error",
+        "answers wait for every delivery report",
+    ),
+    (
+        "produce.offset.report",
+        "the answer names the record's offset",
+    ),
     ("bootstrap.servers", "use --kafka-brokers"),
     ("metadata.broker.list", "use --kafka-brokers"),
     ("message.timeout.ms", "use --kafka-message-timeout"),
@@ -44,7 +83,10 @@ pub const RESERVED_OPTIONS: &[(&str, &str)] = &[
     ("queue.buffering.max.ms", "use --kafka-linger"),
     ("compression.type", "use --kafka-compression"),
     ("compression.codec", "use --kafka-compression"),
-    ("queue.buffering.max.messages", "use --kafka-queue-max-messages"),
+    (
+        "queue.buffering.max.messages",
+        "use --kafka-queue-max-messages",
+    ),
     ("queue.buffering.max.kbytes", "use --kafka-queue-max-bytes"),
     ("message.max.bytes", "derived from --max-body"),
     ("security.protocol", "use --kafka-security-protocol"),
@@ -53,7 +95,10 @@ pub const RESERVED_OPTIONS: &[(&str, &str)] = &[
     ("sasl.username", "use --kafka-sasl-username"),
     ("sasl.password", "use --kafka-sasl-password-file"),
     ("ssl.ca.location", "use --kafka-ssl-ca-location"),
-    ("ssl.certificate.location", "use --kafka-ssl-certificate-location"),
+    (
+        "ssl.certificate.location",
+        "use --kafka-ssl-certificate-location",
+    ),
     ("ssl.key.location", "use --kafka-ssl-key-location"),
 ];
 
@@ -80,7 +125,12 @@ pub struct Kafka {
     pub kafka_message_timeout: Option<Duration>,
 
     /// librdkafka queue.buffering.max.messages: records waiting for the broker at most.
-    #[arg(long, env = "BP_RELAY_KAFKA_QUEUE_MAX_MESSAGES", default_value_t = 100_000, global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_KAFKA_QUEUE_MAX_MESSAGES",
+        default_value_t = 100_000,
+        global = true
+    )]
     pub kafka_queue_max_messages: u32,
 
     /// librdkafka queue.buffering.max.kbytes, as a size: bytes waiting for the broker at most.
@@ -130,7 +180,13 @@ pub struct Kafka {
 
     /// Any other librdkafka property as key=value, applied after the relay's own (repeatable;
     /// the environment form separates several with ';'). Properties the relay owns are refused.
-    #[arg(long = "kafka-option", env = "BP_RELAY_KAFKA_OPTIONS", value_delimiter = ';', hide_env_values = true, global = true)]
+    #[arg(
+        long = "kafka-option",
+        env = "BP_RELAY_KAFKA_OPTIONS",
+        value_delimiter = ';',
+        hide_env_values = true,
+        global = true
+    )]
     pub kafka_options: Vec<KafkaOption>,
 }
 
@@ -141,7 +197,9 @@ impl Kafka {
         self.validate_security()?;
         self.validate_options()?;
         if self.kafka_queue_max_messages == 0 {
-            return Err(ConfigError::new("--kafka-queue-max-messages must be at least 1"));
+            return Err(ConfigError::new(
+                "--kafka-queue-max-messages must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -165,9 +223,12 @@ impl Kafka {
             )));
         }
         if self.kafka_linger * 2 >= self.ack_timeout {
-            return Err(ConfigError::new("--kafka-linger must be well below --ack-timeout"));
+            return Err(ConfigError::new(
+                "--kafka-linger must be well below --ack-timeout",
+            ));
         }
-        if self.message_timeout() < self.ack_timeout || self.message_timeout() > MAX_MESSAGE_TIMEOUT {
+        if self.message_timeout() < self.ack_timeout || self.message_timeout() > MAX_MESSAGE_TIMEOUT
+        {
             return Err(ConfigError::new(format!(
                 "--kafka-message-timeout must be between --ack-timeout and {}, got {}",
                 humantime::format_duration(MAX_MESSAGE_TIMEOUT),
@@ -184,15 +245,22 @@ impl Kafka {
 
     fn validate_security(&self) -> Result<(), ConfigError> {
         let protocol = self.kafka_security_protocol;
-        let has_password = self.kafka_sasl_password.is_some() || self.kafka_sasl_password_file.is_some();
+        let has_password =
+            self.kafka_sasl_password.is_some() || self.kafka_sasl_password_file.is_some();
         if protocol.uses_sasl() {
-            if self.kafka_sasl_mechanism.is_none() || self.kafka_sasl_username.is_none() || !has_password {
+            if self.kafka_sasl_mechanism.is_none()
+                || self.kafka_sasl_username.is_none()
+                || !has_password
+            {
                 return Err(ConfigError::new(format!(
                     "--kafka-security-protocol {} needs --kafka-sasl-mechanism, --kafka-sasl-username and a password (--kafka-sasl-password-file)",
                     protocol.as_librdkafka()
                 )));
             }
-        } else if self.kafka_sasl_mechanism.is_some() || self.kafka_sasl_username.is_some() || has_password {
+        } else if self.kafka_sasl_mechanism.is_some()
+            || self.kafka_sasl_username.is_some()
+            || has_password
+        {
             return Err(ConfigError::new(
                 "SASL settings given but --kafka-security-protocol is not sasl_plaintext or sasl_ssl",
             ));
@@ -201,7 +269,9 @@ impl Kafka {
             || self.kafka_ssl_certificate_location.is_some()
             || self.kafka_ssl_key_location.is_some();
         if has_tls_files && !protocol.uses_tls() {
-            return Err(ConfigError::new("TLS files given but --kafka-security-protocol is not ssl or sasl_ssl"));
+            return Err(ConfigError::new(
+                "TLS files given but --kafka-security-protocol is not ssl or sasl_ssl",
+            ));
         }
         Ok(())
     }
@@ -209,7 +279,9 @@ impl Kafka {
     fn validate_options(&self) -> Result<(), ConfigError> {
         for option in &self.kafka_options {
             if let Some((key, why)) = RESERVED_OPTIONS.iter().find(|(key, _)| option.key == *key) {
-                return Err(ConfigError::new(format!("--kafka-option {key} is reserved: {why}")));
+                return Err(ConfigError::new(format!(
+                    "--kafka-option {key} is reserved: {why}"
+                )));
             }
         }
         Ok(())
@@ -224,7 +296,11 @@ impl Kafka {
             (Some(password), _) => Ok(Some(password.clone())),
             (None, Some(path)) => {
                 let text = read_secret_file(path, "--kafka-sasl-password-file")?;
-                Ok(Some(SecretString::from(text.expose_secret().trim_end_matches(['\r', '\n']).to_owned())))
+                Ok(Some(SecretString::from(
+                    text.expose_secret()
+                        .trim_end_matches(['\r', '\n'])
+                        .to_owned(),
+                )))
             }
             (None, None) => Ok(None),
         }
@@ -344,7 +420,11 @@ impl FromStr for KafkaOption {
 // Values may be credentials (sasl.password passed through): Debug shows keys only.
 impl fmt::Debug for KafkaOption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let value = if self.is_sensitive() { "[redacted]" } else { &self.value };
+        let value = if self.is_sensitive() {
+            "[redacted]"
+        } else {
+            &self.value
+        };
         write!(f, "{}={}", self.key, value)
     }
 }

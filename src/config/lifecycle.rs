@@ -25,14 +25,22 @@ pub struct Lifecycle {
     pub broker_down_grace: Duration,
 
     /// Producer queue fill (0..1, messages or bytes) above which /readyz reports not ready.
-    #[arg(long, env = "BP_RELAY_QUEUE_HIGH_WATER", default_value_t = 0.8, global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_QUEUE_HIGH_WATER",
+        default_value_t = 0.8,
+        global = true
+    )]
     pub queue_high_water: f64,
 }
 
 impl Lifecycle {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if !(self.queue_high_water > 0.0 && self.queue_high_water <= 1.0) {
-            return Err(ConfigError::new(format!("--queue-high-water must be in (0, 1], got {}", self.queue_high_water)));
+            return Err(ConfigError::new(format!(
+                "--queue-high-water must be in (0, 1], got {}",
+                self.queue_high_water
+            )));
         }
         // librdkafka reports the brokers' state once a second: a shorter grace flaps readiness.
         if self.broker_down_grace < MIN_BROKER_DOWN_GRACE {
@@ -41,7 +49,10 @@ impl Lifecycle {
                 humantime::format_duration(self.broker_down_grace)
             )));
         }
-        if self.startup_timeout.is_some_and(|timeout| timeout.is_zero()) {
+        if self
+            .startup_timeout
+            .is_some_and(|timeout| timeout.is_zero())
+        {
             return Err(ConfigError::new("--startup-timeout must be above 0"));
         }
         Ok(())

@@ -22,11 +22,21 @@ const MAX_REQUEST_HEAD: ByteSize = ByteSize::mib(1);
 pub struct Listeners {
     /// Address of the webhook ingress (HTTP/1.1 and h2c). `[::]` listens on IPv6 and IPv4
     /// (dual stack), and falls back to `0.0.0.0` where IPv6 is off.
-    #[arg(long, env = "BP_RELAY_LISTEN", default_value = "[::]:8080", global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_LISTEN",
+        default_value = "[::]:8080",
+        global = true
+    )]
     pub listen: SocketAddr,
 
     /// Address of the admin listener: /metrics, /healthz, /readyz.
-    #[arg(long, env = "BP_RELAY_ADMIN_LISTEN", default_value = "[::]:9090", global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_ADMIN_LISTEN",
+        default_value = "[::]:9090",
+        global = true
+    )]
     pub admin_listen: SocketAddr,
 
     /// Largest accepted request body; larger requests get 413 before the body is read.
@@ -34,7 +44,12 @@ pub struct Listeners {
     pub max_body: ByteSize,
 
     /// Requests handled at once; more are answered 503 with Retry-After (memory bound).
-    #[arg(long, env = "BP_RELAY_MAX_INFLIGHT", default_value_t = 1024, global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_MAX_INFLIGHT",
+        default_value_t = 1024,
+        global = true
+    )]
     pub max_inflight: usize,
 
     /// Request body bytes held in memory at once, across all requests; a request whose next
@@ -45,7 +60,12 @@ pub struct Listeners {
 
     /// Open connections on the webhook listener; beyond it, new connections wait in the kernel's
     /// accept backlog until one closes.
-    #[arg(long, env = "BP_RELAY_MAX_CONNECTIONS", default_value_t = 4096, global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_MAX_CONNECTIONS",
+        default_value_t = 4096,
+        global = true
+    )]
     pub max_connections: usize,
 
     /// Time a connection has to deliver a complete request head: from its accept (this also
@@ -77,7 +97,10 @@ pub struct Listeners {
 impl Listeners {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.max_body.as_u64() == 0 || self.max_body > MAX_BODY_CEILING {
-            return Err(ConfigError::new(format!("--max-body must be between 1B and {MAX_BODY_CEILING}, got {}", self.max_body)));
+            return Err(ConfigError::new(format!(
+                "--max-body must be between 1B and {MAX_BODY_CEILING}, got {}",
+                self.max_body
+            )));
         }
         if self.max_inflight == 0 {
             return Err(ConfigError::new("--max-inflight must be at least 1"));
@@ -99,7 +122,10 @@ impl Listeners {
             )));
         }
         if self.listen == self.admin_listen && self.listen.port() != 0 {
-            return Err(ConfigError::new(format!("--listen and --admin-listen must differ, both are {}", self.listen)));
+            return Err(ConfigError::new(format!(
+                "--listen and --admin-listen must differ, both are {}",
+                self.listen
+            )));
         }
         Ok(())
     }
@@ -112,7 +138,10 @@ impl Listeners {
             ("--http2-ping-timeout", self.http2_ping_timeout),
         ] {
             if value < Duration::from_millis(100) {
-                return Err(ConfigError::new(format!("{flag} must be at least 100ms, got {}", humantime::format_duration(value))));
+                return Err(ConfigError::new(format!(
+                    "{flag} must be at least 100ms, got {}",
+                    humantime::format_duration(value)
+                )));
             }
         }
         Ok(())
@@ -127,7 +156,15 @@ mod tests {
     use crate::Config;
 
     fn parse(extra: &[&str]) -> Result<Listeners, String> {
-        let args = ["bp-relay", "--kafka-brokers", "127.0.0.1:9092", "--signing-secrets", "s"].iter().chain(extra);
+        let args = [
+            "bp-relay",
+            "--kafka-brokers",
+            "127.0.0.1:9092",
+            "--signing-secrets",
+            "s",
+        ]
+        .iter()
+        .chain(extra);
         let config = Config::try_parse_from(args).map_err(|e| e.to_string())?;
         config.validate().map_err(|e| e.to_string())?;
         Ok(config.listeners)
@@ -148,13 +185,34 @@ mod tests {
     #[test]
     fn each_bound_refuses_values_that_would_not_bound_anything_and_names_its_flag() {
         for (args, message) in [
-            (&["--max-connections", "0"][..], "--max-connections must be at least 1"),
-            (&["--max-inflight-bytes", "1MiB"], "--max-inflight-bytes must be at least twice --max-body (2.0 MiB)"),
-            (&["--request-head-timeout", "0s"], "--request-head-timeout must be at least 100ms"),
-            (&["--idle-timeout", "10ms"], "--idle-timeout must be at least 100ms"),
-            (&["--http2-ping-timeout", "0s"], "--http2-ping-timeout must be at least 100ms"),
-            (&["--max-request-head", "4KiB"], "--max-request-head must be between 8.0 KiB and 1.0 MiB"),
-            (&["--max-request-head", "2MiB"], "--max-request-head must be between 8.0 KiB and 1.0 MiB"),
+            (
+                &["--max-connections", "0"][..],
+                "--max-connections must be at least 1",
+            ),
+            (
+                &["--max-inflight-bytes", "1MiB"],
+                "--max-inflight-bytes must be at least twice --max-body (2.0 MiB)",
+            ),
+            (
+                &["--request-head-timeout", "0s"],
+                "--request-head-timeout must be at least 100ms",
+            ),
+            (
+                &["--idle-timeout", "10ms"],
+                "--idle-timeout must be at least 100ms",
+            ),
+            (
+                &["--http2-ping-timeout", "0s"],
+                "--http2-ping-timeout must be at least 100ms",
+            ),
+            (
+                &["--max-request-head", "4KiB"],
+                "--max-request-head must be between 8.0 KiB and 1.0 MiB",
+            ),
+            (
+                &["--max-request-head", "2MiB"],
+                "--max-request-head must be between 8.0 KiB and 1.0 MiB",
+            ),
         ] {
             let error = parse(args).unwrap_err();
             assert!(error.starts_with(message), "{args:?}: {error}");

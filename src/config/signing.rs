@@ -30,7 +30,12 @@ pub struct Signing {
 
     /// Signings remembered by the in-memory replay guard (its memory bound). Size it for the
     /// delivery rate times twice --signature-tolerance.
-    #[arg(long, env = "BP_RELAY_REPLAY_CAPACITY", default_value_t = 100_000, global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_REPLAY_CAPACITY",
+        default_value_t = 100_000,
+        global = true
+    )]
     pub replay_capacity: u64,
 
     /// A Redis shared by every replica as the replay guard (redis://host:6379/0, or rediss://
@@ -43,7 +48,12 @@ pub struct Signing {
     pub replay_store_password_file: Option<PathBuf>,
 
     /// Prefix of the replay store's keys (several relays can share one Redis).
-    #[arg(long, env = "BP_RELAY_REPLAY_STORE_PREFIX", default_value = "bp-relay:replay", global = true)]
+    #[arg(
+        long,
+        env = "BP_RELAY_REPLAY_STORE_PREFIX",
+        default_value = "bp-relay:replay",
+        global = true
+    )]
     pub replay_store_prefix: String,
 
     /// Accept unsigned deliveries. For local experiments only: logs a warning at startup.
@@ -75,11 +85,16 @@ impl Signing {
     /// # Errors
     /// The file cannot be read or is empty.
     pub fn replay_store_password(&self) -> Result<Option<SecretString>, ConfigError> {
-        let Some(path) = &self.replay_store_password_file else { return Ok(None) };
+        let Some(path) = &self.replay_store_password_file else {
+            return Ok(None);
+        };
         let text = read_secret_file(path, "--replay-store-password-file")?;
-        parse_secret(text.expose_secret())
-            .map(Some)
-            .map_err(|_| ConfigError::new(format!("--replay-store-password-file {} is empty", path.display())))
+        parse_secret(text.expose_secret()).map(Some).map_err(|_| {
+            ConfigError::new(format!(
+                "--replay-store-password-file {} is empty",
+                path.display()
+            ))
+        })
     }
 
     /// The signing secrets from the flag and the file together.
@@ -97,7 +112,10 @@ impl Signing {
                 .filter_map(|secret| parse_secret(secret).ok())
                 .collect();
             if from_file.is_empty() {
-                return Err(ConfigError::new(format!("--signing-secrets-file {} holds no secret", path.display())));
+                return Err(ConfigError::new(format!(
+                    "--signing-secrets-file {} holds no secret",
+                    path.display()
+                )));
             }
             secrets.extend(from_file);
         }

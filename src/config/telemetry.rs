@@ -53,7 +53,9 @@ impl Telemetry {
         // The exporter speaks plain HTTP only (no second TLS stack); the URL is not echoed, as
         // user:password@ would be a credential.
         let plain_http = endpoint.scheme() == Some(&http::uri::Scheme::HTTP);
-        let has_userinfo = endpoint.authority().is_some_and(|authority| authority.as_str().contains('@'));
+        let has_userinfo = endpoint
+            .authority()
+            .is_some_and(|authority| authority.as_str().contains('@'));
         if !plain_http || endpoint.host().is_none() || has_userinfo || endpoint.query().is_some() {
             return Err(ConfigError::new(
                 "--otlp-endpoint must be a plain http:// URL of an OTLP/HTTP collector, e.g. http://otel-collector:4318 (no TLS, credentials or query)",

@@ -21,7 +21,15 @@ use crate::{kafka::FailureReason, publish::Memory, samples, signature, webhook::
 const SECRET: &str = "whsec_handler_tests";
 
 fn config(extra: &[&str]) -> Config {
-    let args = ["bp-relay", "--kafka-brokers", "unused:9092", "--signing-secrets", SECRET].iter().chain(extra);
+    let args = [
+        "bp-relay",
+        "--kafka-brokers",
+        "unused:9092",
+        "--signing-secrets",
+        SECRET,
+    ]
+    .iter()
+    .chain(extra);
     let config = Config::try_parse_from(args).unwrap();
     config.validate().unwrap();
     config
@@ -30,21 +38,34 @@ fn config(extra: &[&str]) -> Config {
 fn ingress(extra: &[&str]) -> (Ingress<Memory>, Registry) {
     let registry = Registry::new();
     let metrics = Metrics::register(&registry).unwrap();
-    (Ingress::build(&config(extra), Memory::keeping(), metrics).unwrap(), registry)
+    (
+        Ingress::build(&config(extra), Memory::keeping(), metrics).unwrap(),
+        registry,
+    )
 }
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn signed(path: &str, body: &[u8], value: &str, timestamp: i64) -> Request<Full<Bytes>> {
-    let mut request = Request::post(path).body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+    let mut request = Request::post(path)
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
     *request.headers_mut() = signature::signed_headers(SECRET, value, timestamp).unwrap();
     request
 }
 
 fn process(body: &[u8]) -> Request<Full<Bytes>> {
-    signed(PROCESS_PATH, body, &format!("v{}", rand::random::<u64>()), now())
+    signed(
+        PROCESS_PATH,
+        body,
+        &format!("v{}", rand::random::<u64>()),
+        now(),
+    )
 }
 
 async fn json(response: Response<response::Body>) -> serde_json::Value {
@@ -56,13 +77,22 @@ async fn a_signed_business_process_is_published_keyed_by_its_id() {
     let (ingress, registry) = ingress(&[]);
     let response = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(json(response).await, serde_json::json!({"topic": "authvia.business-processes", "partition": 0, "offset": 0}));
+    assert_eq!(
+        json(response).await,
+        serde_json::json!({"topic": "authvia.business-processes", "partition": 0, "offset": 0})
+    );
     let published = ingress.publisher().published();
     assert_eq!(published.len(), 1);
-    assert_eq!(published[0].1.key.as_deref(), Some("3f6c2a9e-8b1d-4c7a-9e52-0d4b7f1a6c33"));
+    assert_eq!(
+        published[0].1.key.as_deref(),
+        Some("3f6c2a9e-8b1d-4c7a-9e52-0d4b7f1a6c33")
+    );
     assert_eq!(&published[0].1.value[..], samples::BUSINESS_PROCESS);
     let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
-    assert!(text.contains("bp_relay_published_records_total{route=\"business_processes\"} 1"), "{text}");
+    assert!(
+        text.contains("bp_relay_published_records_total{route=\"business_processes\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -72,21 +102,34 @@ async fn an_action_goes_to_the_actions_topic_keyed_by_its_process() {
     assert_eq!(ingress.handle(request).await.status(), StatusCode::OK);
     let (topic, record) = &ingress.publisher().published()[0];
     assert_eq!(topic, "authvia.business-process-actions");
-    assert_eq!(record.key.as_deref(), Some("3f6c2a9e-8b1d-4c7a-9e52-0d4b7f1a6c33"));
+    assert_eq!(
+        record.key.as_deref(),
+        Some("3f6c2a9e-8b1d-4c7a-9e52-0d4b7f1a6c33")
+    );
 }
 
 #[tokio::test]
 async fn the_disable_callback_is_counted_and_writes_nothing() {
     let (ingress, registry) = ingress(&[]);
-    let callback = Request::get(format!("{DISABLED_PATH}?id=sub_42&timestamp=1767225600")).body(Full::new(Bytes::new())).unwrap();
+    let callback = Request::get(format!("{DISABLED_PATH}?id=sub_42&timestamp=1767225600"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     assert_eq!(ingress.handle(callback).await.status(), StatusCode::OK);
-    let posted = Request::post(DISABLED_PATH).body(Full::new(Bytes::from_static(b"{}"))).unwrap();
+    let posted = Request::post(DISABLED_PATH)
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
     let refused = ingress.handle(posted).await;
     assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(refused.headers()[http::header::ALLOW], "GET, HEAD");
-    assert!(ingress.publisher().published().is_empty(), "the callback never writes to Kafka");
+    assert!(
+        ingress.publisher().published().is_empty(),
+        "the callback never writes to Kafka"
+    );
     let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
-    assert!(text.contains("bp_relay_subscription_disabled_total 1"), "only the GET counts: {text}");
+    assert!(
+        text.contains("bp_relay_subscription_disabled_total 1"),
+        "only the GET counts: {text}"
+    );
 }
 
 #[tokio::test]
@@ -94,32 +137,68 @@ async fn every_401_reason_writes_nothing_and_names_its_code() {
     let (ingress, registry) = ingress(&[]);
     let body = samples::BUSINESS_PROCESS;
     let mut cases: Vec<(Request<Full<Bytes>>, &str)> = Vec::new();
-    cases.push((Request::post(PROCESS_PATH).body(Full::new(Bytes::from_static(body))).unwrap(), "missing_signature_header"));
+    cases.push((
+        Request::post(PROCESS_PATH)
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap(),
+        "missing_signature_header",
+    ));
     let mut wrong_algorithm = process(body);
-    wrong_algorithm.headers_mut().insert(signature::ALGORITHM_HEADER, HeaderValue::from_static("SHA-1"));
+    wrong_algorithm.headers_mut().insert(
+        signature::ALGORITHM_HEADER,
+        HeaderValue::from_static("SHA-1"),
+    );
     cases.push((wrong_algorithm, "unsupported_algorithm"));
     let mut bad_timestamp = process(body);
-    bad_timestamp.headers_mut().insert(signature::TIMESTAMP_HEADER, HeaderValue::from_static("yesterday"));
+    bad_timestamp.headers_mut().insert(
+        signature::TIMESTAMP_HEADER,
+        HeaderValue::from_static("yesterday"),
+    );
     cases.push((bad_timestamp, "malformed_timestamp"));
-    cases.push((signed(PROCESS_PATH, body, "stale", now() - 301), "stale_timestamp"));
-    cases.push((signed(PROCESS_PATH, body, "future", now() + 301), "future_timestamp"));
+    cases.push((
+        signed(PROCESS_PATH, body, "stale", now() - 301),
+        "stale_timestamp",
+    ));
+    cases.push((
+        signed(PROCESS_PATH, body, "future", now() + 301),
+        "future_timestamp",
+    ));
     let mut bad_base64 = process(body);
-    bad_base64.headers_mut().insert(signature::SIGNATURE_HEADER, HeaderValue::from_static("not base64!"));
+    bad_base64.headers_mut().insert(
+        signature::SIGNATURE_HEADER,
+        HeaderValue::from_static("not base64!"),
+    );
     cases.push((bad_base64, "malformed_signature"));
     let mut other_secret = process(body);
     *other_secret.headers_mut() = signature::signed_headers("another-secret", "x", now()).unwrap();
     cases.push((other_secret, "signature_mismatch"));
-    assert_eq!(ingress.handle(signed(PROCESS_PATH, body, "once", now())).await.status(), StatusCode::OK);
-    cases.push((signed(PROCESS_PATH, b"{\"forged\": true}", "once", now()), "replayed_signature"));
+    assert_eq!(
+        ingress
+            .handle(signed(PROCESS_PATH, body, "once", now()))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    cases.push((
+        signed(PROCESS_PATH, b"{\"forged\": true}", "once", now()),
+        "replayed_signature",
+    ));
 
     for (request, code) in cases {
         let response = ingress.handle(request).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{code}");
         assert_eq!(json(response).await["code"], code);
     }
-    assert_eq!(ingress.publisher().published().len(), 1, "only the control delivery was published");
+    assert_eq!(
+        ingress.publisher().published().len(),
+        1,
+        "only the control delivery was published"
+    );
     let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
-    assert!(text.contains("bp_relay_signature_failures_total{reason=\"replayed_signature\"} 1"), "{text}");
+    assert!(
+        text.contains("bp_relay_signature_failures_total{reason=\"replayed_signature\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -127,7 +206,14 @@ async fn a_redelivery_of_the_same_body_is_published_again() {
     let (ingress, _) = ingress(&[]);
     let timestamp = now();
     for _ in 0..2 {
-        let response = ingress.handle(signed(PROCESS_PATH, samples::BUSINESS_PROCESS, "same", timestamp)).await;
+        let response = ingress
+            .handle(signed(
+                PROCESS_PATH,
+                samples::BUSINESS_PROCESS,
+                "same",
+                timestamp,
+            ))
+            .await;
         assert_eq!(response.status(), StatusCode::OK);
     }
     assert_eq!(ingress.publisher().published().len(), 2);
@@ -136,10 +222,22 @@ async fn a_redelivery_of_the_same_body_is_published_again() {
 #[tokio::test]
 async fn unknown_paths_and_methods_are_404_and_405() {
     let (ingress, _) = ingress(&[]);
-    let not_found = ingress.handle(Request::post("/webhooks/other").body(Full::new(Bytes::new())).unwrap()).await;
+    let not_found = ingress
+        .handle(
+            Request::post("/webhooks/other")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
     assert_eq!(not_found.status(), StatusCode::NOT_FOUND);
     assert_eq!(json(not_found).await["code"], "not_found");
-    let wrong_method = ingress.handle(Request::get(PROCESS_PATH).body(Full::new(Bytes::new())).unwrap()).await;
+    let wrong_method = ingress
+        .handle(
+            Request::get(PROCESS_PATH)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
     assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(wrong_method.headers()[header::ALLOW], "POST");
     assert!(ingress.publisher().published().is_empty());
@@ -151,8 +249,13 @@ async fn a_body_over_the_limit_is_413_declared_or_not() {
     let response = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let mut declared = process(b"{}");
-    declared.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(101));
-    assert_eq!(ingress.handle(declared).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    declared
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(101));
+    assert_eq!(
+        ingress.handle(declared).await.status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     assert!(ingress.publisher().published().is_empty());
 }
 
@@ -163,7 +266,10 @@ impl Body for Endless {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         Poll::Pending
     }
 }
@@ -175,7 +281,10 @@ impl Body for Stalls {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.0.take() {
             Some(piece) => Poll::Ready(Some(Ok(Frame::data(piece)))),
             None => Poll::Pending,
@@ -187,8 +296,12 @@ impl Body for Stalls {
 async fn body_bytes_beyond_the_budget_are_refused_with_503_and_given_back_when_answered() {
     let (ingress, registry) = ingress(&["--max-body", "4KiB", "--max-inflight-bytes", "8KiB"]);
     let stalled = || {
-        let mut request = Request::post(PROCESS_PATH).body(Stalls(Some(Bytes::from(vec![b' '; 4000])))).unwrap();
-        *request.headers_mut() = signature::signed_headers(SECRET, &format!("v{}", rand::random::<u64>()), now()).unwrap();
+        let mut request = Request::post(PROCESS_PATH)
+            .body(Stalls(Some(Bytes::from(vec![b' '; 4000]))))
+            .unwrap();
+        *request.headers_mut() =
+            signature::signed_headers(SECRET, &format!("v{}", rand::random::<u64>()), now())
+                .unwrap();
         ingress.handle(request)
     };
     let (mut first, mut second) = (Box::pin(stalled()), Box::pin(stalled()));
@@ -197,9 +310,17 @@ async fn body_bytes_beyond_the_budget_are_refused_with_503_and_given_back_when_a
     assert!(futures_poll_once(second.as_mut()).await.is_none());
     let gauge = |registry: &Registry| {
         let text = String::from_utf8(metrics::encode(registry).1).unwrap();
-        text.lines().find_map(|line| line.strip_prefix("bp_relay_inflight_body_bytes ").map(str::to_owned)).unwrap()
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix("bp_relay_inflight_body_bytes ")
+                    .map(str::to_owned)
+            })
+            .unwrap()
     };
-    assert_eq!(gauge(&registry), format!("{}", 2 * (4000 + body_budget::PIECE_OVERHEAD)));
+    assert_eq!(
+        gauge(&registry),
+        format!("{}", 2 * (4000 + body_budget::PIECE_OVERHEAD))
+    );
     let refused = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused.headers()[header::RETRY_AFTER], "5");
@@ -207,7 +328,13 @@ async fn body_bytes_beyond_the_budget_are_refused_with_503_and_given_back_when_a
     // Answering (here: the client going away) gives the bytes back.
     drop((first, second));
     assert_eq!(gauge(&registry), "0");
-    assert_eq!(ingress.handle(process(samples::BUSINESS_PROCESS)).await.status(), StatusCode::OK);
+    assert_eq!(
+        ingress
+            .handle(process(samples::BUSINESS_PROCESS))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     assert_eq!(gauge(&registry), "0");
 }
 
@@ -218,7 +345,10 @@ impl Body for Pieces {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         Poll::Ready(self.0.pop_front().map(|piece| Ok(Frame::data(piece))))
     }
 }
@@ -226,7 +356,10 @@ impl Body for Pieces {
 #[tokio::test]
 async fn a_body_in_many_pieces_is_joined_whole_and_its_bytes_given_back() {
     let (ingress, registry) = ingress(&[]);
-    let pieces = samples::BUSINESS_PROCESS.chunks(7).map(Bytes::copy_from_slice).collect();
+    let pieces = samples::BUSINESS_PROCESS
+        .chunks(7)
+        .map(Bytes::copy_from_slice)
+        .collect();
     let mut request = Request::post(PROCESS_PATH).body(Pieces(pieces)).unwrap();
     *request.headers_mut() = signature::signed_headers(SECRET, "pieces", now()).unwrap();
     let response = ingress.handle(request).await;
@@ -234,7 +367,11 @@ async fn a_body_in_many_pieces_is_joined_whole_and_its_bytes_given_back() {
     let (_, record) = &ingress.publisher().published()[0];
     assert_eq!(&record.value[..], samples::BUSINESS_PROCESS);
     let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
-    assert!(text.lines().any(|line| line == "bp_relay_inflight_body_bytes 0"), "{text}");
+    assert!(
+        text.lines()
+            .any(|line| line == "bp_relay_inflight_body_bytes 0"),
+        "{text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -250,7 +387,8 @@ async fn a_body_that_never_ends_is_408_at_the_deadline() {
 #[tokio::test]
 async fn each_dead_letter_reason_is_routed_to_the_dead_letter_topic_with_a_2xx() {
     let (ingress, registry) = ingress(&[]);
-    let minimal: serde_json::Value = serde_json::from_slice(samples::get("bp-minimal.json")).unwrap();
+    let minimal: serde_json::Value =
+        serde_json::from_slice(samples::get("bp-minimal.json")).unwrap();
     let without = |field: &str| {
         let mut json = minimal.clone();
         json.as_object_mut().unwrap().remove(field);
@@ -279,11 +417,20 @@ async fn each_dead_letter_reason_is_routed_to_the_dead_letter_topic_with_a_2xx()
     for ((topic, record), (body, reason)) in published.iter().zip(&cases) {
         assert_eq!(topic, "authvia.webhooks.dead-letter");
         assert_eq!(&record.value[..], &body[..], "the exact body is kept");
-        let header = record.headers.iter().find(|h| h.key == "bp_relay_dead_letter_reason").unwrap();
+        let header = record
+            .headers
+            .iter()
+            .find(|h| h.key == "bp_relay_dead_letter_reason")
+            .unwrap();
         assert_eq!(header.value, Some(reason.code().as_bytes()));
     }
     let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
-    assert!(text.contains("bp_relay_dead_letter_total{reason=\"not_json\",route=\"business_processes\"} 1"), "{text}");
+    assert!(
+        text.contains(
+            "bp_relay_dead_letter_total{reason=\"not_json\",route=\"business_processes\"} 1"
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -293,16 +440,25 @@ async fn transient_publish_failures_are_503_with_retry_after_and_terminal_ones_5
         (FailureReason::Transport, StatusCode::SERVICE_UNAVAILABLE),
         (FailureReason::QueueFull, StatusCode::SERVICE_UNAVAILABLE),
         (FailureReason::Timeout, StatusCode::SERVICE_UNAVAILABLE),
-        (FailureReason::UnknownTopic, StatusCode::INTERNAL_SERVER_ERROR),
+        (
+            FailureReason::UnknownTopic,
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
     ] {
         ingress.publisher().fail_with(Some(reason));
         let response = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
         assert_eq!(response.status(), status, "{reason:?}");
-        assert_eq!(response.headers().get(header::RETRY_AFTER).is_some(), status == StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER).is_some(),
+            status == StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(json(response).await["code"], reason.code());
     }
     let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
-    assert!(text.contains("bp_relay_kafka_delivery_failures_total{reason=\"kafka_unavailable\"} 1"), "{text}");
+    assert!(
+        text.contains("bp_relay_kafka_delivery_failures_total{reason=\"kafka_unavailable\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -321,10 +477,12 @@ async fn requests_beyond_max_inflight_are_refused_at_once() {
 
 /// Polls `future` once; `Some` if it finished.
 async fn futures_poll_once<F: std::future::Future + Unpin>(mut future: F) -> Option<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(match Pin::new(&mut future).poll(cx) {
-        Poll::Ready(output) => Some(output),
-        Poll::Pending => None,
-    }))
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match Pin::new(&mut future).poll(cx) {
+            Poll::Ready(output) => Some(output),
+            Poll::Pending => None,
+        })
+    })
     .await
 }
 
@@ -339,18 +497,27 @@ mod against_the_mock_cluster {
         kafka::{self, ClientMetrics, Publisher},
     };
 
-    fn kafka_ingress(cluster: &MockCluster<'static, DefaultProducerContext>, extra: &[&str]) -> Ingress<Publisher> {
+    fn kafka_ingress(
+        cluster: &MockCluster<'static, DefaultProducerContext>,
+        extra: &[&str],
+    ) -> Ingress<Publisher> {
         let config = config(extra);
         let registry = Registry::new();
         let health = Arc::new(Health::new(Duration::from_secs(3), 0.8));
-        let client = kafka::client_config(&config.kafka, &cluster.bootstrap_servers(), 1 << 20).unwrap();
-        let publisher = Publisher::build(&client, ClientMetrics::register(&registry).unwrap(), health).unwrap();
+        let client =
+            kafka::client_config(&config.kafka, &cluster.bootstrap_servers(), 1 << 20).unwrap();
+        let publisher =
+            Publisher::build(&client, ClientMetrics::register(&registry).unwrap(), health).unwrap();
         Ingress::build(&config, publisher, Metrics::register(&registry).unwrap()).unwrap()
     }
 
     fn cluster() -> MockCluster<'static, DefaultProducerContext> {
         let cluster = MockCluster::new(1).unwrap();
-        for topic in ["authvia.business-processes", "authvia.business-process-actions", "authvia.webhooks.dead-letter"] {
+        for topic in [
+            "authvia.business-processes",
+            "authvia.business-process-actions",
+            "authvia.webhooks.dead-letter",
+        ] {
             cluster.create_topic(topic, 1, 1).unwrap();
         }
         cluster
@@ -360,20 +527,38 @@ mod against_the_mock_cluster {
     async fn a_broker_that_is_down_gets_503_kafka_unavailable_within_the_budget() {
         let cluster = cluster();
         let ingress = kafka_ingress(&cluster, &["--ack-timeout", "1500ms"]);
-        assert_eq!(ingress.handle(process(samples::BUSINESS_PROCESS)).await.status(), StatusCode::OK, "up first");
+        assert_eq!(
+            ingress
+                .handle(process(samples::BUSINESS_PROCESS))
+                .await
+                .status(),
+            StatusCode::OK,
+            "up first"
+        );
         cluster.broker_down(1).unwrap();
         let started = Instant::now();
         let response = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
-        assert!(started.elapsed() < Duration::from_millis(2500), "answered within the budget: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "answered within the budget: {:?}",
+            started.elapsed()
+        );
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(response.headers().contains_key(header::RETRY_AFTER));
-        assert_eq!(json(response).await["code"], "kafka_unavailable", "no broker is up, so the code says so");
+        assert_eq!(
+            json(response).await["code"],
+            "kafka_unavailable",
+            "no broker is up, so the code says so"
+        );
     }
 
     #[tokio::test]
     async fn a_full_producer_queue_is_503_at_once() {
         let cluster = cluster();
-        let ingress = kafka_ingress(&cluster, &["--kafka-queue-max-messages", "1", "--ack-timeout", "2s"]);
+        let ingress = kafka_ingress(
+            &cluster,
+            &["--kafka-queue-max-messages", "1", "--ack-timeout", "2s"],
+        );
         cluster.broker_down(1).unwrap();
         // The first record waits in the queue for the broker; the second finds it full.
         let first = ingress.handle(process(samples::BUSINESS_PROCESS));
@@ -381,7 +566,10 @@ mod against_the_mock_cluster {
         assert!(futures_poll_once(first.as_mut()).await.is_none());
         let started = Instant::now();
         let second = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
-        assert!(started.elapsed() < Duration::from_millis(500), "refused at once");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "refused at once"
+        );
         assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(json(second).await["code"], "kafka_queue_full");
     }
@@ -408,7 +596,10 @@ fn info_log_of(work: impl std::future::Future<Output = ()>) -> String {
         .with_max_level(tracing::Level::INFO)
         .with_writer(move || writer.clone())
         .finish();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     tracing::subscriber::with_default(subscriber, || runtime.block_on(work));
     let bytes = buffer.0.lock().unwrap().clone();
     String::from_utf8(bytes).unwrap()
@@ -418,17 +609,45 @@ fn info_log_of(work: impl std::future::Future<Output = ()>) -> String {
 fn by_default_every_failure_and_dead_letter_is_logged_and_2xx_answers_are_not() {
     let (failures_only, _) = ingress(&[]);
     let log = info_log_of(async {
-        assert_eq!(failures_only.handle(process(samples::BUSINESS_PROCESS)).await.status(), StatusCode::OK);
-        assert_eq!(failures_only.handle(process(b"ping")).await.status(), StatusCode::OK);
-        let unsigned = Request::post(PROCESS_PATH).body(Full::new(Bytes::from_static(b"{}"))).unwrap();
-        assert_eq!(failures_only.handle(unsigned).await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            failures_only
+                .handle(process(samples::BUSINESS_PROCESS))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            failures_only.handle(process(b"ping")).await.status(),
+            StatusCode::OK
+        );
+        let unsigned = Request::post(PROCESS_PATH)
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        assert_eq!(
+            failures_only.handle(unsigned).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     });
     assert!(!log.contains("\"outcome\":\"published\""), "{log}");
-    assert!(log.contains("\"outcome\":\"dead_lettered\"") && log.contains("\"reason\":\"not_json\""), "{log}");
-    assert!(log.contains("\"code\":\"missing_signature_header\""), "{log}");
+    assert!(
+        log.contains("\"outcome\":\"dead_lettered\"") && log.contains("\"reason\":\"not_json\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("\"code\":\"missing_signature_header\""),
+        "{log}"
+    );
     let (all, _) = ingress(&["--access-log", "all"]);
     let log = info_log_of(async {
-        assert_eq!(all.handle(process(samples::BUSINESS_PROCESS)).await.status(), StatusCode::OK);
+        assert_eq!(
+            all.handle(process(samples::BUSINESS_PROCESS))
+                .await
+                .status(),
+            StatusCode::OK
+        );
     });
-    assert!(log.contains("\"outcome\":\"published\"") && log.contains("\"partition\":0"), "{log}");
+    assert!(
+        log.contains("\"outcome\":\"published\"") && log.contains("\"partition\":0"),
+        "{log}"
+    );
 }

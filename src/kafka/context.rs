@@ -50,22 +50,59 @@ impl ClientMetrics {
     /// # Errors
     /// A metric is already registered there (a programming error caught at startup).
     pub fn register(registry: &Registry) -> prometheus::Result<ClientMetrics> {
-        let by_broker = |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["broker"]);
+        let by_broker =
+            |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["broker"]);
         let metrics = ClientMetrics {
-            queue_messages: IntGauge::new("bp_relay_kafka_queue_messages", "Records in the producer queue (not yet acknowledged).")?,
-            queue_bytes: IntGauge::new("bp_relay_kafka_queue_bytes", "Bytes in the producer queue (not yet acknowledged).")?,
-            queue_max_messages: IntGauge::new("bp_relay_kafka_queue_max_messages", "Producer queue capacity in records.")?,
-            queue_max_bytes: IntGauge::new("bp_relay_kafka_queue_max_bytes", "Producer queue capacity in bytes.")?,
-            broker_up: IntGaugeVec::new(Opts::new("bp_relay_kafka_broker_up", "1 while the connection to the broker is up."), &["broker"])?,
-            broker_rtt: GaugeVec::new(
-                Opts::new("bp_relay_kafka_broker_rtt_seconds", "Average broker round-trip time over the last statistics interval."),
+            queue_messages: IntGauge::new(
+                "bp_relay_kafka_queue_messages",
+                "Records in the producer queue (not yet acknowledged).",
+            )?,
+            queue_bytes: IntGauge::new(
+                "bp_relay_kafka_queue_bytes",
+                "Bytes in the producer queue (not yet acknowledged).",
+            )?,
+            queue_max_messages: IntGauge::new(
+                "bp_relay_kafka_queue_max_messages",
+                "Producer queue capacity in records.",
+            )?,
+            queue_max_bytes: IntGauge::new(
+                "bp_relay_kafka_queue_max_bytes",
+                "Producer queue capacity in bytes.",
+            )?,
+            broker_up: IntGaugeVec::new(
+                Opts::new(
+                    "bp_relay_kafka_broker_up",
+                    "1 while the connection to the broker is up.",
+                ),
                 &["broker"],
             )?,
-            broker_tx_errors: by_broker("bp_relay_kafka_broker_tx_errors_total", "Transmission errors, by broker.")?,
-            broker_tx_retries: by_broker("bp_relay_kafka_broker_tx_retries_total", "Request retries, by broker.")?,
-            broker_request_timeouts: by_broker("bp_relay_kafka_broker_request_timeouts_total", "Requests that timed out, by broker.")?,
-            fatal_errors: IntCounter::new("bp_relay_kafka_fatal_errors_total", "Fatal errors of the Kafka producer (it is replaced after each).")?,
-            producer_restarts: IntCounter::new("bp_relay_producer_restarts_total", "Kafka producers built to replace one that failed fatally.")?,
+            broker_rtt: GaugeVec::new(
+                Opts::new(
+                    "bp_relay_kafka_broker_rtt_seconds",
+                    "Average broker round-trip time over the last statistics interval.",
+                ),
+                &["broker"],
+            )?,
+            broker_tx_errors: by_broker(
+                "bp_relay_kafka_broker_tx_errors_total",
+                "Transmission errors, by broker.",
+            )?,
+            broker_tx_retries: by_broker(
+                "bp_relay_kafka_broker_tx_retries_total",
+                "Request retries, by broker.",
+            )?,
+            broker_request_timeouts: by_broker(
+                "bp_relay_kafka_broker_request_timeouts_total",
+                "Requests that timed out, by broker.",
+            )?,
+            fatal_errors: IntCounter::new(
+                "bp_relay_kafka_fatal_errors_total",
+                "Fatal errors of the Kafka producer (it is replaced after each).",
+            )?,
+            producer_restarts: IntCounter::new(
+                "bp_relay_producer_restarts_total",
+                "Kafka producers built to replace one that failed fatally.",
+            )?,
         };
         registry.register(Box::new(metrics.queue_messages.clone()))?;
         registry.register(Box::new(metrics.queue_bytes.clone()))?;
@@ -86,7 +123,11 @@ impl ClientMetrics {
     fn forget_broker(&self, broker: &str) {
         let _ = self.broker_up.remove_label_values(&[broker]);
         let _ = self.broker_rtt.remove_label_values(&[broker]);
-        for counter in [&self.broker_tx_errors, &self.broker_tx_retries, &self.broker_request_timeouts] {
+        for counter in [
+            &self.broker_tx_errors,
+            &self.broker_tx_retries,
+            &self.broker_request_timeouts,
+        ] {
             let _ = counter.remove_label_values(&[broker]);
         }
     }
@@ -96,7 +137,11 @@ impl ClientMetrics {
     pub fn touch_broker(&self, broker: &str) {
         self.broker_up.with_label_values(&[broker]);
         self.broker_rtt.with_label_values(&[broker]);
-        for counter in [&self.broker_tx_errors, &self.broker_tx_retries, &self.broker_request_timeouts] {
+        for counter in [
+            &self.broker_tx_errors,
+            &self.broker_tx_retries,
+            &self.broker_request_timeouts,
+        ] {
             counter.with_label_values(&[broker]);
         }
     }
@@ -162,30 +207,51 @@ impl Context {
         m.queue_bytes.set(stats.msg_size as i64);
         m.queue_max_messages.set(stats.msg_max as i64);
         m.queue_max_bytes.set(stats.msg_size_max as i64);
-        let fill = |used: u64, max: u64| if max == 0 { 0.0 } else { used as f64 / max as f64 };
-        self.health
-            .set_queue_fill(fill(stats.msg_cnt, stats.msg_max).max(fill(stats.msg_size, stats.msg_size_max)));
+        let fill = |used: u64, max: u64| {
+            if max == 0 {
+                0.0
+            } else {
+                used as f64 / max as f64
+            }
+        };
+        self.health.set_queue_fill(
+            fill(stats.msg_cnt, stats.msg_max).max(fill(stats.msg_size, stats.msg_size_max)),
+        );
     }
 
     fn record_broker(&self, broker: &Broker) {
         let m = &self.metrics;
         let name = broker.name.as_str();
-        m.broker_up.with_label_values(&[name]).set(i64::from(broker.state == "UP"));
+        m.broker_up
+            .with_label_values(&[name])
+            .set(i64::from(broker.state == "UP"));
         if let Some(rtt) = &broker.rtt {
-            m.broker_rtt.with_label_values(&[name]).set(rtt.avg as f64 / 1e6);
+            m.broker_rtt
+                .with_label_values(&[name])
+                .set(rtt.avg as f64 / 1e6);
         }
         let now = [broker.txerrs, broker.txretries, broker.req_timeouts];
-        let Ok(mut last_counters) = self.last_counters.lock() else { return };
+        let Ok(mut last_counters) = self.last_counters.lock() else {
+            return;
+        };
         let last = last_counters.insert(name.to_owned(), now).unwrap_or([0; 3]);
-        let counters = [&m.broker_tx_errors, &m.broker_tx_retries, &m.broker_request_timeouts];
+        let counters = [
+            &m.broker_tx_errors,
+            &m.broker_tx_retries,
+            &m.broker_request_timeouts,
+        ];
         for ((counter, now), last) in counters.into_iter().zip(now).zip(last) {
-            counter.with_label_values(&[name]).inc_by(now.saturating_sub(last));
+            counter
+                .with_label_values(&[name])
+                .inc_by(now.saturating_sub(last));
         }
     }
 
     /// Drops the series and counters of brokers that are no longer cluster members.
     fn forget_departed(&self, members: &[&Broker]) {
-        let Ok(mut last_counters) = self.last_counters.lock() else { return };
+        let Ok(mut last_counters) = self.last_counters.lock() else {
+            return;
+        };
         let departed: Vec<String> = last_counters
             .keys()
             .filter(|name| !members.iter().any(|broker| &broker.name == *name))
@@ -207,11 +273,20 @@ impl Context {
             }
             Some(entry) => {
                 let suppressed = entry.suppressed;
-                *entry = LoggedError { at: now, suppressed: 0 };
+                *entry = LoggedError {
+                    at: now,
+                    suppressed: 0,
+                };
                 Some(suppressed)
             }
             None => {
-                log.insert(key.to_owned(), LoggedError { at: now, suppressed: 0 });
+                log.insert(
+                    key.to_owned(),
+                    LoggedError {
+                        at: now,
+                        suppressed: 0,
+                    },
+                );
                 Some(0)
             }
         }
@@ -226,7 +301,11 @@ impl ClientContext for Context {
         }
         self.record_queue(&stats);
         // Bootstrap entries (node id -1) stand for configured addresses, not cluster members.
-        let members: Vec<&Broker> = stats.brokers.values().filter(|broker| broker.nodeid >= 0).collect();
+        let members: Vec<&Broker> = stats
+            .brokers
+            .values()
+            .filter(|broker| broker.nodeid >= 0)
+            .collect();
         let mut any_up = false;
         for broker in &members {
             any_up |= broker.state == "UP";
@@ -249,7 +328,9 @@ impl ClientContext for Context {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.error_signal.notify_one();
-        let code = error.rdkafka_error_code().map_or_else(|| "unknown".to_owned(), |code| format!("{code:?}"));
+        let code = error
+            .rdkafka_error_code()
+            .map_or_else(|| "unknown".to_owned(), |code| format!("{code:?}"));
         // "All brokers down" follows every other connection error: keep the one that says why.
         if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
             if let Ok(mut last) = self.last_error.lock() {
@@ -258,7 +339,10 @@ impl ClientContext for Context {
             }
         }
         if let Some(suppressed) = self.should_log(&code, Instant::now()) {
-            warn!(code = code.as_str(), reason, suppressed, "Kafka client error.");
+            warn!(
+                code = code.as_str(),
+                reason, suppressed, "Kafka client error."
+            );
         }
     }
 
@@ -300,27 +384,52 @@ mod tests {
     fn a_broker_that_leaves_the_cluster_loses_its_series() {
         let registry = Registry::new();
         let health = Arc::new(Health::new(Duration::from_secs(3), 0.8));
-        let context = Context::new(ClientMetrics::register(&registry).unwrap(), health, Arc::default());
+        let context = Context::new(
+            ClientMetrics::register(&registry).unwrap(),
+            health,
+            Arc::default(),
+        );
         context.stats(stats_with(&[("b1:9092/1", 1), ("b2:9092/2", 2)]));
         let text = || String::from_utf8(crate::metrics::encode(&registry).1).unwrap();
-        assert!(text().contains("bp_relay_kafka_broker_up{broker=\"b2:9092/2\"} 1"), "{}", text());
+        assert!(
+            text().contains("bp_relay_kafka_broker_up{broker=\"b2:9092/2\"} 1"),
+            "{}",
+            text()
+        );
         context.stats(stats_with(&[("b1:9092/1", 1)]));
         assert!(!text().contains("b2:9092/2"), "{}", text());
-        assert!(text().contains("bp_relay_kafka_broker_tx_errors_total{broker=\"b1:9092/1\"} 2"), "{}", text());
+        assert!(
+            text().contains("bp_relay_kafka_broker_tx_errors_total{broker=\"b1:9092/1\"} 2"),
+            "{}",
+            text()
+        );
     }
 
     fn context() -> Context {
         let metrics = ClientMetrics::register(&Registry::new()).unwrap();
-        Context::new(metrics, Arc::new(Health::new(Duration::from_secs(3), 0.8)), Arc::default())
+        Context::new(
+            metrics,
+            Arc::new(Health::new(Duration::from_secs(3), 0.8)),
+            Arc::default(),
+        )
     }
 
     #[tokio::test]
     async fn every_client_error_wakes_the_supervisor() {
         let signal = Arc::new(Notify::new());
         let metrics = ClientMetrics::register(&Registry::new()).unwrap();
-        let context = Context::new(metrics, Arc::new(Health::new(Duration::from_secs(3), 0.8)), signal.clone());
-        context.error(KafkaError::Global(rdkafka::error::RDKafkaErrorCode::OutOfOrderSequenceNumber), "reason");
-        tokio::time::timeout(Duration::from_secs(1), signal.notified()).await.expect("a pending wake-up");
+        let context = Context::new(
+            metrics,
+            Arc::new(Health::new(Duration::from_secs(3), 0.8)),
+            signal.clone(),
+        );
+        context.error(
+            KafkaError::Global(rdkafka::error::RDKafkaErrorCode::OutOfOrderSequenceNumber),
+            "reason",
+        );
+        tokio::time::timeout(Duration::from_secs(1), signal.notified())
+            .await
+            .expect("a pending wake-up");
     }
 
     #[test]
@@ -329,9 +438,19 @@ mod tests {
         let start = Instant::now();
         assert_eq!(context.should_log("AllBrokersDown", start), Some(0));
         for second in 1..=5 {
-            assert_eq!(context.should_log("AllBrokersDown", start + Duration::from_secs(second)), None);
+            assert_eq!(
+                context.should_log("AllBrokersDown", start + Duration::from_secs(second)),
+                None
+            );
         }
-        assert_eq!(context.should_log("Resolve", start + Duration::from_secs(1)), Some(0), "another error is news");
-        assert_eq!(context.should_log("AllBrokersDown", start + ERROR_LOG_INTERVAL), Some(5));
+        assert_eq!(
+            context.should_log("Resolve", start + Duration::from_secs(1)),
+            Some(0),
+            "another error is news"
+        );
+        assert_eq!(
+            context.should_log("AllBrokersDown", start + ERROR_LOG_INTERVAL),
+            Some(5)
+        );
     }
 }

@@ -46,10 +46,14 @@ impl EmbeddedKafka {
                 drop(cluster);
             })
             .map_err(|_| KafkaError::MockCluster(rdkafka::types::RDKafkaErrorCode::Fail))?;
-        let bootstrap_servers = bootstrap
-            .recv()
-            .unwrap_or(Err(KafkaError::MockCluster(rdkafka::types::RDKafkaErrorCode::Fail)))?;
-        Ok(EmbeddedKafka { bootstrap_servers, stop: Some(stop), thread: Some(thread) })
+        let bootstrap_servers = bootstrap.recv().unwrap_or(Err(KafkaError::MockCluster(
+            rdkafka::types::RDKafkaErrorCode::Fail,
+        )))?;
+        Ok(EmbeddedKafka {
+            bootstrap_servers,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// The bootstrap address clients (kcat, the relay) connect to.

@@ -40,7 +40,12 @@ impl Generation {
         let fatal = context.fatal();
         let last_error = context.last_error();
         let producer = config.create_with_context(context)?;
-        Ok(Generation { producer, any_broker_up, last_error, fatal })
+        Ok(Generation {
+            producer,
+            any_broker_up,
+            last_error,
+            fatal,
+        })
     }
 
     /// Whether this producer was found failed: it is being replaced.
@@ -60,7 +65,8 @@ impl Generation {
     /// answered 503 now rather than at its deadline, then destroys the producer on a blocking
     /// thread once no request holds it any more (destroying joins librdkafka's threads).
     pub(super) fn retire(self: Arc<Self>) {
-        self.producer.purge(PurgeConfig::default().queue().inflight());
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
         tokio::task::spawn_blocking(move || {
             let give_up = std::time::Instant::now() + RETIRE_WAIT;
             while Arc::strong_count(&self) > 1 && std::time::Instant::now() < give_up {

@@ -7,7 +7,6 @@ use secrecy::ExposeSecret;
 
 use crate::config::{ConfigError, Kafka, RECORD_HEADROOM};
 
-
 /// librdkafka's own default for `message.max.bytes`.
 const LIBRDKAFKA_MESSAGE_MAX: u64 = 1_000_000;
 
@@ -19,7 +18,11 @@ pub const STATISTICS_INTERVAL_MS: u32 = 1_000;
 ///
 /// # Errors
 /// The SASL password file cannot be read.
-pub fn client_config(config: &Kafka, brokers: &str, max_body: u64) -> Result<ClientConfig, ConfigError> {
+pub fn client_config(
+    config: &Kafka,
+    brokers: &str,
+    max_body: u64,
+) -> Result<ClientConfig, ConfigError> {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", brokers)
@@ -32,11 +35,23 @@ pub fn client_config(config: &Kafka, brokers: &str, max_body: u64) -> Result<Cli
         .set("partitioner", "murmur2_random")
         .set("compression.type", config.kafka_compression.as_librdkafka())
         // librdkafka takes fractions of a millisecond: 500us stays 0.5, not 0.
-        .set("linger.ms", (config.kafka_linger.as_secs_f64() * 1000.0).to_string())
+        .set(
+            "linger.ms",
+            (config.kafka_linger.as_secs_f64() * 1000.0).to_string(),
+        )
         // How long a record answered 503 may still land (see docs/reliability.md).
-        .set("message.timeout.ms", config.message_timeout().as_millis().to_string())
-        .set("queue.buffering.max.messages", config.kafka_queue_max_messages.to_string())
-        .set("queue.buffering.max.kbytes", queue_max_kbytes(config).to_string())
+        .set(
+            "message.timeout.ms",
+            config.message_timeout().as_millis().to_string(),
+        )
+        .set(
+            "queue.buffering.max.messages",
+            config.kafka_queue_max_messages.to_string(),
+        )
+        .set(
+            "queue.buffering.max.kbytes",
+            queue_max_kbytes(config).to_string(),
+        )
         .set("message.max.bytes", message_max_bytes(max_body).to_string())
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string())
         // Reconnect quickly after a broker outage: Authvia's retries are minutes apart anyway.
@@ -51,7 +66,10 @@ pub fn client_config(config: &Kafka, brokers: &str, max_body: u64) -> Result<Cli
         .set("max.in.flight.requests.per.connection", "1")
         // A closed idle connection is routine, not a problem worth a log line.
         .set("log.connection.close", "false")
-        .set("security.protocol", config.kafka_security_protocol.as_librdkafka());
+        .set(
+            "security.protocol",
+            config.kafka_security_protocol.as_librdkafka(),
+        );
     if let Some(mechanism) = config.kafka_sasl_mechanism {
         client.set("sasl.mechanism", mechanism.as_librdkafka());
     }
@@ -63,7 +81,10 @@ pub fn client_config(config: &Kafka, brokers: &str, max_body: u64) -> Result<Cli
     }
     for (key, path) in [
         ("ssl.ca.location", &config.kafka_ssl_ca_location),
-        ("ssl.certificate.location", &config.kafka_ssl_certificate_location),
+        (
+            "ssl.certificate.location",
+            &config.kafka_ssl_certificate_location,
+        ),
         ("ssl.key.location", &config.kafka_ssl_key_location),
     ] {
         if let Some(path) = path {
@@ -93,7 +114,15 @@ mod tests {
     use crate::config::Config;
 
     fn settings(extra: &[&str]) -> ClientConfig {
-        let args = ["bp-relay", "--kafka-brokers", "k:9092", "--signing-secrets", "s"].iter().chain(extra);
+        let args = [
+            "bp-relay",
+            "--kafka-brokers",
+            "k:9092",
+            "--signing-secrets",
+            "s",
+        ]
+        .iter()
+        .chain(extra);
         let config = Config::try_parse_from(args).unwrap();
         client_config(&config.kafka, "k:9092", config.listeners.max_body.as_u64()).unwrap()
     }
@@ -108,14 +137,24 @@ mod tests {
         assert_eq!(client.get("compression.type"), Some("lz4"));
         assert_eq!(client.get("socket.nagle.disable"), Some("true"));
         assert_eq!(client.get("linger.ms"), Some("0"));
-        assert_eq!(client.get("max.in.flight.requests.per.connection"), Some("1"));
+        assert_eq!(
+            client.get("max.in.flight.requests.per.connection"),
+            Some("1")
+        );
         // A 1 MiB body plus headers must fit.
         assert_eq!(client.get("message.max.bytes"), Some("1114112"));
     }
 
     #[test]
     fn pass_through_options_reach_librdkafka_and_flags_set_their_keys() {
-        let client = settings(&["--kafka-linger", "2500us", "--kafka-option", "debug=broker,topic", "--kafka-option", "socket.keepalive.enable=false"]);
+        let client = settings(&[
+            "--kafka-linger",
+            "2500us",
+            "--kafka-option",
+            "debug=broker,topic",
+            "--kafka-option",
+            "socket.keepalive.enable=false",
+        ]);
         assert_eq!(client.get("linger.ms"), Some("2.5"));
         assert_eq!(client.get("debug"), Some("broker,topic"));
         assert_eq!(client.get("socket.keepalive.enable"), Some("false"));
@@ -133,10 +172,14 @@ mod tests {
         let password = dir.path().join("password");
         std::fs::write(&password, "pw\n").unwrap();
         let client = settings(&[
-            "--kafka-security-protocol", "sasl-ssl",
-            "--kafka-sasl-mechanism", "SCRAM-SHA-512",
-            "--kafka-sasl-username", "relay",
-            "--kafka-sasl-password-file", password.to_str().unwrap(),
+            "--kafka-security-protocol",
+            "sasl-ssl",
+            "--kafka-sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--kafka-sasl-username",
+            "relay",
+            "--kafka-sasl-password-file",
+            password.to_str().unwrap(),
         ]);
         assert_eq!(client.get("security.protocol"), Some("sasl_ssl"));
         assert_eq!(client.get("sasl.mechanism"), Some("SCRAM-SHA-512"));

@@ -18,7 +18,10 @@ const REBUILD_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The producer kept failing fatally; only a restart of the process can help now.
 #[derive(Debug, thiserror::Error)]
-#[error("the Kafka producer failed fatally more than {MAX_RESTARTS} times within {}; giving up", humantime::format_duration(RESTART_WINDOW))]
+#[error(
+    "the Kafka producer failed fatally more than {MAX_RESTARTS} times within {}; giving up",
+    humantime::format_duration(RESTART_WINDOW)
+)]
 pub struct ProducerGaveUp;
 
 impl Publisher {
@@ -48,7 +51,9 @@ impl Publisher {
             self.shared.current.store(Arc::new(fresh));
             self.shared.metrics.producer_restarts.inc();
             failed.retire();
-            info!("A new Kafka producer is in place; the relay is ready again once it sees a broker.");
+            info!(
+                "A new Kafka producer is in place; the relay is ready again once it sees a broker."
+            );
         }
     }
 
@@ -94,7 +99,9 @@ mod tests {
     async fn a_failed_producer_is_replaced_until_it_fails_too_often() {
         let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", cluster.bootstrap_servers()).set("enable.idempotence", "true");
+        config
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("enable.idempotence", "true");
         let metrics = ClientMetrics::register(&Registry::new()).unwrap();
         let health = Arc::new(Health::new(Duration::from_secs(3), 0.8));
         let publisher = Publisher::build(&config, metrics.clone(), health.clone()).unwrap();
@@ -102,13 +109,28 @@ mod tests {
 
         for restart in 1..=MAX_RESTARTS as u64 {
             publisher.inject_fatal_error();
-            until("a replacement", || metrics.producer_restarts.get() == restart).await;
+            until("a replacement", || {
+                metrics.producer_restarts.get() == restart
+            })
+            .await;
             assert_eq!(metrics.fatal_errors.get(), restart);
         }
-        assert!(!supervisor.is_finished(), "{MAX_RESTARTS} replacements are within the budget");
+        assert!(
+            !supervisor.is_finished(),
+            "{MAX_RESTARTS} replacements are within the budget"
+        );
         publisher.inject_fatal_error();
-        let _gave_up: ProducerGaveUp = tokio::time::timeout(Duration::from_secs(10), supervisor).await.unwrap().unwrap();
-        assert_eq!(metrics.producer_restarts.get(), MAX_RESTARTS as u64, "no replacement beyond the budget");
-        assert!(health.check(std::time::Instant::now()).contains(&NotReady::ProducerFailed));
+        let _gave_up: ProducerGaveUp = tokio::time::timeout(Duration::from_secs(10), supervisor)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            metrics.producer_restarts.get(),
+            MAX_RESTARTS as u64,
+            "no replacement beyond the budget"
+        );
+        assert!(health
+            .check(std::time::Instant::now())
+            .contains(&NotReady::ProducerFailed));
     }
 }

@@ -77,9 +77,18 @@ impl Lifecycle<u128, Entry> for Evictions {
     fn on_evict(&self, (): &mut (), _key: u128, entry: Entry) {
         let now = unix_now();
         let live = entry.expires_at >= now;
-        self.metrics.evictions.with_label_values(&[if live { LIVE } else { EXPIRED }]).inc();
+        self.metrics
+            .evictions
+            .with_label_values(&[if live { LIVE } else { EXPIRED }])
+            .inc();
         let last = self.last_warned.load(Ordering::Relaxed);
-        if live && now - last >= WARN_INTERVAL_SECONDS && self.last_warned.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        if live
+            && now - last >= WARN_INTERVAL_SECONDS
+            && self
+                .last_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             tracing::warn!(
                 "The replay guard is full and forgets signings still inside the timestamp window: raise --replay-capacity or use --replay-store (bp_relay_replay_guard_evictions_total counts them)."
             );
@@ -97,15 +106,30 @@ impl MemoryGuard {
     /// A guard holding at most `capacity` signings.
     pub fn new(capacity: u64, metrics: GuardMetrics) -> Self {
         let items = usize::try_from(capacity).unwrap_or(usize::MAX);
-        let seen = Cache::with(items, capacity, UnitWeighter, DefaultHashBuilder::default(), Evictions { metrics: metrics.clone(), last_warned: Arc::new(AtomicI64::new(0)) });
+        let seen = Cache::with(
+            items,
+            capacity,
+            UnitWeighter,
+            DefaultHashBuilder::default(),
+            Evictions {
+                metrics: metrics.clone(),
+                last_warned: Arc::new(AtomicI64::new(0)),
+            },
+        );
         Self { seen, metrics }
     }
 
     /// The body remembered for `signing`: `body` if it is new.
     pub fn remember(&self, signing: Signing<'_>, body: u128) -> u128 {
         // Atomic: of two racing requests with one signing, one inserts, the other sees it.
-        let entry = Entry { body, expires_at: signing.expires_at };
-        let remembered = self.seen.get_or_insert_with(&signing.fingerprint(), || Ok::<_, ()>(entry)).map_or(body, |entry| entry.body);
+        let entry = Entry {
+            body,
+            expires_at: signing.expires_at,
+        };
+        let remembered = self
+            .seen
+            .get_or_insert_with(&signing.fingerprint(), || Ok::<_, ()>(entry))
+            .map_or(body, |entry| entry.body);
         self.metrics.entries.set(self.seen.len() as i64);
         remembered
     }
@@ -122,7 +146,9 @@ impl MemoryGuard {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as i64)
 }
 
 #[cfg(test)]
@@ -130,7 +156,12 @@ mod tests {
     use super::*;
 
     fn signing(value: &str, expires_at: i64) -> Signing<'_> {
-        Signing { value, timestamp: 1, route: "bp", expires_at }
+        Signing {
+            value,
+            timestamp: 1,
+            route: "bp",
+            expires_at,
+        }
     }
 
     #[test]
@@ -146,9 +177,17 @@ mod tests {
             guard.remember(signing(&n.to_string(), live), 7);
         }
         assert!(guard.len() <= 1_000, "{}", guard.len());
-        assert_eq!(guard.remember(signing("9999", live), 8), 7, "the newest signing is remembered");
+        assert_eq!(
+            guard.remember(signing("9999", live), 8),
+            7,
+            "the newest signing is remembered"
+        );
         let evicted = |state: &str| metrics.evictions.with_label_values(&[state]).get();
-        assert_eq!(evicted(LIVE) + evicted(EXPIRED), 9_000, "every signing beyond capacity was evicted and counted");
+        assert_eq!(
+            evicted(LIVE) + evicted(EXPIRED),
+            9_000,
+            "every signing beyond capacity was evicted and counted"
+        );
         assert!(evicted(LIVE) > 0, "live signings had to go too");
         assert_eq!(metrics.entries.get(), guard.len() as i64);
     }

@@ -53,7 +53,11 @@ impl RedisGuard {
             let settings = info.redis_settings().clone().set_password(password);
             info = info.set_redis_settings(settings);
         }
-        Ok(Self { client: Client::open(info)?, connection: OnceCell::new(), prefix: prefix.to_owned() })
+        Ok(Self {
+            client: Client::open(info)?,
+            connection: OnceCell::new(),
+            prefix: prefix.to_owned(),
+        })
     }
 
     async fn connection(&self) -> Result<ConnectionManager, RedisError> {
@@ -62,7 +66,9 @@ impl RedisGuard {
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(1);
         self.connection
-            .get_or_try_init(|| async { ConnectionManager::new_lazy_with_config(self.client.clone(), config) })
+            .get_or_try_init(|| async {
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            })
             .await
             .cloned()
     }
@@ -70,7 +76,12 @@ impl RedisGuard {
     /// The body remembered for `signing`: `body` if it is new. One atomic round trip:
     /// `SET key body NX GET EX ttl` stores the body unless the key exists and returns what was
     /// there.
-    pub(super) async fn remember(&self, signing: Signing<'_>, body: u128, deadline: Instant) -> Result<u128, StoreError> {
+    pub(super) async fn remember(
+        &self,
+        signing: Signing<'_>,
+        body: u128,
+        deadline: Instant,
+    ) -> Result<u128, StoreError> {
         let key = format!("{}:{:032x}", self.prefix, signing.fingerprint());
         let ttl = (signing.expires_at - unix_now()).max(1);
         let exchange = async {
@@ -85,7 +96,9 @@ impl RedisGuard {
                 .query_async::<Option<Vec<u8>>>(&mut connection)
                 .await
         };
-        let previous = tokio::time::timeout_at(deadline, exchange).await.map_err(|_| StoreError::Timeout)??;
+        let previous = tokio::time::timeout_at(deadline, exchange)
+            .await
+            .map_err(|_| StoreError::Timeout)??;
         Ok(previous.map_or(body, |bytes| remembered_body(&bytes)))
     }
 
@@ -98,7 +111,9 @@ impl RedisGuard {
             let up = result.is_ok();
             health.set_replay_store_up(up);
             match result {
-                Err(error) if was_up => tracing::warn!(%error, "The replay store does not answer: deliveries get 503 until it does."),
+                Err(error) if was_up => {
+                    tracing::warn!(%error, "The replay store does not answer: deliveries get 503 until it does.")
+                }
                 Ok(()) if !was_up => tracing::info!("The replay store answers again."),
                 _ => {}
             }
@@ -114,9 +129,13 @@ impl RedisGuard {
     pub async fn ping(&self, timeout: Duration) -> Result<(), StoreError> {
         let exchange = async {
             let mut connection = self.connection().await?;
-            redis::cmd("PING").query_async::<String>(&mut connection).await
+            redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
         };
-        tokio::time::timeout(timeout, exchange).await.map_err(|_| StoreError::Timeout)??;
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| StoreError::Timeout)??;
         Ok(())
     }
 }
@@ -128,5 +147,7 @@ fn remembered_body(bytes: &[u8]) -> u128 {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as i64)
 }

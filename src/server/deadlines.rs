@@ -118,7 +118,10 @@ impl Deadlines {
             Phase::Idle => (self.timeouts.idle, Deadline::Idle),
             Phase::Closing => (self.timeouts.request_head, Deadline::Closing),
         };
-        Some(Due { at: since + timeout, deadline })
+        Some(Due {
+            at: since + timeout,
+            deadline,
+        })
     }
 
     /// A request head is complete and its handler starts; the returned guard ends it.
@@ -132,7 +135,8 @@ impl Deadlines {
 
     /// The idle deadline passed and a graceful close was asked for.
     pub fn closing(&self, now: Instant) {
-        self.mark.store(self.mark_of(Phase::Closing, now), Ordering::Release);
+        self.mark
+            .store(self.mark_of(Phase::Closing, now), Ordering::Release);
     }
 
     /// Bytes arrived: on HTTP/1, the first byte after an idle spell starts the next head's
@@ -144,7 +148,9 @@ impl Deadlines {
         }
         let awaiting = self.mark_of(Phase::AwaitingHead, Instant::now());
         // Lost only to another change of phase, which then stands.
-        let _ = self.mark.compare_exchange(mark, awaiting, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self
+            .mark
+            .compare_exchange(mark, awaiting, Ordering::AcqRel, Ordering::Acquire);
     }
 
     fn request_ended(&self) {
@@ -153,18 +159,24 @@ impl Deadlines {
         }
         let idle = self.mark_of(Phase::Idle, Instant::now());
         // A connection already closing stays closing.
-        let _ = self.mark.fetch_update(Ordering::AcqRel, Ordering::Acquire, |mark| {
-            (Phase::from_bits(mark) != Phase::Closing).then_some(idle)
-        });
+        let _ = self
+            .mark
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |mark| {
+                (Phase::from_bits(mark) != Phase::Closing).then_some(idle)
+            });
     }
 
     fn phase(&self) -> (Phase, Instant) {
         let mark = self.mark.load(Ordering::Acquire);
-        (Phase::from_bits(mark), self.opened + Duration::from_millis(mark >> 2))
+        (
+            Phase::from_bits(mark),
+            self.opened + Duration::from_millis(mark >> 2),
+        )
     }
 
     fn mark_of(&self, phase: Phase, now: Instant) -> u64 {
-        let millis = u64::try_from(now.saturating_duration_since(self.opened).as_millis()).unwrap_or(u64::MAX >> 2);
+        let millis = u64::try_from(now.saturating_duration_since(self.opened).as_millis())
+            .unwrap_or(u64::MAX >> 2);
         (millis << 2) | phase.bits()
     }
 }
@@ -192,7 +204,11 @@ impl<T> TrackedIo<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -203,11 +219,19 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -230,27 +254,45 @@ mod tests {
 
     use super::*;
 
-    const TIMEOUTS: Timeouts = Timeouts { request_head: Duration::from_secs(10), idle: Duration::from_secs(75) };
+    const TIMEOUTS: Timeouts = Timeouts {
+        request_head: Duration::from_secs(10),
+        idle: Duration::from_secs(75),
+    };
 
     fn request(version: Version) -> Request<()> {
         Request::builder().version(version).body(()).unwrap()
     }
 
     fn due(deadlines: &Deadlines, after: u64, deadline: Deadline) -> Option<Due> {
-        Some(Due { at: deadlines.opened + Duration::from_secs(after), deadline })
+        Some(Due {
+            at: deadlines.opened + Duration::from_secs(after),
+            deadline,
+        })
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_new_connection_awaits_its_head_and_a_request_holds_every_deadline_off() {
         let deadlines = Arc::new(Deadlines::new(Instant::now(), TIMEOUTS));
-        assert_eq!(deadlines.due(), due(&deadlines, 10, Deadline::RequestHead), "from the accept, not from a first byte");
+        assert_eq!(
+            deadlines.due(),
+            due(&deadlines, 10, Deadline::RequestHead),
+            "from the accept, not from a first byte"
+        );
         deadlines.bytes_arrived();
-        assert_eq!(deadlines.due(), due(&deadlines, 10, Deadline::RequestHead), "bytes do not extend it");
+        assert_eq!(
+            deadlines.due(),
+            due(&deadlines, 10, Deadline::RequestHead),
+            "bytes do not extend it"
+        );
         let request = deadlines.request_started(&request(Version::HTTP_11));
         tokio::time::advance(Duration::from_secs(3)).await;
         assert_eq!(deadlines.due(), None);
         drop(request);
-        assert_eq!(deadlines.due(), due(&deadlines, 3 + 75, Deadline::Idle), "idle from the answer");
+        assert_eq!(
+            deadlines.due(),
+            due(&deadlines, 3 + 75, Deadline::Idle),
+            "idle from the answer"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -259,10 +301,17 @@ mod tests {
         drop(deadlines.request_started(&request(Version::HTTP_11)));
         tokio::time::advance(Duration::from_secs(30)).await;
         deadlines.bytes_arrived();
-        assert_eq!(deadlines.due(), due(&deadlines, 30 + 10, Deadline::RequestHead));
+        assert_eq!(
+            deadlines.due(),
+            due(&deadlines, 30 + 10, Deadline::RequestHead)
+        );
         tokio::time::advance(Duration::from_secs(5)).await;
         deadlines.bytes_arrived();
-        assert_eq!(deadlines.due(), due(&deadlines, 30 + 10, Deadline::RequestHead), "trickling does not extend it");
+        assert_eq!(
+            deadlines.due(),
+            due(&deadlines, 30 + 10, Deadline::RequestHead),
+            "trickling does not extend it"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -304,8 +353,13 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(64);
         let mut io = TrackedIo::new(server, deadlines.clone());
         tokio::time::advance(Duration::from_secs(1)).await;
-        tokio::io::AsyncWriteExt::write_all(&mut client, b"P").await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"P")
+            .await
+            .unwrap();
         assert_eq!(io.read(&mut buf).await.unwrap(), 1);
-        assert_eq!(deadlines.due(), due(&deadlines, 1 + 10, Deadline::RequestHead));
+        assert_eq!(
+            deadlines.due(),
+            due(&deadlines, 1 + 10, Deadline::RequestHead)
+        );
     }
 }

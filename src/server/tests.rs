@@ -52,11 +52,18 @@ impl Server {
         tokio::spawn(serve(listener, service, limits, Some(metrics), async {
             let _ = stopped.await;
         }));
-        Self { addr, registry, _stop: stop }
+        Self {
+            addr,
+            registry,
+            _stop: stop,
+        }
     }
 
     fn metric(&self, line: &str) -> bool {
-        String::from_utf8(metrics::encode(&self.registry).1).unwrap().lines().any(|l| l == line)
+        String::from_utf8(metrics::encode(&self.registry).1)
+            .unwrap()
+            .lines()
+            .any(|l| l == line)
     }
 
     async fn connect(&self) -> TcpStream {
@@ -79,7 +86,10 @@ const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: relay\r\n\r\n";
 
 async fn answer(stream: &mut TcpStream) -> String {
     let mut buf = vec![0u8; 1024];
-    let n = timeout(PATIENCE, stream.read(&mut buf)).await.unwrap().unwrap();
+    let n = timeout(PATIENCE, stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
@@ -112,7 +122,10 @@ async fn a_head_trickled_byte_by_byte_is_closed_at_the_deadline_of_its_first_byt
     };
     timeout(PATIENCE, trickle).await.unwrap();
     let after = closed_after(&mut stream, started).await;
-    assert!(after >= HEAD && after < HEAD * 4, "closed after {after:?}, while bytes kept coming");
+    assert!(
+        after >= HEAD && after < HEAD * 4,
+        "closed after {after:?}, while bytes kept coming"
+    );
 }
 
 #[tokio::test]
@@ -123,7 +136,10 @@ async fn an_idle_keep_alive_connection_lives_until_the_idle_deadline_not_the_hea
     assert!(answer(&mut stream).await.starts_with("HTTP/1.1 200"));
     let answered = Instant::now();
     let after = closed_after(&mut stream, answered).await;
-    assert!(after >= IDLE - Duration::from_millis(50) && after < IDLE * 2, "closed after {after:?}");
+    assert!(
+        after >= IDLE - Duration::from_millis(50) && after < IDLE * 2,
+        "closed after {after:?}"
+    );
     assert!(server.metric("bp_relay_connection_timeouts_total{deadline=\"idle\"} 1"));
     assert!(server.metric("bp_relay_connection_timeouts_total{deadline=\"request_head\"} 0"));
 }
@@ -137,7 +153,10 @@ async fn after_an_idle_spell_the_next_heads_first_byte_starts_its_deadline() {
     stream.write_all(b"GE").await.unwrap();
     let started = Instant::now();
     let after = closed_after(&mut stream, started).await;
-    assert!(after < IDLE, "closed after {after:?}: by the head deadline, before the idle one");
+    assert!(
+        after < IDLE,
+        "closed after {after:?}: by the head deadline, before the idle one"
+    );
     assert!(server.metric("bp_relay_connection_timeouts_total{deadline=\"request_head\"} 1"));
 }
 
@@ -150,15 +169,27 @@ async fn an_http2_connection_that_answers_pings_is_still_closed_when_idle() {
         .await
         .unwrap();
     let driven = tokio::spawn(connection);
-    let request = Request::get(format!("http://{}/", server.addr)).body(Empty::new()).unwrap();
+    let request = Request::get(format!("http://{}/", server.addr))
+        .body(Empty::new())
+        .unwrap();
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "ok");
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "ok"
+    );
     let answered = Instant::now();
     // The client answers the server's pings every 100 ms meanwhile.
-    timeout(PATIENCE, driven).await.expect("the server ended the connection").unwrap().unwrap();
+    timeout(PATIENCE, driven)
+        .await
+        .expect("the server ended the connection")
+        .unwrap()
+        .unwrap();
     let after = answered.elapsed();
-    assert!(after >= IDLE - Duration::from_millis(50) && after < IDLE * 2, "closed after {after:?}");
+    assert!(
+        after >= IDLE - Duration::from_millis(50) && after < IDLE * 2,
+        "closed after {after:?}"
+    );
     assert!(server.metric("bp_relay_connection_timeouts_total{deadline=\"idle\"} 1"));
 }
 
@@ -173,5 +204,8 @@ async fn beyond_the_cap_a_connection_waits_in_the_backlog_until_one_closes() {
     third.write_all(REQUEST).await.unwrap();
     let answered = answer(&mut third).await;
     assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
-    assert!(started.elapsed() >= HEAD, "served only once the silent ones were closed by their deadline");
+    assert!(
+        started.elapsed() >= HEAD,
+        "served only once the silent ones were closed by their deadline"
+    );
 }

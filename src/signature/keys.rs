@@ -22,7 +22,10 @@ impl Key {
         let bytes = secret.expose_secret().as_bytes();
         // HMAC accepts keys of any length: this cannot fail.
         let mac = HmacSha256::new_from_slice(bytes).expect("HMAC takes keys of any length");
-        Key { id: Sha256::digest(bytes).into(), mac }
+        Key {
+            id: Sha256::digest(bytes).into(),
+            mac,
+        }
     }
 
     /// Whether this key signed `message` as `signature`, compared in constant time.
@@ -42,7 +45,10 @@ pub(super) struct Keys {
 
 impl Keys {
     pub(super) fn new(secrets: &[SecretString]) -> Keys {
-        Keys { active: secrets.iter().map(Key::new).collect(), retiring: Vec::new() }
+        Keys {
+            active: secrets.iter().map(Key::new).collect(),
+            retiring: Vec::new(),
+        }
     }
 
     /// The keys after `secrets` replace the active ones at `now`: an active key that is gone
@@ -51,21 +57,39 @@ impl Keys {
     pub(super) fn rotated(&self, secrets: &[SecretString], grace: Duration, now: Instant) -> Keys {
         let active: Vec<Key> = secrets.iter().map(Key::new).collect();
         let is_active = |key: &Key| active.iter().any(|new| new.id == key.id);
-        let mut retiring: Vec<(Key, Instant)> =
-            self.retiring.iter().filter(|(key, until)| *until > now && !is_active(key)).cloned().collect();
-        retiring.extend(self.active.iter().filter(|key| !is_active(key)).map(|key| (key.clone(), now + grace)));
+        let mut retiring: Vec<(Key, Instant)> = self
+            .retiring
+            .iter()
+            .filter(|(key, until)| *until > now && !is_active(key))
+            .cloned()
+            .collect();
+        retiring.extend(
+            self.active
+                .iter()
+                .filter(|key| !is_active(key))
+                .map(|key| (key.clone(), now + grace)),
+        );
         Keys { active, retiring }
     }
 
     /// Whether an active key, or a retiring one still in its grace at `now`, signed `message`.
     pub(super) fn any_signed(&self, message: &[u8], signature: &[u8], now: Instant) -> bool {
         self.active.iter().any(|key| key.signed(message, signature))
-            || self.retiring.iter().any(|(key, until)| *until > now && key.signed(message, signature))
+            || self
+                .retiring
+                .iter()
+                .any(|(key, until)| *until > now && key.signed(message, signature))
     }
 
     /// How many keys are active, and how many still retiring at `now`.
     pub(super) fn counts(&self, now: Instant) -> (usize, usize) {
-        (self.active.len(), self.retiring.iter().filter(|(_, until)| *until > now).count())
+        (
+            self.active.len(),
+            self.retiring
+                .iter()
+                .filter(|(_, until)| *until > now)
+                .count(),
+        )
     }
 }
 
@@ -90,7 +114,10 @@ mod tests {
         let keys = Keys::new(&secrets(&["old"])).rotated(&secrets(&["new"]), grace, now);
         let (old, new) = (signature("old", b"m"), signature("new", b"m"));
         assert!(keys.any_signed(b"m", &new, now));
-        assert!(keys.any_signed(b"m", &old, now + grace - Duration::from_secs(1)), "within the grace");
+        assert!(
+            keys.any_signed(b"m", &old, now + grace - Duration::from_secs(1)),
+            "within the grace"
+        );
         assert!(!keys.any_signed(b"m", &old, now + grace), "after it");
         assert_eq!(keys.counts(now), (1, 1));
         assert_eq!(keys.counts(now + grace), (1, 0));

@@ -28,7 +28,11 @@ impl<'a> Object<'a> {
 
     /// The member called `name`; with duplicates, the last (as most JSON readers do).
     pub(super) fn get(&self, name: &str) -> Option<&'a RawValue> {
-        self.members.iter().rev().find(|(member, _)| member == name).map(|(_, value)| *value)
+        self.members
+            .iter()
+            .rev()
+            .find(|(member, _)| member == name)
+            .map(|(_, value)| *value)
     }
 
     pub(super) fn contains(&self, name: &str) -> bool {
@@ -49,7 +53,9 @@ pub(super) fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
     if kind(raw) != Kind::String {
         return None;
     }
-    serde_json::from_str::<Text<'_>>(raw.get()).ok().map(|text| text.0)
+    serde_json::from_str::<Text<'_>>(raw.get())
+        .ok()
+        .map(|text| text.0)
 }
 
 /// What kind of JSON value `raw` holds, from its first character (serde_json has checked the
@@ -98,7 +104,10 @@ fn unescape(token: &str) -> Cow<'_, str> {
     }
 }
 
-fn descend<'a, 't>(root: &'a RawValue, tokens: impl Iterator<Item = Cow<'t, str>>) -> Option<&'a RawValue> {
+fn descend<'a, 't>(
+    root: &'a RawValue,
+    tokens: impl Iterator<Item = Cow<'t, str>>,
+) -> Option<&'a RawValue> {
     let mut current = root;
     for token in tokens {
         current = match kind(current) {
@@ -112,7 +121,8 @@ fn descend<'a, 't>(root: &'a RawValue, tokens: impl Iterator<Item = Cow<'t, str>
 
 /// An array index token: decimal digits without a leading zero (RFC 6901).
 fn array_index(token: &str) -> Option<usize> {
-    let canonical = token == "0" || (!token.starts_with('0') && token.bytes().all(|b| b.is_ascii_digit()));
+    let canonical =
+        token == "0" || (!token.starts_with('0') && token.bytes().all(|b| b.is_ascii_digit()));
     if canonical {
         token.parse().ok()
     } else {
@@ -181,25 +191,46 @@ mod tests {
 
     #[test]
     fn pointers_reach_into_objects_and_arrays_with_escapes() {
-        let doc = raw(r#"{"a": {"b/c": [10, {"d~e": "x\"y"}]}, "a": {"b/c": [1, {"d~e": "last"}]}}"#);
+        let doc =
+            raw(r#"{"a": {"b/c": [10, {"d~e": "x\"y"}]}, "a": {"b/c": [1, {"d~e": "last"}]}}"#);
         let pointer = |text: &str| text.parse::<Pointer>().unwrap();
-        assert_eq!(string(at(doc, &pointer("/a/b~1c/1/d~0e")).unwrap()).unwrap(), "last", "the last duplicate wins");
+        assert_eq!(
+            string(at(doc, &pointer("/a/b~1c/1/d~0e")).unwrap()).unwrap(),
+            "last",
+            "the last duplicate wins"
+        );
         assert_eq!(at(doc, &pointer("/a/b~1c/0")).unwrap().get(), "1");
-        assert!(at(doc, &pointer("/a/b~1c/01")).is_none(), "no leading zeros");
+        assert!(
+            at(doc, &pointer("/a/b~1c/01")).is_none(),
+            "no leading zeros"
+        );
         assert!(at(doc, &pointer("/a/missing")).is_none());
-        assert!(at(doc, &pointer("/a/b~1c/0/x")).is_none(), "no member of a number");
+        assert!(
+            at(doc, &pointer("/a/b~1c/0/x")).is_none(),
+            "no member of a number"
+        );
     }
 
     #[test]
     fn strings_are_unescaped_and_borrowed_when_plain() {
-        assert!(matches!(string(raw(r#""plain""#)), Some(Cow::Borrowed("plain"))));
+        assert!(matches!(
+            string(raw(r#""plain""#)),
+            Some(Cow::Borrowed("plain"))
+        ));
         assert_eq!(string(raw(r#""tab\there""#)).unwrap(), "tab\there");
         assert!(string(raw("42")).is_none());
     }
 
     #[test]
     fn kinds_are_read_from_the_first_character() {
-        for (text, expected) in [("null", Kind::Null), ("true", Kind::Bool), ("-1.5", Kind::Number), ("\"s\"", Kind::String), ("[]", Kind::Array), ("{}", Kind::Object)] {
+        for (text, expected) in [
+            ("null", Kind::Null),
+            ("true", Kind::Bool),
+            ("-1.5", Kind::Number),
+            ("\"s\"", Kind::String),
+            ("[]", Kind::Array),
+            ("{}", Kind::Object),
+        ] {
             assert_eq!(kind(raw(text)), expected, "{text}");
         }
     }

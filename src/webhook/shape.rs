@@ -83,7 +83,12 @@ impl Mismatch {
 
     /// Names the field and what it should be, never its value.
     pub(super) fn detail(&self) -> String {
-        let path: String = self.reversed_path.iter().rev().map(|segment| format!("/{segment}")).collect();
+        let path: String = self
+            .reversed_path
+            .iter()
+            .rev()
+            .map(|segment| format!("/{segment}"))
+            .collect();
         format!("{path} is not {}", self.expected)
     }
 }
@@ -103,7 +108,9 @@ fn check_shape(value: &RawValue, shape: Shape) -> Result<(), Mismatch> {
     let fits = match shape {
         _ if kind == Kind::Null => true,
         Shape::String => kind == Kind::String,
-        Shape::DateTime => json::string(value).is_some_and(|text| OffsetDateTime::parse(&text, &Rfc3339).is_ok()),
+        Shape::DateTime => {
+            json::string(value).is_some_and(|text| OffsetDateTime::parse(&text, &Rfc3339).is_ok())
+        }
         Shape::Number => kind == Kind::Number,
         Shape::Integer => kind == Kind::Number && serde_json::from_str::<u64>(value.get()).is_ok(),
         Shape::Object => kind == Kind::Object,
@@ -112,17 +119,26 @@ fn check_shape(value: &RawValue, shape: Shape) -> Result<(), Mismatch> {
     if fits {
         Ok(())
     } else {
-        Err(Mismatch { reversed_path: Vec::new(), expected: expected(shape) })
+        Err(Mismatch {
+            reversed_path: Vec::new(),
+            expected: expected(shape),
+        })
     }
 }
 
 fn check_items(value: &RawValue, fields: &[Field]) -> Result<(), Mismatch> {
     let Some(items) = json::array(value) else {
-        return Err(Mismatch { reversed_path: Vec::new(), expected: "an array" });
+        return Err(Mismatch {
+            reversed_path: Vec::new(),
+            expected: "an array",
+        });
     };
     for (index, item) in items.into_iter().enumerate() {
         let Some(object) = Object::parse(item) else {
-            return Err(Mismatch { reversed_path: vec![index.to_string()], expected: "an object" });
+            return Err(Mismatch {
+                reversed_path: vec![index.to_string()],
+                expected: "an object",
+            });
         };
         check_fields(&object, fields).map_err(|mismatch| mismatch.at(index))?;
     }

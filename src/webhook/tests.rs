@@ -9,9 +9,18 @@ fn rules() -> Rules {
         key_pointer: "/id".parse().unwrap(),
         actions_key_pointer: "/businessProcess".parse().unwrap(),
         version_pointer: "/version".parse().unwrap(),
-        required_fields: ["id", "partner", "merchant", "customer", "status", "expiration", "actions", "addresses"]
-            .map(String::from)
-            .to_vec(),
+        required_fields: [
+            "id",
+            "partner",
+            "merchant",
+            "customer",
+            "status",
+            "expiration",
+            "actions",
+            "addresses",
+        ]
+        .map(String::from)
+        .to_vec(),
         actions_required_fields: ["id", "type", "status"].map(String::from).to_vec(),
     }
 }
@@ -21,7 +30,11 @@ fn sample(name: &str) -> &'static [u8] {
 }
 
 fn process(json: Value) -> Result<Webhook, Rejection> {
-    Webhook::parse(EventKind::BusinessProcess, json.to_string().as_bytes(), &rules())
+    Webhook::parse(
+        EventKind::BusinessProcess,
+        json.to_string().as_bytes(),
+        &rules(),
+    )
 }
 
 fn minimal() -> Value {
@@ -31,7 +44,8 @@ fn minimal() -> Value {
 #[test]
 fn every_shared_business_process_sample_parses_with_its_id_as_key() {
     for (name, body) in crate::samples::BUSINESS_PROCESSES {
-        let webhook = Webhook::parse(EventKind::BusinessProcess, body, &rules()).unwrap_or_else(|r| panic!("{name}: {r}"));
+        let webhook = Webhook::parse(EventKind::BusinessProcess, body, &rules())
+            .unwrap_or_else(|r| panic!("{name}: {r}"));
         let json: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(webhook.key, json["id"].as_str().unwrap(), "{name}");
     }
@@ -39,14 +53,20 @@ fn every_shared_business_process_sample_parses_with_its_id_as_key() {
 
 #[test]
 fn version_is_carried_when_present() {
-    let webhook = Webhook::parse(EventKind::BusinessProcess, sample("bp-in-progress.json"), &rules()).unwrap();
+    let webhook = Webhook::parse(
+        EventKind::BusinessProcess,
+        sample("bp-in-progress.json"),
+        &rules(),
+    )
+    .unwrap();
     assert_eq!(webhook.version.as_deref(), Some("4"));
     assert_eq!(process(minimal()).unwrap().version, None);
 }
 
 #[test]
 fn action_is_keyed_by_its_owning_process() {
-    let webhook = Webhook::parse(EventKind::Action, sample("action-update.json"), &rules()).unwrap();
+    let webhook =
+        Webhook::parse(EventKind::Action, sample("action-update.json"), &rules()).unwrap();
     assert_eq!(webhook.key, "3f6c2a9e-8b1d-4c7a-9e52-0d4b7f1a6c33");
 }
 
@@ -56,8 +76,10 @@ fn new_fields_and_new_enum_values_are_accepted() {
     json["status"] = "paused-by-agent".into();
     json["statusReason"] = "cancelled".into();
     json["someFutureField"] = serde_json::json!({"nested": [1, 2]});
-    json["actions"] = serde_json::json!([{"type": "crypto-payment", "status": "pending", "brandNew": true}]);
-    json["addresses"] = serde_json::json!([{"value": "x", "type": "mobilePhone", "status": "verified"}]);
+    json["actions"] =
+        serde_json::json!([{"type": "crypto-payment", "status": "pending", "brandNew": true}]);
+    json["addresses"] =
+        serde_json::json!([{"value": "x", "type": "mobilePhone", "status": "verified"}]);
     assert!(process(json).is_ok());
 }
 
@@ -93,7 +115,10 @@ fn missing_required_field_is_rejected_with_the_key_kept() {
     json.as_object_mut().unwrap().remove("merchant");
     let rejection = process(json).unwrap_err();
     assert_eq!(rejection.reason, RejectReason::MissingField);
-    assert_eq!(rejection.key.as_deref(), Some("0b8e6d4c-1a2f-4e3d-9c5b-7a6f8e9d0c1b"));
+    assert_eq!(
+        rejection.key.as_deref(),
+        Some("0b8e6d4c-1a2f-4e3d-9c5b-7a6f8e9d0c1b")
+    );
     assert!(rejection.detail.contains("merchant"));
 }
 
@@ -103,7 +128,12 @@ fn required_fields_are_configurable() {
     json.as_object_mut().unwrap().remove("merchant");
     let mut relaxed = rules();
     relaxed.required_fields.retain(|f| f != "merchant");
-    assert!(Webhook::parse(EventKind::BusinessProcess, json.to_string().as_bytes(), &relaxed).is_ok());
+    assert!(Webhook::parse(
+        EventKind::BusinessProcess,
+        json.to_string().as_bytes(),
+        &relaxed
+    )
+    .is_ok());
 }
 
 #[test]
@@ -121,7 +151,11 @@ fn wrongly_typed_known_fields_are_rejected() {
         let mut json = minimal();
         json[field] = bad.clone();
         let rejection = process(json).unwrap_err();
-        assert_eq!(rejection.reason, RejectReason::InvalidField, "{field} = {bad}");
+        assert_eq!(
+            rejection.reason,
+            RejectReason::InvalidField,
+            "{field} = {bad}"
+        );
         assert!(rejection.detail.contains(field), "{}", rejection.detail);
     }
 }
@@ -132,7 +166,12 @@ fn rejection_detail_never_contains_payload_values() {
     json["customer"] = serde_json::json!({"secretName": "Jane Roe"});
     let rejection = process(json).unwrap_err();
     assert!(!rejection.detail.contains("Jane"), "{}", rejection.detail);
-    let rejection = Webhook::parse(EventKind::BusinessProcess, b"{\"card\": 4111111111111111", &rules()).unwrap_err();
+    let rejection = Webhook::parse(
+        EventKind::BusinessProcess,
+        b"{\"card\": 4111111111111111",
+        &rules(),
+    )
+    .unwrap_err();
     assert!(!rejection.detail.contains("4111"), "{}", rejection.detail);
 }
 
@@ -142,7 +181,12 @@ fn custom_key_pointer_reaches_nested_fields() {
     custom.key_pointer = "/process/uuid".parse().unwrap();
     custom.required_fields.clear();
     let body = br#"{"process": {"uuid": "p-1"}}"#;
-    assert_eq!(Webhook::parse(EventKind::BusinessProcess, body, &custom).unwrap().key, "p-1");
+    assert_eq!(
+        Webhook::parse(EventKind::BusinessProcess, body, &custom)
+            .unwrap()
+            .key,
+        "p-1"
+    );
 }
 
 #[test]
@@ -165,7 +209,12 @@ fn null_known_fields_pass_and_a_null_key_is_missing() {
 #[test]
 fn escaped_keys_and_duplicate_members_read_like_other_json_readers() {
     let body = br#"{"id": "first", "partner": "p", "merchant": "m", "customer": "c", "status": "s", "expiration": "2026-01-01T00:00:00Z", "actions": [], "addresses": [], "id": "p\u002d1"}"#;
-    assert_eq!(Webhook::parse(EventKind::BusinessProcess, body, &rules()).unwrap().key, "p-1");
+    assert_eq!(
+        Webhook::parse(EventKind::BusinessProcess, body, &rules())
+            .unwrap()
+            .key,
+        "p-1"
+    );
 }
 
 #[test]
@@ -173,7 +222,10 @@ fn integer_fields_refuse_fractions_and_exponents() {
     for bad in [serde_json::json!(1.5), serde_json::json!(-1)] {
         let mut json = minimal();
         json["actions"] = serde_json::json!([{"union": bad}]);
-        assert_eq!(process(json).unwrap_err().reason, RejectReason::InvalidField);
+        assert_eq!(
+            process(json).unwrap_err().reason,
+            RejectReason::InvalidField
+        );
     }
 }
 
@@ -182,7 +234,8 @@ fn the_version_is_printed_as_a_json_reader_prints_the_number() {
     let minimal = String::from_utf8(sample("bp-minimal.json").to_vec()).unwrap();
     for (spelled, printed) in [("4", "4"), ("4.0", "4.0"), ("1e2", "100.0"), ("-0", "-0.0")] {
         let body = minimal.replacen('{', &format!(r#"{{"version": {spelled}, "#), 1);
-        let webhook = Webhook::parse(EventKind::BusinessProcess, body.as_bytes(), &rules()).unwrap();
+        let webhook =
+            Webhook::parse(EventKind::BusinessProcess, body.as_bytes(), &rules()).unwrap();
         assert_eq!(webhook.version.as_deref(), Some(printed), "{spelled}");
     }
 }

@@ -28,9 +28,11 @@ use rand::{distr::Alphanumeric, Rng};
 use tokio::sync::oneshot;
 
 pub use broker::{headers_of, java_partition, DedicatedBroker, Topic, Topics};
-pub use redis::DedicatedRedis;
-pub use client::{hold, post, send, signed_headers, signed_headers_at, try_send, Answer, HeldRequest};
+pub use client::{
+    hold, post, send, signed_headers, signed_headers_at, try_send, Answer, HeldRequest,
+};
 pub use process::{run_to_end, Process};
+pub use redis::DedicatedRedis;
 
 /// The secret every test relay is configured with, unless a test chooses others.
 pub const SECRET: &str = "whsec_integration_7c1d";
@@ -48,7 +50,9 @@ pub fn bootstrap() -> String {
 
 /// One of the project's own delivery cases in tests/fixtures.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
@@ -60,7 +64,11 @@ pub fn process_body(id: &str) -> Vec<u8> {
 
 /// A random suffix for names this test owns.
 pub fn unique(prefix: &str) -> String {
-    let suffix: String = rand::rng().sample_iter(&Alphanumeric).take(10).map(char::from).collect();
+    let suffix: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(10)
+        .map(char::from)
+        .collect();
     format!("{prefix}-{}", suffix.to_lowercase())
 }
 
@@ -90,7 +98,10 @@ where
         if condition().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -104,7 +115,11 @@ fn init_test_log() {
     INIT.call_once(|| {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_test_writer()
+            .try_init();
     });
 }
 
@@ -121,7 +136,13 @@ pub struct RelayOptions {
 
 impl Default for RelayOptions {
     fn default() -> Self {
-        RelayOptions { partitions: 1, flags: Vec::new(), secrets: vec![SECRET.to_owned()], bootstrap: None, process_topic_config: Vec::new() }
+        RelayOptions {
+            partitions: 1,
+            flags: Vec::new(),
+            secrets: vec![SECRET.to_owned()],
+            bootstrap: None,
+            process_topic_config: Vec::new(),
+        }
     }
 }
 
@@ -152,7 +173,8 @@ impl RelayOptions {
 
     /// A topic-level config of the business-process topic, e.g. `max.message.bytes`.
     pub fn process_topic_config(mut self, key: &str, value: &str) -> Self {
-        self.process_topic_config.push((key.to_owned(), value.to_owned()));
+        self.process_topic_config
+            .push((key.to_owned(), value.to_owned()));
         self
     }
 }
@@ -164,21 +186,38 @@ impl RelayOptions {
 pub async fn spawn_relay(options: RelayOptions) -> TestRelay {
     init_test_log();
     let bootstrap = options.bootstrap.unwrap_or_else(bootstrap);
-    let topics = Topics::create(&bootstrap, options.partitions, &options.process_topic_config).await;
-    let mut args: Vec<String> = ["bp-relay", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"].map(String::from).to_vec();
+    let topics = Topics::create(
+        &bootstrap,
+        options.partitions,
+        &options.process_topic_config,
+    )
+    .await;
+    let mut args: Vec<String> = [
+        "bp-relay",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]
+    .map(String::from)
+    .to_vec();
     // No secrets: the test gives them another way (--signing-secrets-file in its flags).
     if !options.secrets.is_empty() {
         args.extend(["--signing-secrets".to_owned(), options.secrets.join(",")]);
     }
     args.extend(topics.args());
     args.extend(options.flags);
-    let config = Config::try_parse_from(&args).unwrap_or_else(|error| panic!("relay flags {args:?}: {error}"));
+    let config = Config::try_parse_from(&args)
+        .unwrap_or_else(|error| panic!("relay flags {args:?}: {error}"));
     let (started, addresses) = oneshot::channel();
     let (shutdown, stopped) = oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("relay".to_owned())
         .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the relay's runtime");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("the relay's runtime");
             runtime.block_on(async move {
                 let app = match App::build(&config).await {
                     Ok(app) => app,
@@ -187,11 +226,16 @@ pub async fn spawn_relay(options: RelayOptions) -> TestRelay {
                         return;
                     }
                 };
-                let _ = started.send(Ok((app.ingress_addr(), app.admin_addr(), app.publisher().clone())));
-                if let Err(error) = app.run(async {
-                    let _ = stopped.await;
-                })
-                .await
+                let _ = started.send(Ok((
+                    app.ingress_addr(),
+                    app.admin_addr(),
+                    app.publisher().clone(),
+                )));
+                if let Err(error) = app
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await
                 {
                     tracing::error!(%error, "The test relay stopped on its own.");
                 }
@@ -203,12 +247,23 @@ pub async fn spawn_relay(options: RelayOptions) -> TestRelay {
         .expect("the relay's thread reports its start")
         .unwrap_or_else(|error| panic!("the relay builds with {args:?}: {error}"));
     // It listens before it has confirmed its topics; deliveries are let in only after.
-    eventually("the relay to confirm its topics", Duration::from_secs(30), || async {
-        let text = admin_get(admin, "/readyz").await.text();
-        !text.contains("starting") && !text.contains("topics_missing")
-    })
+    eventually(
+        "the relay to confirm its topics",
+        Duration::from_secs(30),
+        || async {
+            let text = admin_get(admin, "/readyz").await.text();
+            !text.contains("starting") && !text.contains("topics_missing")
+        },
+    )
     .await;
-    TestRelay { addr, admin, topics, publisher, shutdown: Some(shutdown), thread: Some(thread) }
+    TestRelay {
+        addr,
+        admin,
+        topics,
+        publisher,
+        shutdown: Some(shutdown),
+        thread: Some(thread),
+    }
 }
 
 /// A relay running in this process, and the topics it writes to. Stopped on drop.
@@ -233,18 +288,34 @@ impl TestRelay {
 
     /// Sends a delivery signed with [`SECRET`] to the business-process route.
     pub async fn send_process(&self, body: &[u8]) -> Answer {
-        post(&self.url(PROCESS_PATH), signed_headers(SECRET), body.to_vec()).await
+        post(
+            &self.url(PROCESS_PATH),
+            signed_headers(SECRET),
+            body.to_vec(),
+        )
+        .await
     }
 
     /// Sends a delivery signed with [`SECRET`] to the action route.
     pub async fn send_action(&self, body: &[u8]) -> Answer {
-        post(&self.url(ACTION_PATH), signed_headers(SECRET), body.to_vec()).await
+        post(
+            &self.url(ACTION_PATH),
+            signed_headers(SECRET),
+            body.to_vec(),
+        )
+        .await
     }
 
     /// Starts a signed business-process delivery and holds back the second half of its body:
     /// the request stays in flight until [`HeldRequest::finish`].
     pub async fn hold_process(&self, body: &[u8]) -> HeldRequest {
-        hold(self.addr, PROCESS_PATH, signed_headers(SECRET), body.to_vec()).await
+        hold(
+            self.addr,
+            PROCESS_PATH,
+            signed_headers(SECRET),
+            body.to_vec(),
+        )
+        .await
     }
 
     /// GET on the admin listener.
@@ -263,10 +334,13 @@ impl TestRelay {
             let _ = shutdown.send(());
         }
         if let Some(thread) = self.thread.take() {
-            let joined = tokio::time::timeout(Duration::from_secs(30), tokio::task::spawn_blocking(move || thread.join()))
-                .await
-                .expect("the relay drains in time")
-                .expect("joining the relay's thread");
+            let joined = tokio::time::timeout(
+                Duration::from_secs(30),
+                tokio::task::spawn_blocking(move || thread.join()),
+            )
+            .await
+            .expect("the relay drains in time")
+            .expect("joining the relay's thread");
             if let Err(panic) = joined {
                 std::panic::resume_unwind(panic);
             }
@@ -284,7 +358,12 @@ impl Drop for TestRelay {
 
 /// GET `path` on an admin listener (in this process or a child's).
 pub async fn admin_get(admin: SocketAddr, path: &str) -> Answer {
-    send(http::Request::get(format!("http://{admin}{path}")).body(Default::default()).unwrap()).await
+    send(
+        http::Request::get(format!("http://{admin}{path}"))
+            .body(Default::default())
+            .unwrap(),
+    )
+    .await
 }
 
 /// Scrapes `/metrics` of an admin listener.
@@ -317,13 +396,19 @@ impl Scrape {
     /// The sum of every series of the metric `name` (all label values).
     pub fn sum(&self, name: &str) -> f64 {
         let prefix = format!("{name}{{");
-        self.0.iter().filter(|(series, _)| series.starts_with(&prefix)).map(|(_, value)| value).sum()
+        self.0
+            .iter()
+            .filter(|(series, _)| series.starts_with(&prefix))
+            .map(|(_, value)| value)
+            .sum()
     }
 
     /// Whether any series of the metric `name` was exported.
     pub fn has(&self, name: &str) -> bool {
         let prefix = format!("{name}{{");
-        self.0.keys().any(|series| *series == name || series.starts_with(&prefix))
+        self.0
+            .keys()
+            .any(|series| *series == name || series.starts_with(&prefix))
     }
 }
 
@@ -331,14 +416,19 @@ impl Index<&str> for Scrape {
     type Output = f64;
 
     fn index(&self, series: &str) -> &f64 {
-        self.0.get(series).unwrap_or_else(|| panic!("no series {series} in /metrics"))
+        self.0
+            .get(series)
+            .unwrap_or_else(|| panic!("no series {series} in /metrics"))
     }
 }
 
 /// Headers with only a content type: a delivery without any signature.
 pub fn unsigned_headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     headers
 }
 

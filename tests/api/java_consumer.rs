@@ -21,11 +21,28 @@ async fn java_check(topic: &Topic, expected: usize, extra: &[&str]) -> (bool, St
     let mut command = Command::new("bash");
     command
         .arg(script)
-        .args([topic.bootstrap(), &topic.name, &expected.to_string(), "--timeout-seconds", "30"])
+        .args([
+            topic.bootstrap(),
+            &topic.name,
+            &expected.to_string(),
+            "--timeout-seconds",
+            "30",
+        ])
         .args(extra);
-    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().expect("run the Java consumer");
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(matches!(output.status.code(), Some(0 | 1)), "the check ran (exit {:?}): {report}", output.status.code());
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run the Java consumer");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "the check ran (exit {:?}): {report}",
+        output.status.code()
+    );
     (output.status.success(), report)
 }
 
@@ -33,19 +50,42 @@ async fn java_check(topic: &Topic, expected: usize, extra: &[&str]) -> (bool, St
 async fn java_consumer_accepts_every_record_the_relay_produced() {
     let relay = spawn_relay(RelayOptions::default().partitions(PARTITIONS)).await;
     for (name, body) in samples::BUSINESS_PROCESSES {
-        assert_eq!(relay.send_process(body).await.status, StatusCode::OK, "{name}");
+        assert_eq!(
+            relay.send_process(body).await.status,
+            StatusCode::OK,
+            "{name}"
+        );
     }
-    assert_eq!(relay.send_process(&fixture("bp-new-fields-and-status.json")).await.status, StatusCode::OK);
-    assert_eq!(relay.send_action(samples::ACTION).await.status, StatusCode::OK);
+    assert_eq!(
+        relay
+            .send_process(&fixture("bp-new-fields-and-status.json"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        relay.send_action(samples::ACTION).await.status,
+        StatusCode::OK
+    );
     for body in [&b"ping"[..], &fixture("subscription-test-payload.json")] {
         assert_eq!(relay.send_process(body).await.status, StatusCode::OK);
     }
     let topics = relay.topics.clone();
     relay.stop().await;
 
-    let (ok, report) = java_check(&topics.processes, 5, &["--type", "business_processes.update"]).await;
+    let (ok, report) = java_check(
+        &topics.processes,
+        5,
+        &["--type", "business_processes.update"],
+    )
+    .await;
     assert!(ok, "{report}");
-    let (ok, report) = java_check(&topics.actions, 1, &["--type", "business_processes_actions.update"]).await;
+    let (ok, report) = java_check(
+        &topics.actions,
+        1,
+        &["--type", "business_processes_actions.update"],
+    )
+    .await;
     assert!(ok, "{report}");
     let (ok, report) = java_check(&topics.dead_letter, 2, &["--dead-letter"]).await;
     assert!(ok, "{report}");
@@ -63,13 +103,19 @@ async fn java_consumer_refuses_a_record_on_the_wrong_partition() {
 
     // The same record copied by hand to another partition must fail the check.
     let record = topics.processes.consume(1).await.remove(0);
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &topics.bootstrap).create().unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &topics.bootstrap)
+        .create()
+        .unwrap();
     let copy = FutureRecord::to(&topics.processes.name)
         .key("0b8e6d4c-1a2f-4e3d-9c5b-7a6f8e9d0c1b")
         .payload(body)
         .headers(record.headers().expect("the relay's headers").clone())
         .partition((right + 1) % PARTITIONS);
-    producer.send(copy, Duration::from_secs(10)).await.expect("copy produced");
+    producer
+        .send(copy, Duration::from_secs(10))
+        .await
+        .expect("copy produced");
     let (ok, report) = java_check(&topics.processes, 2, &[]).await;
     assert!(!ok, "a wrong partition must be reported: {report}");
     assert!(report.contains("partition"), "{report}");

@@ -47,7 +47,10 @@ impl Collector {
                         Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::new())))
                     }
                 });
-                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
             }
         });
         Collector { addr, requests }
@@ -64,7 +67,14 @@ impl Collector {
 
 /// The binary on the embedded Kafka, unsigned, with `args` and `env`.
 fn spawn_embedded(args: &[&str], env: &[(&str, &str)]) -> Process {
-    let mut all = vec!["--embedded-kafka", "--insecure-skip-signature", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let mut all = vec![
+        "--embedded-kafka",
+        "--insecure-skip-signature",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
     all.extend_from_slice(args);
     Process::spawn(&all, env)
 }
@@ -74,7 +84,12 @@ async fn send_process(relay: &Process) -> Answer {
     let (ingress, _admin) = relay.started().await;
     let mut headers = unsigned_headers();
     headers.insert("traceparent", SENDER.parse().unwrap());
-    post(&format!("http://{ingress}{PROCESS_PATH}"), headers, process_body("p-otlp")).await
+    post(
+        &format!("http://{ingress}{PROCESS_PATH}"),
+        headers,
+        process_body("p-otlp"),
+    )
+    .await
 }
 
 /// SIGTERM, then the exit code.
@@ -84,7 +99,9 @@ async fn terminate(relay: &mut Process) -> i32 {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 fn id_bytes(hex_id: &str) -> Vec<u8> {
@@ -99,42 +116,87 @@ async fn request_span_is_exported_before_exit_as_a_child_of_the_senders_trace() 
     let answer = send_process(&relay).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     let bootstrap = relay.logged("Embedded Kafka", "bootstrap").await;
-    let record = Topic::on(&bootstrap, "authvia.business-processes").consume(1).await.remove(0);
+    let record = Topic::on(&bootstrap, "authvia.business-processes")
+        .consume(1)
+        .await
+        .remove(0);
     let record_traceparent = headers_of(&record)["ce_traceparent"].clone();
     // Spans are exported in batches every 5 s; the shutdown flush must deliver the last ones.
     assert_eq!(terminate(&mut relay).await, 0, "{}", relay.all_logs());
 
     let requests = collector.requests();
-    assert!(!requests.is_empty(), "the collector received nothing:\n{}", relay.all_logs());
-    assert!(requests.iter().all(|(path, _)| path == "/v1/traces"), "{:?}", requests.iter().map(|r| &r.0).collect::<Vec<_>>());
-    let spans: Vec<u8> = requests.iter().flat_map(|(_, body)| body.to_vec()).collect();
+    assert!(
+        !requests.is_empty(),
+        "the collector received nothing:\n{}",
+        relay.all_logs()
+    );
+    assert!(
+        requests.iter().all(|(path, _)| path == "/v1/traces"),
+        "{:?}",
+        requests.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    let spans: Vec<u8> = requests
+        .iter()
+        .flat_map(|(_, body)| body.to_vec())
+        .collect();
     for (what, bytes) in [
         ("the span name", b"request".to_vec()),
         ("the route attribute", b"business_processes".to_vec()),
-        ("the topic attribute", b"authvia.business-processes".to_vec()),
+        (
+            "the topic attribute",
+            b"authvia.business-processes".to_vec(),
+        ),
         ("the key attribute", b"p-otlp".to_vec()),
         ("the service name", b"bp-relay".to_vec()),
-        ("the sender's trace id", id_bytes("4bf92f3577b34da6a3ce929d0e0e4736")),
-        ("the sender's span id as parent", id_bytes("00f067aa0ba902b7")),
+        (
+            "the sender's trace id",
+            id_bytes("4bf92f3577b34da6a3ce929d0e0e4736"),
+        ),
+        (
+            "the sender's span id as parent",
+            id_bytes("00f067aa0ba902b7"),
+        ),
     ] {
         assert!(contains(&spans, &bytes), "the exported span carries {what}");
     }
-    assert!(!contains(&spans, b"2026-12-01T00:00:00Z"), "the body is never exported");
+    assert!(
+        !contains(&spans, b"2026-12-01T00:00:00Z"),
+        "the body is never exported"
+    );
 
     let parts: Vec<&str> = record_traceparent.split('-').collect();
-    assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "{record_traceparent}");
-    assert_ne!(parts[2], "00f067aa0ba902b7", "the record names the relay's span, not the sender's");
-    assert!(contains(&spans, &id_bytes(parts[2])), "the record's span id {} is the exported span's", parts[2]);
+    assert_eq!(
+        parts[1], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "{record_traceparent}"
+    );
+    assert_ne!(
+        parts[2], "00f067aa0ba902b7",
+        "the record names the relay's span, not the sender's"
+    );
+    assert!(
+        contains(&spans, &id_bytes(parts[2])),
+        "the record's span id {} is the exported span's",
+        parts[2]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_flag_nothing_is_exported_even_with_otel_environment_variables() {
     let collector = Collector::start().await;
     let endpoint = collector.endpoint();
-    let mut relay = spawn_embedded(&[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &endpoint)]);
+    let mut relay = spawn_embedded(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &endpoint),
+        ],
+    );
 
     let answer = send_process(&relay).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert_eq!(terminate(&mut relay).await, 0, "{}", relay.all_logs());
-    assert!(collector.requests().is_empty(), "no --otlp-endpoint, no export");
+    assert!(
+        collector.requests().is_empty(),
+        "no --otlp-endpoint, no export"
+    );
 }

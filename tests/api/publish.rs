@@ -16,7 +16,10 @@ const PARTITIONS: i32 = 6;
 
 /// Every business-process sample, and the project's case with fields the spec does not list.
 fn process_bodies() -> Vec<Vec<u8>> {
-    let mut bodies: Vec<Vec<u8>> = samples::BUSINESS_PROCESSES.iter().map(|(_, body)| body.to_vec()).collect();
+    let mut bodies: Vec<Vec<u8>> = samples::BUSINESS_PROCESSES
+        .iter()
+        .map(|(_, body)| body.to_vec())
+        .collect();
     bodies.push(fixture("bp-new-fields-and-status.json"));
     bodies
 }
@@ -29,7 +32,12 @@ fn java_partition_matches_kafkas_reference_vector() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn business_processes_are_published_with_key_partition_headers_and_exact_bytes() {
-    let relay = spawn_relay(RelayOptions::default().partitions(PARTITIONS).flags(&["--ce-source", "urn:test:relay"])).await;
+    let relay = spawn_relay(
+        RelayOptions::default()
+            .partitions(PARTITIONS)
+            .flags(&["--ce-source", "urn:test:relay"]),
+    )
+    .await;
     let bodies = process_bodies();
     let mut acks = Vec::new();
     for body in &bodies {
@@ -46,7 +54,11 @@ async fn business_processes_are_published_with_key_partition_headers_and_exact_b
             .find(|r| r.key() == Some(id.as_bytes()))
             .unwrap_or_else(|| panic!("no record keyed {id}"));
         assert_eq!(record.payload(), Some(&body[..]), "value is the exact body");
-        assert_eq!(record.partition(), java_partition(id.as_bytes(), PARTITIONS), "murmur2 partition of {id}");
+        assert_eq!(
+            record.partition(),
+            java_partition(id.as_bytes(), PARTITIONS),
+            "murmur2 partition of {id}"
+        );
         assert_eq!(ack["topic"], relay.topics.processes.name.as_str());
         assert_eq!(ack["partition"], record.partition());
         assert_eq!(ack["offset"], record.offset());
@@ -57,8 +69,16 @@ async fn business_processes_are_published_with_key_partition_headers_and_exact_b
         assert_eq!(headers["ce_type"], "business_processes.update");
         assert_eq!(headers["ce_subject"], id);
         assert_eq!(headers["content-type"], "application/json");
-        assert!(time::OffsetDateTime::parse(&headers["ce_time"], &time::format_description::well_known::Rfc3339).is_ok());
-        assert!(headers["ce_time"].ends_with('Z') && headers["ce_time"].len() == 24, "{}", headers["ce_time"]);
+        assert!(time::OffsetDateTime::parse(
+            &headers["ce_time"],
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok());
+        assert!(
+            headers["ce_time"].ends_with('Z') && headers["ce_time"].len() == 24,
+            "{}",
+            headers["ce_time"]
+        );
         assert!(bp_relay::traceparent::TraceParent::parse(&headers["ce_traceparent"]).is_some());
         match json.get("version") {
             Some(version) => assert_eq!(headers["ce_processversion"], version.to_string()),
@@ -71,13 +91,20 @@ async fn business_processes_are_published_with_key_partition_headers_and_exact_b
 #[tokio::test(flavor = "multi_thread")]
 async fn actions_are_keyed_by_their_owning_process_and_share_its_partition() {
     let relay = spawn_relay(RelayOptions::default().partitions(PARTITIONS)).await;
-    assert_eq!(relay.send_process(samples::BUSINESS_PROCESS).await.status, StatusCode::OK);
+    assert_eq!(
+        relay.send_process(samples::BUSINESS_PROCESS).await.status,
+        StatusCode::OK
+    );
     let answer = relay.send_action(samples::ACTION).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     let process_record = &relay.topics.processes.consume(1).await[0];
     let action_record = &relay.topics.actions.consume(1).await[0];
     let owner = "3f6c2a9e-8b1d-4c7a-9e52-0d4b7f1a6c33";
-    assert_eq!(process_record.key(), Some(owner.as_bytes()), "the action's owner is the sample process");
+    assert_eq!(
+        process_record.key(),
+        Some(owner.as_bytes()),
+        "the action's owner is the sample process"
+    );
     assert_eq!(action_record.key(), Some(owner.as_bytes()));
     assert_eq!(action_record.partition(), process_record.partition());
     assert_eq!(action_record.payload(), Some(samples::ACTION));
@@ -97,7 +124,14 @@ async fn redelivery_of_the_same_body_carries_the_same_ce_id_and_a_new_body_anoth
     for body in [&body, &body, &changed] {
         assert_eq!(relay.send_process(body).await.status, StatusCode::OK);
     }
-    let ids: Vec<String> = relay.topics.processes.consume(3).await.iter().map(|r| headers_of(r)["ce_id"].clone()).collect();
+    let ids: Vec<String> = relay
+        .topics
+        .processes
+        .consume(3)
+        .await
+        .iter()
+        .map(|r| headers_of(r)["ce_id"].clone())
+        .collect();
     assert_eq!(ids[0], ids[1]);
     assert_ne!(ids[0], ids[2]);
     relay.stop().await;
@@ -107,28 +141,49 @@ async fn redelivery_of_the_same_body_carries_the_same_ce_id_and_a_new_body_anoth
 async fn incoming_traceparent_continues_into_the_record() {
     let relay = spawn_relay(RelayOptions::default()).await;
     let mut headers = signed_headers(SECRET);
-    headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
-    let answer = post(&relay.url(PROCESS_PATH), headers, samples::get("bp-minimal.json").to_vec()).await;
+    headers.insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
+    );
+    let answer = post(
+        &relay.url(PROCESS_PATH),
+        headers,
+        samples::get("bp-minimal.json").to_vec(),
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::OK);
     let record = &relay.topics.processes.consume(1).await[0];
     let traceparent = &headers_of(record)["ce_traceparent"];
-    assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{traceparent}");
-    assert!(!traceparent.contains("00f067aa0ba902b7"), "the relay's own span id: {traceparent}");
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{traceparent}"
+    );
+    assert!(
+        !traceparent.contains("00f067aa0ba902b7"),
+        "the relay's own span id: {traceparent}"
+    );
     relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn h2c_prior_knowledge_requests_are_served() {
     let relay = spawn_relay(RelayOptions::default()).await;
-    let client = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
     let mut request = http::Request::post(relay.url(PROCESS_PATH))
-        .body(Full::new(Bytes::from_static(samples::get("bp-minimal.json"))))
+        .body(Full::new(Bytes::from_static(samples::get(
+            "bp-minimal.json",
+        ))))
         .unwrap();
     *request.headers_mut() = signed_headers(SECRET);
-    let response = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(request))
-        .await
-        .expect("the relay answers within 30 s")
-        .expect("h2c request");
+    let response =
+        tokio::time::timeout(std::time::Duration::from_secs(30), client.request(request))
+            .await
+            .expect("the relay answers within 30 s")
+            .expect("h2c request");
     assert_eq!(response.version(), http::Version::HTTP_2);
     assert_eq!(response.status(), StatusCode::OK);
     let _ = response.into_body().collect().await;
@@ -142,14 +197,19 @@ async fn concurrent_deliveries_are_all_acknowledged_once() {
     let mut tasks = Vec::new();
     for n in 0..40 {
         let relay = relay.clone();
-        tasks.push(tokio::spawn(async move { relay.send_process(&process_body(&format!("p-{n}"))).await }));
+        tasks.push(tokio::spawn(async move {
+            relay.send_process(&process_body(&format!("p-{n}"))).await
+        }));
     }
     let mut positions = HashSet::new();
     for task in tasks {
         let answer = task.await.unwrap();
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
         let ack = answer.json();
-        assert!(positions.insert((ack["partition"].as_i64().unwrap(), ack["offset"].as_i64().unwrap())));
+        assert!(positions.insert((
+            ack["partition"].as_i64().unwrap(),
+            ack["offset"].as_i64().unwrap()
+        )));
     }
     assert_eq!(relay.topics.processes.consume(40).await.len(), 40);
 }

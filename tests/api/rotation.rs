@@ -23,7 +23,10 @@ struct MountedSecret {
 
 impl MountedSecret {
     fn new(content: &str) -> MountedSecret {
-        let mut mounted = MountedSecret { dir: tempfile::tempdir().unwrap(), version: 0 };
+        let mut mounted = MountedSecret {
+            dir: tempfile::tempdir().unwrap(),
+            version: 0,
+        };
         mounted.update(content);
         std::os::unix::fs::symlink("..data/signing-secrets", mounted.file()).unwrap();
         mounted
@@ -38,7 +41,11 @@ impl MountedSecret {
         self.version += 1;
         let version = format!("..2026_11_29_{:04}", self.version);
         std::fs::create_dir(self.dir.path().join(&version)).unwrap();
-        std::fs::write(self.dir.path().join(&version).join("signing-secrets"), content).unwrap();
+        std::fs::write(
+            self.dir.path().join(&version).join("signing-secrets"),
+            content,
+        )
+        .unwrap();
         let staged = self.dir.path().join("..data_tmp");
         std::os::unix::fs::symlink(Path::new(&version), &staged).unwrap();
         std::fs::rename(&staged, self.dir.path().join("..data")).unwrap();
@@ -46,32 +53,80 @@ impl MountedSecret {
 }
 
 async fn status_signed_with(relay: &TestRelay, secret: &str, id: &str) -> StatusCode {
-    post(&relay.url(PROCESS_PATH), signed_headers(secret), process_body(id)).await.status
+    post(
+        &relay.url(PROCESS_PATH),
+        signed_headers(secret),
+        process_body(id),
+    )
+    .await
+    .status
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_secret_applies_within_seconds_and_the_old_one_lasts_the_grace() {
     let mut mounted = MountedSecret::new(OLD);
     let file = mounted.file().display().to_string();
-    let relay = spawn_relay(RelayOptions::default().secrets(&[]).flags(&["--signing-secrets-file", &file, "--signing-secrets-grace", "4s"])).await;
-    assert_eq!(status_signed_with(&relay, OLD, "before").await, StatusCode::OK);
-    assert_eq!(status_signed_with(&relay, NEW, "not-yet").await, StatusCode::UNAUTHORIZED);
+    let relay = spawn_relay(RelayOptions::default().secrets(&[]).flags(&[
+        "--signing-secrets-file",
+        &file,
+        "--signing-secrets-grace",
+        "4s",
+    ]))
+    .await;
+    assert_eq!(
+        status_signed_with(&relay, OLD, "before").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status_signed_with(&relay, NEW, "not-yet").await,
+        StatusCode::UNAUTHORIZED
+    );
 
     mounted.update(NEW);
-    eventually("the new secret to verify", Duration::from_secs(10), || async { status_signed_with(&relay, NEW, "new").await == StatusCode::OK }).await;
-    assert_eq!(status_signed_with(&relay, OLD, "in-grace").await, StatusCode::OK, "the old secret is valid during the grace");
-    eventually("the old secret to be refused after the grace", Duration::from_secs(10), || async {
-        status_signed_with(&relay, OLD, "after-grace").await == StatusCode::UNAUTHORIZED
-    })
+    eventually(
+        "the new secret to verify",
+        Duration::from_secs(10),
+        || async { status_signed_with(&relay, NEW, "new").await == StatusCode::OK },
+    )
     .await;
-    assert_eq!(relay.metrics().await.get("bp_relay_signing_secrets_reloads_total"), Some(1.0));
+    assert_eq!(
+        status_signed_with(&relay, OLD, "in-grace").await,
+        StatusCode::OK,
+        "the old secret is valid during the grace"
+    );
+    eventually(
+        "the old secret to be refused after the grace",
+        Duration::from_secs(10),
+        || async {
+            status_signed_with(&relay, OLD, "after-grace").await == StatusCode::UNAUTHORIZED
+        },
+    )
+    .await;
+    assert_eq!(
+        relay
+            .metrics()
+            .await
+            .get("bp_relay_signing_secrets_reloads_total"),
+        Some(1.0)
+    );
 
     // An empty file is a broken rotation, not "no secrets": the last good ones stay.
     mounted.update("");
-    eventually("the unreadable file to be reported", Duration::from_secs(10), || async {
-        relay.metrics().await.get("bp_relay_signing_secrets_readable") == Some(0.0)
-    })
+    eventually(
+        "the unreadable file to be reported",
+        Duration::from_secs(10),
+        || async {
+            relay
+                .metrics()
+                .await
+                .get("bp_relay_signing_secrets_readable")
+                == Some(0.0)
+        },
+    )
     .await;
-    assert_eq!(status_signed_with(&relay, NEW, "kept").await, StatusCode::OK);
+    assert_eq!(
+        status_signed_with(&relay, NEW, "kept").await,
+        StatusCode::OK
+    );
     relay.stop().await;
 }

@@ -11,20 +11,37 @@ use crate::helpers::*;
 const PASSWORD: &str = "sasl-ssl-test-password-7f3c";
 
 /// The relay's flags for the SASL_SSL listener of `broker`, as `user` with `password`.
-fn sasl_args(broker: &DedicatedBroker, topics: &Topics, mechanism: &str, user: &str, password_file: &str) -> Vec<String> {
+fn sasl_args(
+    broker: &DedicatedBroker,
+    topics: &Topics,
+    mechanism: &str,
+    user: &str,
+    password_file: &str,
+) -> Vec<String> {
     let mut args: Vec<String> = topics.args();
-    let brokers = args.iter().position(|arg| arg == "--kafka-brokers").unwrap();
+    let brokers = args
+        .iter()
+        .position(|arg| arg == "--kafka-brokers")
+        .unwrap();
     args[brokers + 1] = broker.sasl_ssl_bootstrap();
     args.extend(
         [
-            "--kafka-security-protocol", "sasl_ssl",
-            "--kafka-sasl-mechanism", mechanism,
-            "--kafka-sasl-username", user,
-            "--kafka-sasl-password-file", password_file,
-            "--kafka-ssl-ca-location", &broker.ca_file().display().to_string(),
-            "--signing-secrets", SECRET,
-            "--listen", "127.0.0.1:0",
-            "--admin-listen", "127.0.0.1:0",
+            "--kafka-security-protocol",
+            "sasl_ssl",
+            "--kafka-sasl-mechanism",
+            mechanism,
+            "--kafka-sasl-username",
+            user,
+            "--kafka-sasl-password-file",
+            password_file,
+            "--kafka-ssl-ca-location",
+            &broker.ca_file().display().to_string(),
+            "--signing-secrets",
+            SECRET,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
         ]
         .map(String::from),
     );
@@ -47,11 +64,28 @@ async fn the_relay_publishes_over_sasl_ssl_with_plain_and_scram_and_never_shows_
         let args = sasl_args(&broker, &topics, mechanism, user, &password_file);
         let process = Process::spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
         let (ingress, _admin) = process.started().await;
-        let answer = post(&format!("http://{ingress}{PROCESS_PATH}"), signed_headers(SECRET), samples::BUSINESS_PROCESS.to_vec()).await;
-        assert_eq!(answer.status, StatusCode::OK, "{mechanism}: {}", answer.text());
+        let answer = post(
+            &format!("http://{ingress}{PROCESS_PATH}"),
+            signed_headers(SECRET),
+            samples::BUSINESS_PROCESS.to_vec(),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{mechanism}: {}",
+            answer.text()
+        );
         let records = topics.processes.consume(1).await;
-        assert_eq!(rdkafka::Message::payload(&records[0]), Some(samples::BUSINESS_PROCESS), "{mechanism}");
-        assert!(!process.all_logs().contains(PASSWORD), "{mechanism}: the password is in the logs");
+        assert_eq!(
+            rdkafka::Message::payload(&records[0]),
+            Some(samples::BUSINESS_PROCESS),
+            "{mechanism}"
+        );
+        assert!(
+            !process.all_logs().contains(PASSWORD),
+            "{mechanism}: the password is in the logs"
+        );
     }
 
     // --help and check-config never print it either, even from the environment.
@@ -60,7 +94,8 @@ async fn the_relay_publishes_over_sasl_ssl_with_plain_and_scram_and_never_shows_
     let topics = Topics::named(&broker.bootstrap());
     let mut args = sasl_args(&broker, &topics, "PLAIN", "relay-plain", &password_file);
     args.insert(0, "check-config".to_owned());
-    let (code, stdout, stderr) = run_to_end(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (code, stdout, stderr) =
+        run_to_end(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD));
 }
@@ -73,10 +108,14 @@ async fn a_wrong_password_fails_startup_with_exit_69_and_says_why() {
     let topics = Topics::create(&broker.bootstrap(), 1, &[]).await;
     let mut args = sasl_args(&broker, &topics, "SCRAM-SHA-512", "relay-scram", &wrong);
     args.extend(["--startup-timeout", "5s"].map(String::from));
-    let (code, stdout, stderr) = run_to_end(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (code, stdout, stderr) =
+        run_to_end(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert_eq!(code, 69, "{stdout}{stderr}");
     let last_line = stderr.lines().last().unwrap_or_default();
-    assert!(last_line.contains("cannot reach Kafka") && last_line.contains("Authentication"), "one line that says why: {last_line}");
+    assert!(
+        last_line.contains("cannot reach Kafka") && last_line.contains("Authentication"),
+        "one line that says why: {last_line}"
+    );
     assert!(!stdout.contains("not-the-password") && !stderr.contains("not-the-password"));
     assert_eq!(topics.processes.count().await, 0);
 }

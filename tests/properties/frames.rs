@@ -29,7 +29,10 @@ pub struct Frames {
 
 impl Frames {
     pub fn new(body: &[u8], chunk: usize, end: End) -> Self {
-        let chunks = body.chunks(chunk.max(1)).map(Bytes::copy_from_slice).collect();
+        let chunks = body
+            .chunks(chunk.max(1))
+            .map(Bytes::copy_from_slice)
+            .collect();
         Self { chunks, end }
     }
 }
@@ -38,7 +41,10 @@ impl Body for Frames {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         if let Some(chunk) = this.chunks.pop_front() {
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
@@ -48,7 +54,10 @@ impl Body for Frames {
             End::Broken => {
                 // Once: a body reports its error and then ends.
                 this.end = End::Complete;
-                Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away"))))
+                Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "client went away",
+                ))))
             }
             // The handler's deadline is a timer, which wakes it; nothing here ever will.
             End::Stalled => Poll::Pending,

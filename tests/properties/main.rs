@@ -40,8 +40,15 @@ const DEAD_LETTER_TOPIC: &str = "authvia.webhooks.dead-letter";
 
 fn config() -> Config {
     let args = [
-        "bp-relay", "--kafka-brokers", "unused:9092", "--signing-secrets", SECRET, "--max-body", "2KiB",
-        "--replay-capacity", "64",
+        "bp-relay",
+        "--kafka-brokers",
+        "unused:9092",
+        "--signing-secrets",
+        SECRET,
+        "--max-body",
+        "2KiB",
+        "--replay-capacity",
+        "64",
     ];
     let config = Config::try_parse_from(args).unwrap();
     config.validate().unwrap();
@@ -58,11 +65,18 @@ fn ingress(failing: Option<FailureReason>) -> Ingress<Memory> {
 /// A runtime whose clock jumps to the next timer when idle: a stalled body meets its deadline
 /// at once, without waiting the real `--ack-timeout`.
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
 }
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// One generated request, before it is built.
@@ -109,20 +123,37 @@ async fn read(response: Response<bp_relay::response::Body>) -> Answer {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("a body that is not JSON ({e}): {bytes:?}"));
-    Answer { status, headers, json }
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("a body that is not JSON ({e}): {bytes:?}"));
+    Answer {
+        status,
+        headers,
+        json,
+    }
 }
 
 /// The checks every answer must pass, whoever sent the request.
 fn assert_documented(answer: &Answer) -> Result<(), TestCaseError> {
     let rows = status_table::rows();
-    prop_assert!(status_table::documented(&rows, answer.status, answer.code()), "undocumented answer {answer:?}");
+    prop_assert!(
+        status_table::documented(&rows, answer.status, answer.code()),
+        "undocumented answer {answer:?}"
+    );
     if answer.status != 200 {
         let object = answer.json.as_object().unwrap();
-        prop_assert!(object.len() == 2 && object["message"].is_string(), "an error body is {{code, message}}: {answer:?}");
+        prop_assert!(
+            object.len() == 2 && object["message"].is_string(),
+            "an error body is {{code, message}}: {answer:?}"
+        );
     }
-    prop_assert_eq!(answer.headers.contains_key(header::RETRY_AFTER), answer.status == 503);
-    prop_assert_eq!(answer.headers.contains_key(header::ALLOW), answer.status == 405);
+    prop_assert_eq!(
+        answer.headers.contains_key(header::RETRY_AFTER),
+        answer.status == 503
+    );
+    prop_assert_eq!(
+        answer.headers.contains_key(header::ALLOW),
+        answer.status == 405
+    );
     Ok(())
 }
 
@@ -191,14 +222,22 @@ fn header_value() -> impl Strategy<Value = HeaderValue> {
         "[0-9]{0,12}".prop_map(|text| HeaderValue::from_str(&text).unwrap()),
         (now - 400..now + 400).prop_map(HeaderValue::from),
         "[A-Za-z0-9+/]{0,44}={0,2}".prop_map(|text| HeaderValue::from_str(&text).unwrap()),
-        prop::sample::select(vec!["SHA-256", "sha-256", "SHA-1", ""]).prop_map(HeaderValue::from_static),
-        "00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}".prop_map(|text| HeaderValue::from_str(&text).unwrap()),
-        prop::collection::vec(any::<u8>(), 0..40).prop_filter_map("a header value", |bytes| HeaderValue::from_bytes(&bytes).ok()),
+        prop::sample::select(vec!["SHA-256", "sha-256", "SHA-1", ""])
+            .prop_map(HeaderValue::from_static),
+        "00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}"
+            .prop_map(|text| HeaderValue::from_str(&text).unwrap()),
+        prop::collection::vec(any::<u8>(), 0..40)
+            .prop_filter_map("a header value", |bytes| HeaderValue::from_bytes(&bytes)
+                .ok()),
     ]
 }
 
 fn sample_bodies() -> Vec<&'static [u8]> {
-    samples::BUSINESS_PROCESSES.iter().chain(samples::ACTIONS.iter()).map(|(_, body)| *body).collect()
+    samples::BUSINESS_PROCESSES
+        .iter()
+        .chain(samples::ACTIONS.iter())
+        .map(|(_, body)| *body)
+        .collect()
 }
 
 /// Samples, samples with one byte changed or cut short, small JSON objects, and noise, some of it
@@ -226,8 +265,22 @@ fn end() -> impl Strategy<Value = End> {
 }
 
 fn sent() -> impl Strategy<Value = Sent> {
-    (method(), uri(), prop::collection::vec((header_name(), header_value()), 0..8), body(), 1..2048usize, end())
-        .prop_map(|(method, uri, headers, body, chunk, end)| Sent { method, uri, headers, body, chunk, end })
+    (
+        method(),
+        uri(),
+        prop::collection::vec((header_name(), header_value()), 0..8),
+        body(),
+        1..2048usize,
+        end(),
+    )
+        .prop_map(|(method, uri, headers, body, chunk, end)| Sent {
+            method,
+            uri,
+            headers,
+            body,
+            chunk,
+            end,
+        })
 }
 
 /// Signature headers that must not authenticate: another secret, a timestamp outside the
@@ -238,10 +291,18 @@ fn forged() -> impl Strategy<Value = HeaderMap> {
         ("[a-z]{1,12}", "[a-zA-Z0-9]{1,16}", -300i64..300).prop_map(|(secret, value, skew)| {
             signature::signed_headers(&format!("not-{secret}"), &value, now() + skew).unwrap()
         }),
-        ("[a-zA-Z0-9]{1,16}", skew).prop_map(|(value, skew)| signature::signed_headers(SECRET, &value, now() + skew).unwrap()),
+        ("[a-zA-Z0-9]{1,16}", skew).prop_map(|(value, skew)| signature::signed_headers(
+            SECRET,
+            &value,
+            now() + skew
+        )
+        .unwrap()),
         ("[a-zA-Z0-9]{1,16}", "[a-zA-Z0-9]{1,4}").prop_map(|(value, suffix)| {
             let mut headers = signature::signed_headers(SECRET, &value, now()).unwrap();
-            headers.insert(signature::VALUE_HEADER, HeaderValue::from_str(&format!("{value}{suffix}")).unwrap());
+            headers.insert(
+                signature::VALUE_HEADER,
+                HeaderValue::from_str(&format!("{value}{suffix}")).unwrap(),
+            );
             headers
         }),
     ]
@@ -391,11 +452,19 @@ proptest! {
 fn every_error_code_of_the_code_is_in_the_readme_table() {
     let rows = status_table::rows();
     for reason in signature::SignatureError::ALL {
-        assert!(status_table::documented(&rows, 401, Some(reason.code())), "401 {} is not in README's table", reason.code());
+        assert!(
+            status_table::documented(&rows, 401, Some(reason.code())),
+            "401 {} is not in README's table",
+            reason.code()
+        );
     }
     for reason in FailureReason::ALL {
         let status = if reason.is_transient() { 503 } else { 500 };
-        assert!(status_table::documented(&rows, status, Some(reason.code())), "{status} {} is not in README's table", reason.code());
+        assert!(
+            status_table::documented(&rows, status, Some(reason.code())),
+            "{status} {} is not in README's table",
+            reason.code()
+        );
     }
     let others = [
         (404, "not_found"),
@@ -408,8 +477,14 @@ fn every_error_code_of_the_code_is_in_the_readme_table() {
         (503, "replay_store_unavailable"),
     ];
     for (status, code) in others {
-        assert!(status_table::documented(&rows, status, Some(code)), "{status} {code} is not in README's table");
+        assert!(
+            status_table::documented(&rows, status, Some(code)),
+            "{status} {code} is not in README's table"
+        );
     }
     assert!(status_table::documented(&rows, 200, None));
-    assert!(!status_table::documented(&rows, 200, Some("not_found")), "the reader tells rows apart");
+    assert!(
+        !status_table::documented(&rows, 200, Some("not_found")),
+        "the reader tells rows apart"
+    );
 }

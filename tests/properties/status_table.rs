@@ -21,7 +21,10 @@ pub struct Row {
 /// The README has no such table, or a row names no status: the table was moved or reshaped,
 /// and this reader must follow.
 pub fn rows() -> Vec<Row> {
-    let section = README.split(HEADING).nth(1).unwrap_or_else(|| panic!("README.md has no {HEADING:?} section"));
+    let section = README
+        .split(HEADING)
+        .nth(1)
+        .unwrap_or_else(|| panic!("README.md has no {HEADING:?} section"));
     let rows: Vec<Row> = section
         .lines()
         .skip_while(|line| !line.starts_with('|'))
@@ -29,16 +32,28 @@ pub fn rows() -> Vec<Row> {
         .skip(2) // the header and the |---| line
         .map(row)
         .collect();
-    assert!(rows.len() >= 10, "README.md's status table has only {} rows: was it reshaped?", rows.len());
+    assert!(
+        rows.len() >= 10,
+        "README.md's status table has only {} rows: was it reshaped?",
+        rows.len()
+    );
     rows
 }
 
 fn row(line: &str) -> Row {
     let cells: Vec<&str> = line.split('|').map(str::trim).collect();
     let (status_cell, code_cell) = (cells[1], cells[3]);
-    let statuses: Vec<u16> = backticked(status_cell).filter_map(|text| text.parse().ok()).collect();
-    assert!(!statuses.is_empty(), "a row of README.md's status table names no status: {line}");
-    Row { statuses, codes: backticked(code_cell).map(str::to_owned).collect() }
+    let statuses: Vec<u16> = backticked(status_cell)
+        .filter_map(|text| text.parse().ok())
+        .collect();
+    assert!(
+        !statuses.is_empty(),
+        "a row of README.md's status table names no status: {line}"
+    );
+    Row {
+        statuses,
+        codes: backticked(code_cell).map(str::to_owned).collect(),
+    }
 }
 
 /// The `backticked` words of a cell.

@@ -25,7 +25,9 @@ const KAFKA_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs a blocking Kafka call on a blocking thread; a panic in it fails the test as usual.
 pub(super) async fn blocking<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(call).await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+    tokio::task::spawn_blocking(call)
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
 }
 
 /// One topic on one cluster, to read back what a relay wrote.
@@ -39,7 +41,10 @@ pub struct Topic {
 impl Topic {
     /// The topic `name` on the cluster at `bootstrap` (created elsewhere).
     pub fn on(bootstrap: &str, name: &str) -> Topic {
-        Topic { name: name.to_owned(), bootstrap: bootstrap.to_owned() }
+        Topic {
+            name: name.to_owned(),
+            bootstrap: bootstrap.to_owned(),
+        }
     }
 
     /// Bootstrap servers of its cluster.
@@ -52,7 +57,12 @@ impl Topic {
     pub async fn consume(&self, expected: usize) -> Vec<OwnedMessage> {
         let topic = self.clone();
         let records = blocking(move || topic.consume_blocking(expected)).await;
-        assert_eq!(self.count().await, expected as i64, "no more records than expected in {}", self.name);
+        assert_eq!(
+            self.count().await,
+            expected as i64,
+            "no more records than expected in {}",
+            self.name
+        );
         records
     }
 
@@ -72,15 +82,23 @@ impl Topic {
     }
 
     fn partitions(&self, consumer: &BaseConsumer) -> Vec<i32> {
-        let metadata = consumer.fetch_metadata(Some(&self.name), Duration::from_secs(10)).expect("metadata");
-        metadata.topics()[0].partitions().iter().map(|partition| partition.id()).collect()
+        let metadata = consumer
+            .fetch_metadata(Some(&self.name), Duration::from_secs(10))
+            .expect("metadata");
+        metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|partition| partition.id())
+            .collect()
     }
 
     fn consume_blocking(&self, expected: usize) -> Vec<OwnedMessage> {
         let consumer = self.consumer();
         let mut assignment = TopicPartitionList::new();
         for partition in self.partitions(&consumer) {
-            assignment.add_partition_offset(&self.name, partition, rdkafka::Offset::Beginning).unwrap();
+            assignment
+                .add_partition_offset(&self.name, partition, rdkafka::Offset::Beginning)
+                .unwrap();
         }
         consumer.assign(&assignment).unwrap();
         let deadline = Instant::now() + KAFKA_WAIT;
@@ -90,7 +108,12 @@ impl Topic {
                 records.push(result.expect("consume").detach());
             }
         }
-        assert_eq!(records.len(), expected, "records in {} after {KAFKA_WAIT:?}", self.name);
+        assert_eq!(
+            records.len(),
+            expected,
+            "records in {} after {KAFKA_WAIT:?}",
+            self.name
+        );
         records
     }
 
@@ -99,7 +122,9 @@ impl Topic {
         self.partitions(&consumer)
             .into_iter()
             .map(|partition| {
-                let (low, high) = consumer.fetch_watermarks(&self.name, partition, Duration::from_secs(10)).expect("watermarks");
+                let (low, high) = consumer
+                    .fetch_watermarks(&self.name, partition, Duration::from_secs(10))
+                    .expect("watermarks");
                 high - low
             })
             .sum()
@@ -107,11 +132,14 @@ impl Topic {
 
     fn has_leaders(&self) -> bool {
         let consumer = self.consumer();
-        let Ok(metadata) = consumer.fetch_metadata(Some(&self.name), Duration::from_secs(5)) else { return false };
-        metadata
-            .topics()
-            .iter()
-            .any(|t| t.error().is_none() && !t.partitions().is_empty() && t.partitions().iter().all(|p| p.leader() >= 0))
+        let Ok(metadata) = consumer.fetch_metadata(Some(&self.name), Duration::from_secs(5)) else {
+            return false;
+        };
+        metadata.topics().iter().any(|t| {
+            t.error().is_none()
+                && !t.partitions().is_empty()
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+        })
     }
 }
 
@@ -131,7 +159,11 @@ pub struct Topics {
 impl Topics {
     /// Creates three topics with `partitions` each (the business-process one with
     /// `process_config`) and waits until every partition has a leader.
-    pub async fn create(bootstrap: &str, partitions: i32, process_config: &[(String, String)]) -> Topics {
+    pub async fn create(
+        bootstrap: &str,
+        partitions: i32,
+        process_config: &[(String, String)],
+    ) -> Topics {
         let topics = Topics::named(bootstrap);
         topics.create_them(partitions, process_config).await;
         topics
@@ -151,29 +183,46 @@ impl Topics {
     pub async fn create_them(&self, partitions: i32, process_config: &[(String, String)]) {
         let topics = self;
         let bootstrap = self.bootstrap.as_str();
-        let admin: AdminClient<DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
-        let mut processes = NewTopic::new(&topics.processes.name, partitions, TopicReplication::Fixed(1));
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .expect("admin client");
+        let mut processes = NewTopic::new(
+            &topics.processes.name,
+            partitions,
+            TopicReplication::Fixed(1),
+        );
         for (key, value) in process_config {
             processes = processes.set(key, value);
         }
         let new_topics = [
             processes,
             NewTopic::new(&topics.actions.name, partitions, TopicReplication::Fixed(1)),
-            NewTopic::new(&topics.dead_letter.name, partitions, TopicReplication::Fixed(1)),
+            NewTopic::new(
+                &topics.dead_letter.name,
+                partitions,
+                TopicReplication::Fixed(1),
+            ),
         ];
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = admin.create_topics(&new_topics, &options).await.expect("create topics");
+        let results = admin
+            .create_topics(&new_topics, &options)
+            .await
+            .expect("create topics");
         for result in results {
             result.unwrap_or_else(|(topic, code)| panic!("creating {topic}: {code}"));
         }
         // The controller answers before every broker's metadata knows the topics.
         for topic in topics.all() {
             let probe = topic.clone();
-            eventually(&format!("{} to get partition leaders", topic.name), KAFKA_WAIT, || {
-                let probe = probe.clone();
-                async move { blocking(move || probe.has_leaders()).await }
-            })
+            eventually(
+                &format!("{} to get partition leaders", topic.name),
+                KAFKA_WAIT,
+                || {
+                    let probe = probe.clone();
+                    async move { blocking(move || probe.has_leaders()).await }
+                },
+            )
             .await;
         }
     }
@@ -185,10 +234,14 @@ impl Topics {
     /// The relay flags naming the cluster and these topics.
     pub fn args(&self) -> Vec<String> {
         [
-            "--kafka-brokers", &self.bootstrap,
-            "--topic", &self.processes.name,
-            "--actions-topic", &self.actions.name,
-            "--dead-letter-topic", &self.dead_letter.name,
+            "--kafka-brokers",
+            &self.bootstrap,
+            "--topic",
+            &self.processes.name,
+            "--actions-topic",
+            &self.actions.name,
+            "--dead-letter-topic",
+            &self.dead_letter.name,
         ]
         .map(String::from)
         .to_vec()
@@ -200,8 +253,13 @@ pub fn headers_of(record: &OwnedMessage) -> HashMap<String, String> {
     let mut map = HashMap::new();
     if let Some(headers) = record.headers() {
         for header in headers.iter() {
-            let value = String::from_utf8(header.value.unwrap_or_default().to_vec()).expect("UTF-8 header");
-            assert!(map.insert(header.key.to_owned(), value).is_none(), "duplicate header {}", header.key);
+            let value =
+                String::from_utf8(header.value.unwrap_or_default().to_vec()).expect("UTF-8 header");
+            assert!(
+                map.insert(header.key.to_owned(), value).is_none(),
+                "duplicate header {}",
+                header.key
+            );
         }
     }
     map
@@ -256,7 +314,10 @@ impl DedicatedBroker {
 
     /// The SASL_SSL listener's bootstrap servers.
     pub fn sasl_ssl_bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.sasl_ssl_port.expect("started with_sasl_ssl"))
+        format!(
+            "127.0.0.1:{}",
+            self.sasl_ssl_port.expect("started with_sasl_ssl")
+        )
     }
 
     /// The CA that signed the SASL_SSL listener's certificate.
@@ -272,11 +333,27 @@ impl DedicatedBroker {
     /// Starts it again after [`DedicatedBroker::stop`], with its data, and waits until it answers.
     pub async fn restart(&self) {
         let (port, controller_port) = (self.port.to_string(), self.controller_port.to_string());
-        let mut args = vec!["start", "--port", &port, "--controller-port", &controller_port];
+        let mut args = vec![
+            "start",
+            "--port",
+            &port,
+            "--controller-port",
+            &controller_port,
+        ];
         let sasl_port = self.sasl_ssl_port.map(|port| port.to_string());
-        let password_file = self.data_dir.path().join("sasl-password").display().to_string();
+        let password_file = self
+            .data_dir
+            .path()
+            .join("sasl-password")
+            .display()
+            .to_string();
         if let Some(sasl_port) = &sasl_port {
-            args.extend(["--sasl-ssl-port", sasl_port, "--sasl-password-file", &password_file]);
+            args.extend([
+                "--sasl-ssl-port",
+                sasl_port,
+                "--sasl-password-file",
+                &password_file,
+            ]);
         }
         self.script(&args).await;
     }
@@ -300,10 +377,16 @@ impl DedicatedBroker {
 
     async fn signal(&self, signal: &str) {
         let pid_file = self.data_dir.path().join("kafka.pid");
-        let pid = std::fs::read_to_string(&pid_file).unwrap_or_else(|error| panic!("{}: {error}", pid_file.display()));
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|error| panic!("{}: {error}", pid_file.display()));
         let args = [format!("-{signal}"), pid.trim().to_owned()];
-        let status = blocking(move || Command::new("kill").args(args).status()).await.expect("run kill");
-        assert!(status.success(), "kill -{signal} of the dedicated broker failed");
+        let status = blocking(move || Command::new("kill").args(args).status())
+            .await
+            .expect("run kill");
+        assert!(
+            status.success(),
+            "kill -{signal} of the dedicated broker failed"
+        );
     }
 
     async fn script(&self, args: &[&str]) {
@@ -315,8 +398,14 @@ impl DedicatedBroker {
 /// `args` and `--data-dir`, failing the test with its output if it fails.
 pub(super) async fn run_script(script: PathBuf, args: &[&str], data_dir: &std::path::Path) {
     let mut command = Command::new("bash");
-    command.arg(&script).args(args).arg("--data-dir").arg(data_dir);
-    let output = blocking(move || command.output()).await.unwrap_or_else(|error| panic!("run {}: {error}", script.display()));
+    command
+        .arg(&script)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir);
+    let output = blocking(move || command.output())
+        .await
+        .unwrap_or_else(|error| panic!("run {}: {error}", script.display()));
     assert!(
         output.status.success(),
         "{args:?} failed:\n{}\n{}",
@@ -333,7 +422,12 @@ impl Drop for DedicatedBroker {
                 let _ = Command::new("kill").args(["-CONT", pid.trim()]).status();
             }
         }
-        let _ = Command::new("bash").arg(script()).arg("stop").arg("--data-dir").arg(self.data_dir.path()).output();
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .output();
     }
 }
 

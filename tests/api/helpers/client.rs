@@ -27,14 +27,21 @@ const ANSWER_BOUND: Duration = Duration::from_secs(30);
 
 /// The headers Authvia would send now for a JSON body, signed with `secret`.
 pub fn signed_headers(secret: &str) -> HeaderMap {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     signed_headers_at(secret, &unique("value"), now)
 }
 
 /// The headers of a signing of `value` at `timestamp` (Unix seconds) with `secret`.
 pub fn signed_headers_at(secret: &str, value: &str, timestamp: i64) -> HeaderMap {
-    let mut headers = signature::signed_headers(secret, value, timestamp).expect("the value is a header value");
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut headers =
+        signature::signed_headers(secret, value, timestamp).expect("the value is a header value");
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers
 }
 
@@ -54,25 +61,33 @@ impl Answer {
 
     /// The body as JSON; panics with the text when it is not.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// The `code` of an error answer.
     pub fn code(&self) -> String {
-        self.json()["code"].as_str().unwrap_or_else(|| panic!("no code in {}", self.text())).to_owned()
+        self.json()["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no code in {}", self.text()))
+            .to_owned()
     }
 }
 
 /// POSTs `body` with `headers` (HTTP/1.1).
 pub async fn post(url: &str, headers: HeaderMap, body: Vec<u8>) -> Answer {
-    let mut request = Request::post(url).body(Full::new(Bytes::from(body))).unwrap();
+    let mut request = Request::post(url)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
     *request.headers_mut() = headers;
     send(request).await
 }
 
 /// Sends a request; the relay must answer within [`ANSWER_BOUND`].
 pub async fn send(request: Request<Full<Bytes>>) -> Answer {
-    try_send(request).await.expect("the request reaches the relay")
+    try_send(request)
+        .await
+        .expect("the request reaches the relay")
 }
 
 /// Like [`send`], but a refused or reset connection is an `Err` instead of a panic (a request
@@ -92,8 +107,16 @@ where
     B::Error: std::fmt::Debug,
 {
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.map_err(|error| format!("{error:?}"))?.to_bytes();
-    Ok(Answer { status: parts.status, headers: parts.headers, body })
+    let body = body
+        .collect()
+        .await
+        .map_err(|error| format!("{error:?}"))?
+        .to_bytes();
+    Ok(Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
 }
 
 /// A request whose headers and first half of the body were sent; the relay is reading the
@@ -108,22 +131,41 @@ pub struct HeldRequest {
 /// body only. The relay sees the request once its headers arrive: wait for that on a condition
 /// (the in-flight gauge), then [`HeldRequest::finish`] it.
 pub async fn hold(addr: SocketAddr, path: &str, headers: HeaderMap, body: Vec<u8>) -> HeldRequest {
-    let stream = TcpStream::connect(addr).await.expect("connect to the relay");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("HTTP/1.1 handshake");
+    let stream = TcpStream::connect(addr)
+        .await
+        .expect("connect to the relay");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP/1.1 handshake");
     tokio::spawn(connection);
     let body = Bytes::from(body);
     let (chunks, received) = mpsc::channel(2);
     let mut request = Request::post(path).body(ChannelBody(received)).unwrap();
     *request.headers_mut() = headers;
-    request.headers_mut().insert(header::HOST, HeaderValue::from_str(&addr.to_string()).unwrap());
-    request.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    request.headers_mut().insert(
+        header::HOST,
+        HeaderValue::from_str(&addr.to_string()).unwrap(),
+    );
+    request
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     let half = body.len() / 2;
-    chunks.send(body.slice(..half)).await.expect("the connection takes the first half");
+    chunks
+        .send(body.slice(..half))
+        .await
+        .expect("the connection takes the first half");
     let answer = tokio::spawn(async move {
-        let response = sender.send_request(request).await.map_err(|error| format!("{error:?}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|error| format!("{error:?}"))?;
         read_answer(response).await
     });
-    HeldRequest { rest: body.slice(half..), chunks, answer }
+    HeldRequest {
+        rest: body.slice(half..),
+        chunks,
+        answer,
+    }
 }
 
 impl HeldRequest {
@@ -147,7 +189,13 @@ impl Body for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.get_mut().0.poll_recv(cx).map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.get_mut()
+            .0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
     }
 }

@@ -17,7 +17,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_bp-relay");
 pub async fn run_to_end(args: &[&str]) -> (i32, String, String) {
     let mut command = Command::new(BIN);
     command.args(args);
-    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().expect("run bp-relay");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run bp-relay");
     (
         output.status.code().expect("exited, not killed"),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -44,7 +47,10 @@ impl Process {
             .spawn()
             .expect("spawn bp-relay");
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let streams: [Box<dyn Read + Send>; 2] = [Box::new(child.stdout.take().unwrap()), Box::new(child.stderr.take().unwrap())];
+        let streams: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
         for stream in streams {
             let logs = logs.clone();
             std::thread::spawn(move || {
@@ -59,17 +65,21 @@ impl Process {
     /// Waits for the log line whose `message` starts with `message`; returns its `field`.
     pub async fn logged(&self, message: &str, field: &str) -> String {
         let mut found = None;
-        eventually(&format!("the relay to log {message:?}"), Duration::from_secs(30), || {
-            found = self.logs.lock().unwrap().iter().find_map(|line| {
-                let json: serde_json::Value = serde_json::from_str(line).ok()?;
-                if !json["message"].as_str()?.starts_with(message) {
-                    return None;
-                }
-                json[field].as_str().map(str::to_owned)
-            });
-            let done = found.is_some();
-            async move { done }
-        })
+        eventually(
+            &format!("the relay to log {message:?}"),
+            Duration::from_secs(30),
+            || {
+                found = self.logs.lock().unwrap().iter().find_map(|line| {
+                    let json: serde_json::Value = serde_json::from_str(line).ok()?;
+                    if !json["message"].as_str()?.starts_with(message) {
+                        return None;
+                    }
+                    json[field].as_str().map(str::to_owned)
+                });
+                let done = found.is_some();
+                async move { done }
+            },
+        )
         .await;
         found.unwrap()
     }
@@ -77,8 +87,14 @@ impl Process {
     /// Waits until the relay listens; returns the (ingress, admin) addresses. Deliveries may
     /// still get 503 `starting` until it has confirmed its topics (see [`Process::started`]).
     pub async fn listening(&self) -> (SocketAddr, SocketAddr) {
-        let address = |text: String| text.parse().unwrap_or_else(|error| panic!("address {text:?}: {error}"));
-        (address(self.logged("bp-relay started.", "ingress").await), address(self.logged("bp-relay started.", "admin").await))
+        let address = |text: String| {
+            text.parse()
+                .unwrap_or_else(|error| panic!("address {text:?}: {error}"))
+        };
+        (
+            address(self.logged("bp-relay started.", "ingress").await),
+            address(self.logged("bp-relay started.", "admin").await),
+        )
     }
 
     /// Waits until the relay listens and has confirmed its topics; returns the (ingress, admin)
@@ -91,7 +107,10 @@ impl Process {
 
     /// Sends a signal (`TERM`, `INT`) to the process.
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -102,7 +121,11 @@ impl Process {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code().expect("exited, not killed");
             }
-            assert!(Instant::now() < deadline, "bp-relay did not exit within {within:?}:\n{}", self.all_logs());
+            assert!(
+                Instant::now() < deadline,
+                "bp-relay did not exit within {within:?}:\n{}",
+                self.all_logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

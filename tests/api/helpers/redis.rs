@@ -20,7 +20,11 @@ impl DedicatedRedis {
         let data_dir = tempfile::tempdir().unwrap();
         let password_file = data_dir.path().join("password");
         std::fs::write(&password_file, REDIS_PASSWORD).unwrap();
-        let redis = DedicatedRedis { port: free_port(), data_dir, password_file: Some(password_file) };
+        let redis = DedicatedRedis {
+            port: free_port(),
+            data_dir,
+            password_file: Some(password_file),
+        };
         redis.restart().await;
         redis
     }
@@ -32,12 +36,20 @@ impl DedicatedRedis {
 
     /// A file holding the password, for `--replay-store-password-file`.
     pub fn password_file(&self) -> String {
-        self.password_file.as_ref().expect("started with a password").display().to_string()
+        self.password_file
+            .as_ref()
+            .expect("started with a password")
+            .display()
+            .to_string()
     }
 
     /// Starts it again after [`DedicatedRedis::stop`] (empty: nothing is persisted).
     pub async fn restart(&self) {
-        let mut args = vec!["start".to_owned(), "--port".to_owned(), self.port.to_string()];
+        let mut args = vec![
+            "start".to_owned(),
+            "--port".to_owned(),
+            self.port.to_string(),
+        ];
         if let Some(file) = &self.password_file {
             args.extend(["--password-file".to_owned(), file.display().to_string()]);
         }
@@ -57,7 +69,12 @@ impl DedicatedRedis {
 
 impl Drop for DedicatedRedis {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(script()).arg("stop").arg("--data-dir").arg(self.data_dir.path()).output();
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .output();
     }
 }
 
