@@ -28,8 +28,9 @@ pub use signing::Signing;
 pub use telemetry::{AccessLog, LogFormat, Telemetry};
 
 /// The relay's configuration. Field docs become `--help` and the README's table.
+// No `#[command]` attributes: the binary flattens this into its own command line twice (the
+// relay's flags and `check-config`'s), and a flattened struct's attributes would override them.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "bp-relay", version, about, long_about = None)]
 pub struct Config {
     /// Where the relay listens.
     #[command(flatten)]
@@ -100,6 +101,12 @@ impl Config {
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s)
         .map_err(|_| "expected a duration such as 250ms, 4s or 5m".to_owned())
+}
+
+/// An on/off flag's value from its environment variable: `true`/`false`, `1`/`0`, `yes`/`no` or
+/// `on`/`off` (what operators write in a manifest), anything else refused.
+fn on_off() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
 }
 
 /// A size such as `512KiB` or `1MiB`, with one short message when not.

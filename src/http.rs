@@ -333,7 +333,12 @@ impl Access {
                 let source = publish.source.as_ref().map(tracing::field::display);
                 warn!(target: telemetry::REQUEST_TARGET, route, key, topic, trace_id, status, latency_us, code = error.code(), error = source, "Request refused: Kafka did not acknowledge the record.");
             }
-            Err(error @ (Error::Unauthorized(_) | Error::Overloaded | Error::OverloadedBytes)) => {
+            // 401 and every 5xx at warn (a forged or broken signing, or a delivery Authvia must
+            // retry); the other 4xx, the sender's own mistakes, at info.
+            Err(error)
+                if error.status() == StatusCode::UNAUTHORIZED
+                    || error.status().is_server_error() =>
+            {
                 warn!(target: telemetry::REQUEST_TARGET, route, trace_id, status, latency_us, code = error.code(), "Request refused.");
             }
             Err(error) => {

@@ -9,9 +9,10 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use tracing::{error, info, warn};
 
-/// The command line: `bp-relay [FLAGS]` runs the relay; the subcommands take the same flags.
+/// The command line: `bp-relay [FLAGS]` runs the relay, `bp-relay check-config [FLAGS]` checks
+/// the same flags, and `bp-relay sign` is a small client with flags of its own.
 #[derive(Debug, Parser)]
-#[command(name = "bp-relay", version, about, long_about = None)]
+#[command(name = "bp-relay", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -22,32 +23,37 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Sign a JSON body the way Authvia does and POST it to a relay (a demo and smoke test).
-    Sign {
-        /// The subscription secret to sign with.
-        #[arg(
-            long,
-            env = "BP_RELAY_SIGN_SECRET",
-            hide_env_values = true,
-            required_unless_present = "secret_file",
-            conflicts_with = "secret_file"
-        )]
-        secret: Option<String>,
-        /// A file of secrets, one per line, as the relay reads them (a mounted Secret): signs
-        /// with the first (the relay accepts any of them).
-        #[arg(long, env = "BP_RELAY_SIGN_SECRET_FILE")]
-        secret_file: Option<PathBuf>,
-        /// Where to POST (a relay route).
-        #[arg(
-            long,
-            default_value = "http://127.0.0.1:8080/webhooks/business-processes"
-        )]
-        url: http::Uri,
-        /// The JSON body to send; without it, the sample business process docs/examples/bp-in-progress.json.
-        file: Option<PathBuf>,
-    },
+    Sign(SignArgs),
     /// Check the configuration (flags, environment, secret files, librdkafka properties) and
     /// exit: 0 when the relay would start with it, 64 with one line when not. Contacts no broker.
-    CheckConfig,
+    CheckConfig(Box<Config>),
+}
+
+/// `bp-relay sign`'s own flags: it takes none of the relay's.
+#[derive(Debug, clap::Args)]
+struct SignArgs {
+    /// The subscription secret to sign with.
+    #[arg(
+        long,
+        env = "BP_RELAY_SIGN_SECRET",
+        hide_env_values = true,
+        required_unless_present = "secret_file",
+        conflicts_with = "secret_file"
+    )]
+    secret: Option<String>,
+    /// A file of secrets, one per line, as the relay reads them (a mounted Secret): signs
+    /// with the first (the relay accepts any of them).
+    #[arg(long, env = "BP_RELAY_SIGN_SECRET_FILE")]
+    secret_file: Option<PathBuf>,
+    /// Where to POST (a relay route).
+    #[arg(
+        long,
+        env = "BP_RELAY_SIGN_URL",
+        default_value = "http://127.0.0.1:8080/webhooks/business-processes"
+    )]
+    url: http::Uri,
+    /// The JSON body to send; without it, the sample business process docs/examples/bp-in-progress.json.
+    file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -63,16 +69,11 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Sign {
-            secret,
-            secret_file,
-            url,
-            file,
-        }) => match signing_secret(secret, secret_file) {
-            Ok(secret) => runtime.block_on(send_signed(&secret, &url, file)),
+        Some(Command::Sign(sign)) => match signing_secret(sign.secret, sign.secret_file) {
+            Ok(secret) => runtime.block_on(send_signed(&secret, &sign.url, sign.file)),
             Err(code) => code,
         },
-        Some(Command::CheckConfig) => check_config(&cli.config),
+        Some(Command::CheckConfig(config)) => check_config(&config),
         None => runtime.block_on(serve(cli.config)),
     }
 }

@@ -228,6 +228,17 @@ impl Metrics {
         }
     }
 
+    /// A request head larger than `--max-request-head`, answered 431 by hyper before it reached
+    /// a route: counted as `route="other", status="431"` (no duration: it never started).
+    pub fn head_too_large(&self) {
+        self.http_requests
+            .with_label_values(&[
+                OTHER_ROUTE,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE.as_str(),
+            ])
+            .inc();
+    }
+
     /// A record acknowledged on the route's topic, `lag` after its request arrived.
     pub fn published(&self, kind: EventKind, lag: Duration) {
         let series = self.route(kind);

@@ -24,8 +24,7 @@ pub struct Routes {
     #[arg(
         long,
         env = "BP_RELAY_TOPIC",
-        default_value = "authvia.business-processes",
-        global = true
+        default_value = "authvia.business-processes"
     )]
     pub topic: String,
 
@@ -33,8 +32,7 @@ pub struct Routes {
     #[arg(
         long,
         env = "BP_RELAY_ACTIONS_TOPIC",
-        default_value = "authvia.business-process-actions",
-        global = true
+        default_value = "authvia.business-process-actions"
     )]
     pub actions_topic: String,
 
@@ -42,8 +40,7 @@ pub struct Routes {
     #[arg(
         long,
         env = "BP_RELAY_DEAD_LETTER_TOPIC",
-        default_value = "authvia.webhooks.dead-letter",
-        global = true
+        default_value = "authvia.webhooks.dead-letter"
     )]
     pub dead_letter_topic: String,
 
@@ -51,8 +48,7 @@ pub struct Routes {
     #[arg(
         long,
         env = "BP_RELAY_CE_SOURCE",
-        default_value = "urn:authvia:webhooks",
-        global = true
+        default_value = "urn:authvia:webhooks"
     )]
     pub ce_source: String,
 }

@@ -294,7 +294,15 @@ impl Connection {
         .await;
         match ended {
             Ended::Closed(Ok(())) => {}
-            Ended::Closed(Err(error)) => debug!(%error, "Connection ended with an error."),
+            Ended::Closed(Err(error)) => {
+                if head_too_large(&*error) {
+                    // hyper answered 431 itself (empty body) before any handler saw the request.
+                    if let Some(metrics) = &self.metrics {
+                        metrics.head_too_large();
+                    }
+                }
+                debug!(%error, "Connection ended with an error.")
+            }
             Ended::TimedOut(Deadline::RequestHead) => {
                 self.count(ConnectionDeadline::RequestHead);
                 debug!(
@@ -312,6 +320,14 @@ impl Connection {
             metrics.connection_timed_out(deadline);
         }
     }
+}
+
+/// Whether a connection ended because its HTTP/1 request head outgrew `--max-request-head`:
+/// hyper then answers 431 and closes.
+fn head_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    error
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_parse_too_large)
 }
 
 #[cfg(test)]

@@ -81,30 +81,19 @@ impl FromStr for Pointer {
 #[command(next_help_heading = "Routes")]
 pub struct Rules {
     /// JSON pointer to the process id in a business process (the record key).
-    #[arg(
-        long,
-        env = "BP_RELAY_KEY_POINTER",
-        default_value = "/id",
-        global = true
-    )]
+    #[arg(long, env = "BP_RELAY_KEY_POINTER", default_value = "/id")]
     pub key_pointer: Pointer,
 
     /// JSON pointer to the owning process id in an action (the record key).
     #[arg(
         long,
         env = "BP_RELAY_ACTIONS_KEY_POINTER",
-        default_value = "/businessProcess",
-        global = true
+        default_value = "/businessProcess"
     )]
     pub actions_key_pointer: Pointer,
 
     /// JSON pointer to the process version, copied to the `ce_processversion` header.
-    #[arg(
-        long,
-        env = "BP_RELAY_VERSION_POINTER",
-        default_value = "/version",
-        global = true
-    )]
+    #[arg(long, env = "BP_RELAY_VERSION_POINTER", default_value = "/version")]
     pub version_pointer: Pointer,
 
     /// Top-level fields a business process must have (names Authvia has not confirmed).
@@ -112,8 +101,7 @@ pub struct Rules {
         long,
         env = "BP_RELAY_REQUIRED_FIELDS",
         value_delimiter = ',',
-        default_value = "id,partner,merchant,customer,status,expiration,actions,addresses",
-        global = true
+        default_value = "id,partner,merchant,customer,status,expiration,actions,addresses"
     )]
     pub required_fields: Vec<String>,
 
@@ -122,8 +110,7 @@ pub struct Rules {
         long,
         env = "BP_RELAY_ACTIONS_REQUIRED_FIELDS",
         value_delimiter = ',',
-        default_value = "id,type,status",
-        global = true
+        default_value = "id,type,status"
     )]
     pub actions_required_fields: Vec<String>,
 }

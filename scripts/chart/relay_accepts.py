@@ -63,7 +63,7 @@ def main():
     mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
     with tempfile.TemporaryDirectory() as workdir:
         stand_in_files(env, mounts, workdir)
-        command = [binary, *container.get("args", []), "check-config"]
+        command = [binary, "check-config", *container.get("args", [])]
         result = subprocess.run(command, env={"PATH": os.environ.get("PATH", ""), **env}, capture_output=True, text=True)
     print((result.stdout + result.stderr).strip())
     names = sorted(k for k in env if k.startswith("BP_RELAY_"))

@@ -107,75 +107,74 @@ pub const RESERVED_OPTIONS: &[(&str, &str)] = &[
 #[command(next_help_heading = "Kafka")]
 pub struct Kafka {
     /// Kafka bootstrap servers, comma-separated host:port. Required unless --embedded-kafka.
-    #[arg(long, env = "BP_RELAY_KAFKA_BROKERS", global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
 
     /// Run against librdkafka's in-process mock cluster (a demo, not durable).
-    #[arg(long, env = "BP_RELAY_EMBEDDED_KAFKA", global = true)]
+    #[arg(long, env = "BP_RELAY_EMBEDDED_KAFKA", value_parser = super::on_off())]
     pub embedded_kafka: bool,
 
     /// The request's whole budget, from arrival to answer: a record the broker has not
     /// acknowledged by then is answered 503. Below 5s.
-    #[arg(long, env = "BP_RELAY_ACK_TIMEOUT", default_value = "4s", value_parser = super::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_ACK_TIMEOUT", default_value = "4s", value_parser = super::parse_duration)]
     pub ack_timeout: Duration,
 
     /// librdkafka message.timeout.ms: how long the producer keeps trying a record after its
     /// request was answered 503 (it may still land: a duplicate by ce_id). Default: --ack-timeout.
-    #[arg(long, env = "BP_RELAY_KAFKA_MESSAGE_TIMEOUT", value_parser = super::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_MESSAGE_TIMEOUT", value_parser = super::parse_duration)]
     pub kafka_message_timeout: Option<Duration>,
 
     /// librdkafka queue.buffering.max.messages: records waiting for the broker at most.
     #[arg(
         long,
         env = "BP_RELAY_KAFKA_QUEUE_MAX_MESSAGES",
-        default_value_t = 100_000,
-        global = true
+        default_value_t = 100_000
     )]
     pub kafka_queue_max_messages: u32,
 
     /// librdkafka queue.buffering.max.kbytes, as a size: bytes waiting for the broker at most.
-    #[arg(long, env = "BP_RELAY_KAFKA_QUEUE_MAX_BYTES", default_value = "256MiB", value_parser = super::parse_size, global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_QUEUE_MAX_BYTES", default_value = "256MiB", value_parser = super::parse_size)]
     pub kafka_queue_max_bytes: ByteSize,
 
     /// librdkafka linger.ms: how long the producer waits to batch records. 0: send at once;
     /// records that arrive while a request is in flight are batched into the next one anyway.
-    #[arg(long, env = "BP_RELAY_KAFKA_LINGER", default_value = "0ms", value_parser = super::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_LINGER", default_value = "0ms", value_parser = super::parse_duration)]
     pub kafka_linger: Duration,
 
     /// Record batch compression.
-    #[arg(long, env = "BP_RELAY_KAFKA_COMPRESSION", value_enum, default_value_t = Compression::Lz4, global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_COMPRESSION", value_enum, default_value_t = Compression::Lz4)]
     pub kafka_compression: Compression,
 
     /// How the relay talks to the brokers.
-    #[arg(long, env = "BP_RELAY_KAFKA_SECURITY_PROTOCOL", value_enum, default_value_t = SecurityProtocol::Plaintext, global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_SECURITY_PROTOCOL", value_enum, default_value_t = SecurityProtocol::Plaintext)]
     pub kafka_security_protocol: SecurityProtocol,
 
     /// SASL mechanism (with sasl_plaintext or sasl_ssl).
-    #[arg(long, env = "BP_RELAY_KAFKA_SASL_MECHANISM", value_enum, global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_SASL_MECHANISM", value_enum)]
     pub kafka_sasl_mechanism: Option<SaslMechanism>,
 
     /// SASL username.
-    #[arg(long, env = "BP_RELAY_KAFKA_SASL_USERNAME", global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_SASL_USERNAME")]
     pub kafka_sasl_username: Option<String>,
 
     /// SASL password (prefer --kafka-sasl-password-file).
-    #[arg(long, env = "BP_RELAY_KAFKA_SASL_PASSWORD", value_parser = parse_secret, hide_env_values = true, global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_SASL_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
     pub kafka_sasl_password: Option<SecretString>,
 
     /// File holding the SASL password.
-    #[arg(long, env = "BP_RELAY_KAFKA_SASL_PASSWORD_FILE", global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_SASL_PASSWORD_FILE")]
     pub kafka_sasl_password_file: Option<PathBuf>,
 
     /// CA bundle (PEM) to verify the brokers' certificates.
-    #[arg(long, env = "BP_RELAY_KAFKA_SSL_CA_LOCATION", global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_SSL_CA_LOCATION")]
     pub kafka_ssl_ca_location: Option<PathBuf>,
 
     /// Client certificate (PEM) for mutual TLS.
-    #[arg(long, env = "BP_RELAY_KAFKA_SSL_CERTIFICATE_LOCATION", global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_SSL_CERTIFICATE_LOCATION")]
     pub kafka_ssl_certificate_location: Option<PathBuf>,
 
     /// Client private key (PEM) for mutual TLS.
-    #[arg(long, env = "BP_RELAY_KAFKA_SSL_KEY_LOCATION", global = true)]
+    #[arg(long, env = "BP_RELAY_KAFKA_SSL_KEY_LOCATION")]
     pub kafka_ssl_key_location: Option<PathBuf>,
 
     /// Any other librdkafka property as key=value, applied after the relay's own (repeatable;
@@ -184,8 +183,7 @@ pub struct Kafka {
         long = "kafka-option",
         env = "BP_RELAY_KAFKA_OPTIONS",
         value_delimiter = ';',
-        hide_env_values = true,
-        global = true
+        hide_env_values = true
     )]
     pub kafka_options: Vec<KafkaOption>,
 }

@@ -12,25 +12,20 @@ const MIN_BROKER_DOWN_GRACE: Duration = Duration::from_secs(2);
 #[command(next_help_heading = "Lifecycle")]
 pub struct Lifecycle {
     /// Budget for draining on SIGTERM: in-flight requests and the producer flush.
-    #[arg(long, env = "BP_RELAY_SHUTDOWN_GRACE", default_value = "20s", value_parser = super::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_SHUTDOWN_GRACE", default_value = "20s", value_parser = super::parse_duration)]
     pub shutdown_grace: Duration,
 
     /// Give up (exit 69) when the brokers or the topics are not confirmed within this time.
     /// Unset: wait for them as long as it takes, serving /healthz, /readyz 503 and 503 to deliveries.
-    #[arg(long, env = "BP_RELAY_STARTUP_TIMEOUT", value_parser = super::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_STARTUP_TIMEOUT", value_parser = super::parse_duration)]
     pub startup_timeout: Option<Duration>,
 
     /// Time a broker may stay unreachable before /readyz reports not ready.
-    #[arg(long, env = "BP_RELAY_BROKER_DOWN_GRACE", default_value = "3s", value_parser = super::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_BROKER_DOWN_GRACE", default_value = "3s", value_parser = super::parse_duration)]
     pub broker_down_grace: Duration,
 
     /// Producer queue fill (0..1, messages or bytes) above which /readyz reports not ready.
-    #[arg(
-        long,
-        env = "BP_RELAY_QUEUE_HIGH_WATER",
-        default_value_t = 0.8,
-        global = true
-    )]
+    #[arg(long, env = "BP_RELAY_QUEUE_HIGH_WATER", default_value_t = 0.8)]
     pub queue_high_water: f64,
 }
 

@@ -22,75 +22,55 @@ const MAX_REQUEST_HEAD: ByteSize = ByteSize::mib(1);
 pub struct Listeners {
     /// Address of the webhook ingress (HTTP/1.1 and h2c). `[::]` listens on IPv6 and IPv4
     /// (dual stack), and falls back to `0.0.0.0` where IPv6 is off.
-    #[arg(
-        long,
-        env = "BP_RELAY_LISTEN",
-        default_value = "[::]:8080",
-        global = true
-    )]
+    #[arg(long, env = "BP_RELAY_LISTEN", default_value = "[::]:8080")]
     pub listen: SocketAddr,
 
     /// Address of the admin listener: /metrics, /healthz, /readyz.
-    #[arg(
-        long,
-        env = "BP_RELAY_ADMIN_LISTEN",
-        default_value = "[::]:9090",
-        global = true
-    )]
+    #[arg(long, env = "BP_RELAY_ADMIN_LISTEN", default_value = "[::]:9090")]
     pub admin_listen: SocketAddr,
 
     /// Largest accepted request body; larger requests get 413 before the body is read.
-    #[arg(long, env = "BP_RELAY_MAX_BODY", default_value = "1MiB", value_parser = super::parse_size, global = true)]
+    #[arg(long, env = "BP_RELAY_MAX_BODY", default_value = "1MiB", value_parser = super::parse_size)]
     pub max_body: ByteSize,
 
     /// Requests handled at once; more are answered 503 with Retry-After (memory bound).
-    #[arg(
-        long,
-        env = "BP_RELAY_MAX_INFLIGHT",
-        default_value_t = 1024,
-        global = true
-    )]
+    #[arg(long, env = "BP_RELAY_MAX_INFLIGHT", default_value_t = 1024)]
     pub max_inflight: usize,
 
     /// Request body bytes held in memory at once, across all requests; a request whose next
     /// bytes do not fit is answered 503 with Retry-After. At least twice --max-body (a body is
     /// held twice while its pieces are joined).
-    #[arg(long, env = "BP_RELAY_MAX_INFLIGHT_BYTES", default_value = "64MiB", value_parser = super::parse_size, global = true)]
+    #[arg(long, env = "BP_RELAY_MAX_INFLIGHT_BYTES", default_value = "64MiB", value_parser = super::parse_size)]
     pub max_inflight_bytes: ByteSize,
 
     /// Open connections on the webhook listener; beyond it, new connections wait in the kernel's
     /// accept backlog until one closes.
-    #[arg(
-        long,
-        env = "BP_RELAY_MAX_CONNECTIONS",
-        default_value_t = 4096,
-        global = true
-    )]
+    #[arg(long, env = "BP_RELAY_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
 
     /// Time a connection has to deliver a complete request head: from its accept (this also
     /// bounds the HTTP/2 preface), or from the first byte of a keep-alive connection's next
     /// request. Then it is closed.
-    #[arg(long, env = "BP_RELAY_REQUEST_HEAD_TIMEOUT", default_value = "10s", value_parser = super::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_REQUEST_HEAD_TIMEOUT", default_value = "10s", value_parser = super::parse_duration)]
     pub request_head_timeout: Duration,
 
     /// Time a keep-alive connection (HTTP/1 or HTTP/2) may stay open without a request in
     /// flight. Longer than the load balancer's own idle timeout, so that the balancer closes first.
-    #[arg(long, env = "BP_RELAY_IDLE_TIMEOUT", default_value = "75s", value_parser = super::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_IDLE_TIMEOUT", default_value = "75s", value_parser = super::parse_duration)]
     pub idle_timeout: Duration,
 
     /// Interval of HTTP/2 keep-alive pings on a connection that sent nothing meanwhile.
-    #[arg(long, env = "BP_RELAY_HTTP2_PING_INTERVAL", default_value = "30s", value_parser = super::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_HTTP2_PING_INTERVAL", default_value = "30s", value_parser = super::parse_duration)]
     pub http2_ping_interval: Duration,
 
     /// Time an HTTP/2 peer has to answer a keep-alive ping before its connection is closed.
-    #[arg(long, env = "BP_RELAY_HTTP2_PING_TIMEOUT", default_value = "10s", value_parser = super::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_HTTP2_PING_TIMEOUT", default_value = "10s", value_parser = super::parse_duration)]
     pub http2_ping_timeout: Duration,
 
     /// Largest request head (request line and headers; on HTTP/2 the header list), and the
     /// size of an HTTP/1 connection's read buffer, which holds a head whole. Larger heads are
     /// refused (HTTP/1: 431).
-    #[arg(long, env = "BP_RELAY_MAX_REQUEST_HEAD", default_value = "16KiB", value_parser = super::parse_size, global = true)]
+    #[arg(long, env = "BP_RELAY_MAX_REQUEST_HEAD", default_value = "16KiB", value_parser = super::parse_size)]
     pub max_request_head: ByteSize,
 }
 

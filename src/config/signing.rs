@@ -12,52 +12,46 @@ use super::{parse_secret, read_secret_file, ConfigError};
 #[command(next_help_heading = "Signing")]
 pub struct Signing {
     /// Subscription signing secrets, comma-separated; several are accepted during rotation.
-    #[arg(long, env = "BP_RELAY_SIGNING_SECRETS", value_delimiter = ',', value_parser = parse_secret, hide_env_values = true, global = true)]
+    #[arg(long, env = "BP_RELAY_SIGNING_SECRETS", value_delimiter = ',', value_parser = parse_secret, hide_env_values = true)]
     pub signing_secrets: Vec<SecretString>,
 
     /// File with signing secrets, one per line (as a Kubernetes Secret is mounted).
-    #[arg(long, env = "BP_RELAY_SIGNING_SECRETS_FILE", global = true)]
+    #[arg(long, env = "BP_RELAY_SIGNING_SECRETS_FILE")]
     pub signing_secrets_file: Option<PathBuf>,
 
     /// How long a secret removed from --signing-secrets-file stays valid after the file
     /// changed (the file is read again every 2 s).
-    #[arg(long, env = "BP_RELAY_SIGNING_SECRETS_GRACE", default_value = "10m", value_parser = super::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_SIGNING_SECRETS_GRACE", default_value = "10m", value_parser = super::parse_duration)]
     pub signing_secrets_grace: Duration,
 
     /// Accepted distance between X-AUTHVIA-TIMESTAMP and now, in the past and the future.
-    #[arg(long, env = "BP_RELAY_SIGNATURE_TOLERANCE", default_value = "5m", value_parser = super::parse_duration, global = true)]
+    #[arg(long, env = "BP_RELAY_SIGNATURE_TOLERANCE", default_value = "5m", value_parser = super::parse_duration)]
     pub signature_tolerance: Duration,
 
     /// Signings remembered by the in-memory replay guard (its memory bound). Size it for the
     /// delivery rate times twice --signature-tolerance.
-    #[arg(
-        long,
-        env = "BP_RELAY_REPLAY_CAPACITY",
-        default_value_t = 100_000,
-        global = true
-    )]
+    #[arg(long, env = "BP_RELAY_REPLAY_CAPACITY", default_value_t = 100_000)]
     pub replay_capacity: u64,
 
     /// A Redis shared by every replica as the replay guard (redis://host:6379/0, or rediss://
     /// for TLS), instead of the process's memory. Unreachable: requests get 503, never pass unguarded.
-    #[arg(long, env = "BP_RELAY_REPLAY_STORE", value_parser = parse_secret, hide_env_values = true, global = true)]
+    #[arg(long, env = "BP_RELAY_REPLAY_STORE", value_parser = parse_secret, hide_env_values = true)]
     pub replay_store: Option<SecretString>,
 
     /// File holding the replay store's password (as a Kubernetes Secret is mounted).
-    #[arg(long, env = "BP_RELAY_REPLAY_STORE_PASSWORD_FILE", global = true)]
+    #[arg(long, env = "BP_RELAY_REPLAY_STORE_PASSWORD_FILE")]
     pub replay_store_password_file: Option<PathBuf>,
 
     /// Prefix of the replay store's keys (several relays can share one Redis).
     #[arg(
         long,
         env = "BP_RELAY_REPLAY_STORE_PREFIX",
-        default_value = "bp-relay:replay",
-        global = true
+        default_value = "bp-relay:replay"
     )]
     pub replay_store_prefix: String,
 
     /// Accept unsigned deliveries. For local experiments only: logs a warning at startup.
-    #[arg(long, env = "BP_RELAY_INSECURE_SKIP_SIGNATURE", global = true)]
+    #[arg(long, env = "BP_RELAY_INSECURE_SKIP_SIGNATURE", value_parser = super::on_off())]
     pub insecure_skip_signature: bool,
 }
 

@@ -9,17 +9,17 @@ use super::ConfigError;
 #[command(next_help_heading = "Telemetry")]
 pub struct Telemetry {
     /// Log format: json when stdout is not a terminal, pretty when it is (auto).
-    #[arg(long, env = "BP_RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto, global = true)]
+    #[arg(long, env = "BP_RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
 
     /// Which answered requests are logged at info: every failure and dead letter (failures;
     /// 2xx answers are logged at debug), or every request (all).
-    #[arg(long, env = "BP_RELAY_ACCESS_LOG", value_enum, default_value_t = AccessLog::Failures, global = true)]
+    #[arg(long, env = "BP_RELAY_ACCESS_LOG", value_enum, default_value_t = AccessLog::Failures)]
     pub access_log: AccessLog,
 
     /// OTLP/HTTP collector to export request spans to, e.g. http://otel-collector:4318 (spans
     /// go to <URL>/v1/traces as protobuf). Unset: nothing is exported.
-    #[arg(long, env = "BP_RELAY_OTLP_ENDPOINT", global = true)]
+    #[arg(long, env = "BP_RELAY_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<http::Uri>,
 }
 

@@ -651,3 +651,30 @@ fn by_default_every_failure_and_dead_letter_is_logged_and_2xx_answers_are_not() 
         "{log}"
     );
 }
+
+#[test]
+fn every_5xx_is_logged_at_warn_and_a_senders_own_mistake_at_info() {
+    let (ingress, _) = ingress(&[]);
+    ingress.startup_gate().store(false, Ordering::Release);
+    let log = info_log_of(async {
+        let answer = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let answer = ingress
+            .handle(
+                Request::post("/nowhere")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    });
+    let level_of = |code: &str| {
+        let line = log
+            .lines()
+            .find(|line| line.contains(&format!("\"code\":\"{code}\"")))
+            .unwrap_or_else(|| panic!("no line for {code}: {log}"));
+        serde_json::from_str::<serde_json::Value>(line).unwrap()["level"].clone()
+    };
+    assert_eq!(level_of("starting"), "WARN", "{log}");
+    assert_eq!(level_of("not_found"), "INFO", "{log}");
+}

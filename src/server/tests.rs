@@ -209,3 +209,26 @@ async fn beyond_the_cap_a_connection_waits_in_the_backlog_until_one_closes() {
         "served only once the silent ones were closed by their deadline"
     );
 }
+
+#[tokio::test]
+async fn a_head_over_the_limit_gets_431_and_is_counted() {
+    let server = Server::start(limits(None)).await;
+    let mut stream = server.connect().await;
+    // Just over the 16 KiB limit: hyper stops reading there, and the less it leaves unread, the
+    // less likely its close turns into a reset that overtakes the answer.
+    let padding = "a".repeat(16 * 1024);
+    stream
+        .write_all(format!("GET / HTTP/1.1\r\nhost: x\r\nx-pad: {padding}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let answer = answer(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let counted = "bp_relay_http_requests_total{route=\"other\",status=\"431\"} 1";
+    timeout(PATIENCE, async {
+        while !server.metric(counted) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{counted} never appeared"));
+}
