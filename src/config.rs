@@ -390,4 +390,69 @@ mod tests {
             "{error}"
         );
     }
+
+    /// The README's flag tables list exactly the relay's flags, each under its `--help` heading,
+    /// with its environment variable and its default.
+    #[test]
+    fn the_readme_flag_tables_are_the_flags() {
+        use clap::CommandFactory;
+
+        let command = Config::command();
+        let flags: Vec<&clap::Arg> = command
+            .get_arguments()
+            .filter(|arg| arg.get_long().is_some_and(|long| long != "help"))
+            .collect();
+        let rows = crate::readme::rows_between("## Configuration", "**`bp-relay sign`**");
+        let documented: Vec<String> = rows
+            .iter()
+            .filter_map(|row| row.code(0))
+            .map(str::to_owned)
+            .collect();
+        let mut expected: Vec<String> = flags
+            .iter()
+            .map(|arg| format!("--{}", arg.get_long().unwrap()))
+            .collect();
+        let mut listed = documented.clone();
+        expected.sort();
+        listed.sort();
+        assert_eq!(
+            listed, expected,
+            "README's flag tables and `bp-relay --help`"
+        );
+        for arg in flags {
+            let flag = format!("--{}", arg.get_long().unwrap());
+            let row = rows.iter().find(|row| row.code(0) == Some(&flag)).unwrap();
+            assert_eq!(
+                row.heading.as_deref(),
+                arg.get_help_heading(),
+                "{flag}: README heading and --help heading"
+            );
+            let env = arg.get_env().map(|env| env.to_string_lossy().into_owned());
+            assert_eq!(
+                row.code(1).map(str::to_owned),
+                env,
+                "{flag}: environment variable"
+            );
+            let default: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|value| value.to_string_lossy().into_owned())
+                .collect();
+            let cell = row.cells[2].as_str();
+            let on_off = matches!(arg.get_action(), clap::ArgAction::SetTrue);
+            match default.as_slice() {
+                _ if on_off => assert_eq!(cell, "off", "{flag}: an on/off flag is documented off"),
+                [] => assert!(
+                    !cell.starts_with('`') || cell.starts_with("`--"),
+                    "{flag} has no default, README's {cell:?} reads like one"
+                ),
+                [value] => assert_eq!(row.code(2), Some(value.as_str()), "{flag}: default"),
+                values => assert_eq!(
+                    row.code(2).map(str::to_owned),
+                    Some(values.join(",")),
+                    "{flag}: default"
+                ),
+            }
+        }
+    }
 }

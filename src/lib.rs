@@ -50,5 +50,9 @@ pub mod telemetry;
 pub mod traceparent;
 pub mod webhook;
 
+/// The README's tables, for the unit tests that hold them to the code.
+#[cfg(test)]
+mod readme;
+
 pub use app::App;
 pub use config::Config;

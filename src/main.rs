@@ -23,37 +23,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Sign a JSON body the way Authvia does and POST it to a relay (a demo and smoke test).
-    Sign(SignArgs),
+    Sign(sign::Args),
     /// Check the configuration (flags, environment, secret files, librdkafka properties) and
     /// exit: 0 when the relay would start with it, 64 with one line when not. Contacts no broker.
     CheckConfig(Box<Config>),
-}
-
-/// `bp-relay sign`'s own flags: it takes none of the relay's.
-#[derive(Debug, clap::Args)]
-struct SignArgs {
-    /// The subscription secret to sign with.
-    #[arg(
-        long,
-        env = "BP_RELAY_SIGN_SECRET",
-        hide_env_values = true,
-        required_unless_present = "secret_file",
-        conflicts_with = "secret_file"
-    )]
-    secret: Option<String>,
-    /// A file of secrets, one per line, as the relay reads them (a mounted Secret): signs
-    /// with the first (the relay accepts any of them).
-    #[arg(long, env = "BP_RELAY_SIGN_SECRET_FILE")]
-    secret_file: Option<PathBuf>,
-    /// Where to POST (a relay route).
-    #[arg(
-        long,
-        env = "BP_RELAY_SIGN_URL",
-        default_value = "http://127.0.0.1:8080/webhooks/business-processes"
-    )]
-    url: http::Uri,
-    /// The JSON body to send; without it, the sample business process docs/examples/bp-in-progress.json.
-    file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {

@@ -510,4 +510,38 @@ mod tests {
             "scripts/chart/metrics.txt must list exactly the registered metrics"
         );
     }
+
+    /// README's metrics table lists exactly the registered metrics, each with its type.
+    #[test]
+    fn the_readme_metrics_table_is_the_registered_set() {
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry).unwrap();
+        let client = ClientMetrics::register(&registry).unwrap();
+        metrics.request_answered(None, StatusCode::NOT_FOUND, Duration::ZERO);
+        client.touch_broker("b");
+        let mut registered: Vec<(String, String)> = registry
+            .gather()
+            .iter()
+            .map(|family| {
+                let kind = format!("{:?}", family.get_field_type()).to_lowercase();
+                (family.name().to_owned(), kind)
+            })
+            .collect();
+        registered.sort();
+        let rows = crate::readme::rows_between("- `GET /metrics` exposes", "- **Logs**");
+        let mut documented: Vec<(String, String)> = rows
+            .iter()
+            .map(|row| {
+                (
+                    row.code(0).unwrap_or_default().to_owned(),
+                    row.cells[1].clone(),
+                )
+            })
+            .collect();
+        documented.sort();
+        assert_eq!(
+            documented, registered,
+            "README's metrics table and /metrics"
+        );
+    }
 }

@@ -221,9 +221,12 @@ impl Kafka {
             )));
         }
         if self.kafka_linger * 2 >= self.ack_timeout {
-            return Err(ConfigError::new(
-                "--kafka-linger must be well below --ack-timeout",
-            ));
+            // A record lingering longer would leave too little of the budget for the broker.
+            return Err(ConfigError::new(format!(
+                "--kafka-linger must be less than half of --ack-timeout ({}), got {}",
+                humantime::format_duration(self.ack_timeout),
+                humantime::format_duration(self.kafka_linger)
+            )));
         }
         if self.message_timeout() < self.ack_timeout || self.message_timeout() > MAX_MESSAGE_TIMEOUT
         {
