@@ -216,9 +216,9 @@ build() { # build BIN [FEATURES]
   cargo build "${cargo_flags[@]}" ${2:+--features "$2"} --bin "$1" >"$WORK/logs/cargo-$1.log" 2>&1 ||
     { tail -n 30 "$WORK/logs/cargo-$1.log" >&2; return 1; }
 }
-RELAY_BIN="${BP_RELAY_BIN:-$ROOT/target/$PROFILE/bp-relay}"
-HTTP_BOUND_BIN="${BP_RELAY_HTTP_BOUND_BIN:-$ROOT/target/$PROFILE/bp-relay-http-bound}"
-KAFKA_BOUND_BIN="${BP_RELAY_KAFKA_BOUND_BIN:-$ROOT/target/$PROFILE/bp-relay-kafka-bound}"
+RELAY_BIN="${BP_RELAY_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/bp-relay}"
+HTTP_BOUND_BIN="${BP_RELAY_HTTP_BOUND_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/bp-relay-http-bound}"
+KAFKA_BOUND_BIN="${BP_RELAY_KAFKA_BOUND_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/bp-relay-kafka-bound}"
 want() { [[ ",$SYSTEMS," == *",$1,"* ]]; }
 if want bp-relay && [[ -z "${BP_RELAY_BIN:-}" ]]; then build bp-relay || fail "bp-relay: cargo build failed"; fi
 for pair in "http-bound:bp-relay-http-bound:HTTP_BOUND_BIN" "kafka-bound:bp-relay-kafka-bound:KAFKA_BOUND_BIN"; do

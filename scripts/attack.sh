@@ -91,7 +91,7 @@ if [[ -n ${BP_RELAY_BIN:-} ]]; then
 else
   say "cargo build --release --locked --bin bp-relay"
   nice -n 10 cargo build --release --locked --bin bp-relay >"$WORK/cargo.log" 2>&1 || { tail -n 30 "$WORK/cargo.log" >&2; exit 1; }
-  RELAY_BIN="$ROOT/target/release/bp-relay"
+  RELAY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/bp-relay"
 fi
 say "building benches/loadgen"
 (cd benches/loadgen && GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false" go build -o "$WORK/loadgen" .)

@@ -349,16 +349,16 @@ PY
 
 hadolint_dockerfile() {
   # No container engine on CI machines: the Dockerfile is linted, not built, and no image is
-  # published. Its build stage runs `cargo build --release --locked`.
+  # published. Its build stage runs `cargo auditable build --release --locked`.
   "$HADOLINT" --failure-threshold style "$ROOT/deploy/Dockerfile"
 }
 
 # The real binary must accept what each scenario configures (bp-relay check-config, no broker).
 relay_binary() {
-  if [[ ! -x $ROOT/target/debug/bp-relay ]]; then
+  if [[ ! -x ${CARGO_TARGET_DIR:-$ROOT/target}/debug/bp-relay ]]; then
     (cd "$ROOT" && cargo build --locked --quiet --bin bp-relay) || return 1
   fi
-  printf '%s' "$ROOT/target/debug/bp-relay"
+  printf '%s' "${CARGO_TARGET_DIR:-$ROOT/target}/debug/bp-relay"
 }
 relay_accepts_config() { # VALUES
   local binary out=$WORK/accepts-$(basename "$1" -values.yaml).yaml
