@@ -57,6 +57,7 @@ BROKER_PROBLEM='^\[[^]]*\] (ERROR|WARN|FATAL) ' # kafka.sh's log4j pattern: [dat
 # absent, or not executable (chmod +x it!), is skipped with a note. Any that fails fails the run.
 # Add yours here.
 EXTRA_CHECKS=(
+  scripts/check-style.sh    # cargo fmt --check (main crate, fuzz/) and cargo clippy --all-targets --all-features -D warnings
   scripts/check-asyncapi.sh # docs/asyncapi.yaml and its JSON Schemas, by a real AsyncAPI parser
   scripts/check-chart.sh    # the Helm chart under deploy/helm (lint, render, policy checks)
   scripts/bench-smoke.sh    # benches/compare.sh --smoke: every system, 2 s runs, so the script cannot rot
