@@ -32,7 +32,7 @@ use crate::{
     record::{self, Envelope, Outgoing, Routes},
     replay::{MemoryGuard, RedisGuard, ReplayGuard},
     response,
-    signature::Authenticator,
+    signature::{Authenticator, Window},
     telemetry,
     traceparent::TraceParent,
     webhook::{EventKind, Rejection, Rules, Webhook},
@@ -211,7 +211,11 @@ impl<P: Publish> Ingress<P> {
         let mut share = self.body_budget.share();
         let body = read_body(body, &parts.headers, self.max_body, deadline, &mut share).await?;
         let digest: [u8; 32] = Sha256::digest(&body).into();
-        verified.admit(kind.label(), digest, deadline).await?;
+        // The window again, now that the body is here: a body trickled past the window's end
+        // must not reach the guard after it forgot the signing.
+        verified
+            .admit(kind.label(), digest, SystemTime::now(), deadline)
+            .await?;
         let envelope = Envelope {
             kind,
             digest,
@@ -388,9 +392,13 @@ fn authenticator(config: &Config, metrics: &Metrics) -> Result<Authenticator, Co
         warn!("SIGNATURE VERIFICATION IS OFF (--insecure-skip-signature): anyone who can reach this port can write to Kafka. Never run like this in production.");
         return Ok(Authenticator::Skipped);
     }
+    let window = Window {
+        tolerance: signing.signature_tolerance,
+        margin: config.kafka.ack_timeout + signing.clock_skew,
+    };
     Ok(Authenticator::signed(
         &signing.secrets()?,
-        signing.signature_tolerance,
+        window,
         replay_guard(config, metrics)?,
     ))
 }
@@ -453,7 +461,7 @@ where
         return Err(Error::PayloadTooLarge { limit });
     }
     let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match tokio::time::timeout_at(deadline, body_budget::collect(limited, share)).await {
+    match tokio::time::timeout_at(deadline, body_budget::collect(limited, limit, share)).await {
         Err(_elapsed) => Err(Error::BodyTimeout),
         Ok(Ok(body)) => Ok(body),
         Ok(Err(body_budget::CollectError::Exhausted)) => Err(Error::OverloadedBytes),
