@@ -262,7 +262,8 @@ impl<P: Publish> App<P> {
     /// Probes a shared replay store for readiness; until its first answer the relay is not ready.
     fn probe_replay_store(&mut self) {
         if let Some(ReplayGuard::Shared(store)) = self.ingress.replay_guard() {
-            self.health.set_replay_store_up(false);
+            self.health
+                .set_replay_store(Some("not probed yet".to_owned()));
             self._replay_store_probe = Some(Background(tokio::spawn(
                 store.clone().probe(self.health.clone()),
             )));
@@ -293,6 +294,7 @@ impl<P: Publish> App<P> {
             metrics,
             ingress,
         } = prepared;
+        refuse_an_unsupported_store(&ingress).await?;
         let mut app = App {
             ingress_listener: bind(config.listeners.listen).await?,
             admin_listener: bind(config.listeners.admin_listen).await?,
@@ -419,6 +421,21 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         69
     }
+}
+
+/// How long startup asks a shared replay store what it is; one that does not answer by then
+/// is probed for readiness as the relay runs.
+const STORE_INSPECTION: Duration = Duration::from_secs(2);
+
+/// Refuses to start on a shared replay store that answers as a Redis Cluster or a Redis older
+/// than 7.0: neither can serve as the guard, and no retry changes that.
+async fn refuse_an_unsupported_store<P: Publish>(ingress: &Ingress<P>) -> Result<(), BuildError> {
+    if let Some(ReplayGuard::Shared(store)) = ingress.replay_guard() {
+        if let Some(reason) = store.unsupported(STORE_INSPECTION).await {
+            return Err(ConfigError::new(format!("--replay-store: {reason}")).into());
+        }
+    }
+    Ok(())
 }
 
 /// Resolves with the startup error when `--startup-timeout` ran out; never otherwise.

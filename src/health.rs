@@ -27,7 +27,7 @@ pub enum NotReady {
     QueueHigh,
     /// The producer hit a fatal error; its replacement has not seen a broker yet.
     ProducerFailed,
-    /// The shared replay store did not answer its last ping.
+    /// The shared replay store did not answer its last probe, or refused the guard's command.
     ReplayStoreDown,
     /// Startup has not yet confirmed the topics (no broker has answered yet).
     Starting,
@@ -65,6 +65,8 @@ pub struct Health {
     producer_failed: AtomicBool,
     // False while a configured shared replay store does not answer; true without one.
     replay_store_up: AtomicBool,
+    // Why the store cannot serve as the guard, while it cannot.
+    replay_store_problem: Mutex<Option<String>>,
     broker_last_up: Mutex<Option<Instant>>,
     // Since when a request to the brokers has gone unanswered; `None` while they answer.
     broker_unanswered_since: Mutex<Option<Instant>>,
@@ -83,6 +85,7 @@ impl Health {
             startup: Mutex::new(Startup::Done),
             producer_failed: AtomicBool::new(false),
             replay_store_up: AtomicBool::new(true),
+            replay_store_problem: Mutex::new(None),
             broker_last_up: Mutex::new(None),
             broker_unanswered_since: Mutex::new(None),
             broker_down_grace,
@@ -140,9 +143,21 @@ impl Health {
         self.producer_failed.store(false, Ordering::SeqCst);
     }
 
-    /// Whether the shared replay store answered its last ping.
-    pub fn set_replay_store_up(&self, up: bool) {
-        self.replay_store_up.store(up, Ordering::SeqCst);
+    /// Whether the shared replay store answered its last probe, and if not, why not.
+    pub fn set_replay_store(&self, problem: Option<String>) {
+        self.replay_store_up
+            .store(problem.is_none(), Ordering::SeqCst);
+        if let Ok(mut current) = self.replay_store_problem.lock() {
+            *current = problem;
+        }
+    }
+
+    /// Why the shared replay store cannot serve as the guard now, for `/readyz`.
+    pub fn replay_store_problem(&self) -> Option<String> {
+        self.replay_store_problem
+            .lock()
+            .ok()
+            .and_then(|problem| problem.clone())
     }
 
     /// A broker connection was seen up at `at`.
