@@ -130,7 +130,14 @@ impl FailureReason {
             | Code::PurgeQueue
             | Code::PurgeInflight
             // The producer failed fatally; the supervisor is replacing it.
-            | Code::Fatal => Self::Transport,
+            | Code::Fatal
+            // The idempotent producer's fatal errors, as a delivery report may carry them: the
+            // supervisor replaces the producer, a retry goes to the new one.
+            | Code::OutOfOrderSequenceNumber
+            | Code::UnknownProducerId
+            | Code::InvalidProducerEpoch
+            | Code::GaplessGuarantee
+            | Code::ProducerFenced => Self::Transport,
             _ => Self::Other,
         }
     }
@@ -516,5 +523,23 @@ mod tests {
         );
         assert!(FailureReason::QueueFull.is_transient());
         assert!(!FailureReason::UnknownTopic.is_transient());
+    }
+
+    #[test]
+    fn the_idempotent_producers_fatal_errors_are_503_kafka_unavailable() {
+        for code in [
+            RDKafkaErrorCode::Fatal,
+            RDKafkaErrorCode::OutOfOrderSequenceNumber,
+            RDKafkaErrorCode::UnknownProducerId,
+            RDKafkaErrorCode::InvalidProducerEpoch,
+            RDKafkaErrorCode::GaplessGuarantee,
+        ] {
+            let reason = FailureReason::of(&KafkaError::MessageProduction(code));
+            assert_eq!(
+                (reason.code(), reason.is_transient()),
+                ("kafka_unavailable", true),
+                "{code:?}"
+            );
+        }
     }
 }
