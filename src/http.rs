@@ -64,6 +64,8 @@ pub struct Ingress<P> {
     access_log: AccessLog,
     // Closed while startup confirms the topics: deliveries get 503 `starting` meanwhile.
     started: Arc<AtomicBool>,
+    // The wall clock the timestamp window is checked against (a test may move it).
+    clock: fn() -> SystemTime,
 }
 
 /// A durable record: what the 2xx body reports.
@@ -97,7 +99,16 @@ impl<P: Publish> Ingress<P> {
             ),
             access_log: config.telemetry.access_log,
             started: Arc::new(AtomicBool::new(true)),
+            clock: SystemTime::now,
         })
+    }
+
+    /// The same ingress checking the timestamp window against `clock` instead of the system's
+    /// wall clock: for tests that move time (the property tests, on tokio's paused clock).
+    #[must_use]
+    pub fn with_clock(mut self, clock: fn() -> SystemTime) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The flag that lets deliveries in: the app closes it until startup has confirmed the
@@ -201,12 +212,13 @@ impl<P: Publish> Ingress<P> {
         }
         let _permit = self.inflight.try_acquire().map_err(|_| Error::Overloaded)?;
         let _inflight = self.metrics.inflight();
-        let deadline = tokio::time::Instant::from_std(started + self.ack_timeout);
+        // On tokio's clock (the same as the system's outside tests): a test on a paused clock
+        // then meets deadlines as the request would.
+        let deadline =
+            tokio::time::Instant::now() + self.ack_timeout.saturating_sub(started.elapsed());
         let received = record::now_millis();
         let (parts, body) = request.into_parts();
-        let verified = self
-            .authenticator
-            .verify(&parts.headers, SystemTime::now())?;
+        let verified = self.authenticator.verify(&parts.headers, (self.clock)())?;
         // Held until the answer: the body lives in this request until then.
         let mut share = self.body_budget.share();
         let body = read_body(body, &parts.headers, self.max_body, deadline, &mut share).await?;
@@ -214,7 +226,7 @@ impl<P: Publish> Ingress<P> {
         // The window again, now that the body is here: a body trickled past the window's end
         // must not reach the guard after it forgot the signing.
         verified
-            .admit(kind.label(), digest, SystemTime::now(), deadline)
+            .admit(kind.label(), digest, (self.clock)(), deadline)
             .await?;
         let envelope = Envelope {
             kind,

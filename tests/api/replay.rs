@@ -438,3 +438,121 @@ async fn a_forged_body_trickled_past_the_windows_end_is_stale_on_another_replica
     first.stop().await;
     second.stop().await;
 }
+
+/// A delivery Authvia made: where it went, its headers and body.
+struct Delivery {
+    path: &'static str,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// Every record in `topics`, with the route its topic stands for (`None`: the dead letters).
+async fn every_record(topics: &Topics) -> Vec<(Option<&'static str>, Vec<u8>)> {
+    let mut records = Vec::new();
+    for (route, topic) in [
+        (Some(PROCESS_PATH), &topics.processes),
+        (Some(ACTION_PATH), &topics.actions),
+        (None, &topics.dead_letter),
+    ] {
+        let count = usize::try_from(topic.count().await).unwrap();
+        for record in topic.consume(count).await {
+            let value = rdkafka::Message::payload(&record)
+                .unwrap_or_default()
+                .to_vec();
+            records.push((route, value));
+        }
+    }
+    records
+}
+
+/// The attacker's moves with every captured delivery, against each relay: the other route
+/// with the genuine body and with a forged one, the same route with a forged body (each must be
+/// 401 replayed_signature), and an exact duplicate (a redelivery: 200).
+async fn attack(relays: &[&TestRelay], captured: &[Delivery]) -> usize {
+    let forged = process_body("forged-by-the-attacker");
+    let mut moves = 0;
+    for relay in relays {
+        for delivery in captured {
+            let other = if delivery.path == PROCESS_PATH {
+                ACTION_PATH
+            } else {
+                PROCESS_PATH
+            };
+            for (path, body) in [
+                (other, delivery.body.clone()),
+                (other, forged.clone()),
+                (delivery.path, forged.clone()),
+            ] {
+                let answer = post(&relay.url(path), delivery.headers.clone(), body).await;
+                assert_eq!(
+                    (answer.status, answer.code().as_str()),
+                    (StatusCode::UNAUTHORIZED, "replayed_signature"),
+                    "{path}: {}",
+                    answer.text()
+                );
+                moves += 1;
+            }
+            let duplicate = post(
+                &relay.url(delivery.path),
+                delivery.headers.clone(),
+                delivery.body.clone(),
+            )
+            .await;
+            assert_eq!(duplicate.status, StatusCode::OK, "{}", duplicate.text());
+        }
+    }
+    moves
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_relays_sharing_a_store_write_only_authvias_bodies_on_their_routes_across_a_restart() {
+    let redis = DedicatedRedis::start().await;
+    let first = spawn_relay(with_store(&redis)).await;
+    let second = spawn_relay(with_store(&redis)).await;
+    ready(&first).await;
+    ready(&second).await;
+    let mut captured = Vec::new();
+    for n in 0..4 {
+        let (path, body) = if n % 2 == 0 {
+            (PROCESS_PATH, process_body(&format!("genuine-{n}")))
+        } else {
+            let mut action = bp_relay::samples::ACTION.to_vec();
+            action.extend(std::iter::repeat_n(b' ', n));
+            (ACTION_PATH, action)
+        };
+        let headers = signed_headers(SECRET);
+        let relay = if n < 2 { &first } else { &second };
+        let answer = post(&relay.url(path), headers.clone(), body.clone()).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        captured.push(Delivery {
+            path,
+            headers,
+            body,
+        });
+    }
+    let mut moves = attack(&[&first, &second], &captured).await;
+    let first_topics = first.topics.clone();
+    first.stop().await;
+    let restarted = spawn_relay(with_store(&redis)).await;
+    ready(&restarted).await;
+    moves += attack(&[&restarted, &second], &captured).await;
+
+    let mut written = 0;
+    for topics in [&first_topics, &second.topics, &restarted.topics] {
+        for (route, value) in every_record(topics).await {
+            let genuine = captured
+                .iter()
+                .any(|delivery| Some(delivery.path) == route && delivery.body == value);
+            assert!(
+                genuine,
+                "a forged write on {route:?}: {:?}",
+                String::from_utf8_lossy(&value)
+            );
+            written += 1;
+        }
+    }
+    // The 4 deliveries, and one duplicate of each per relay per round (2 rounds x 2 relays).
+    assert_eq!(written, 4 + 4 * 4, "after {moves} refused attacker moves");
+    second.stop().await;
+    restarted.stop().await;
+}
