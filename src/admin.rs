@@ -36,6 +36,9 @@ struct Readiness {
     // With `replay_store_down`: what the store answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     replay_store: Option<String>,
+    // With `topics_not_durable`: each topic and setting.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    not_durable: Vec<String>,
 }
 
 impl Admin {
@@ -95,6 +98,7 @@ impl Admin {
                 reasons,
                 missing_topics: self.health.missing_topics(),
                 replay_store: self.health.replay_store_problem(),
+                not_durable: self.health.not_durable(),
             },
         )
     }

@@ -213,12 +213,21 @@ impl App<Publisher> {
         ));
         let supervisor = Background(tokio::spawn(publisher.clone().supervise()));
         let topics = config.routes.topics().map(str::to_owned).to_vec();
+        // The embedded mock cluster is not durable by design: nothing to check there.
+        let durability = embedded
+            .is_none()
+            .then_some(kafka::durability::Requirements {
+                replication_factor: config.lifecycle.min_replication_factor,
+                min_insync_replicas: config.lifecycle.min_insync_replicas,
+                allow_unclean_leader_election: config.lifecycle.allow_unclean_leader_election,
+            });
         let startup = Background(tokio::spawn(confirm_topics(
             publisher,
             topics,
             config.lifecycle.startup_timeout,
             prepared.health.clone(),
             gate,
+            durability,
         )));
         let mut app = Self::bind(config, prepared, embedded).await?;
         app._broker_probe = Some(probe);
@@ -228,18 +237,26 @@ impl App<Publisher> {
     }
 }
 
-/// Waits for the topics, then lets deliveries in; fails when `--startup-timeout` runs out.
+/// Waits for the topics, then lets deliveries in, then watches their durability (if there are
+/// `durability` requirements) for as long as the app runs; fails when `--startup-timeout` runs
+/// out.
 async fn confirm_topics(
     publisher: Publisher,
     topics: Vec<String>,
     timeout: Option<Duration>,
     health: Arc<Health>,
     gate: Arc<AtomicBool>,
+    durability: Option<kafka::durability::Requirements>,
 ) -> Result<(), TopicCheckError> {
     publisher.await_topics(&topics, timeout, &health).await?;
     health.startup_done();
     gate.store(true, Ordering::Release);
     info!(?topics, "Kafka topics found; accepting deliveries.");
+    if let Some(requirements) = durability {
+        publisher
+            .watch_durability(topics, requirements, health)
+            .await;
+    }
     Ok(())
 }
 

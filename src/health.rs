@@ -33,6 +33,9 @@ pub enum NotReady {
     Starting,
     /// The brokers answer, but topics the relay writes to do not exist (yet).
     TopicsMissing,
+    /// A topic is less durable than the cluster allows (replication, min.insync.replicas,
+    /// unclean leader election).
+    TopicsNotDurable,
 }
 
 impl NotReady {
@@ -46,6 +49,7 @@ impl NotReady {
             Self::ReplayStoreDown => "replay_store_down",
             Self::Starting => "starting",
             Self::TopicsMissing => "topics_missing",
+            Self::TopicsNotDurable => "topics_not_durable",
         }
     }
 }
@@ -67,6 +71,8 @@ pub struct Health {
     replay_store_up: AtomicBool,
     // Why the store cannot serve as the guard, while it cannot.
     replay_store_problem: Mutex<Option<String>>,
+    // How the topics fall short of the durability required, one line each.
+    not_durable: Mutex<Vec<String>>,
     broker_last_up: Mutex<Option<Instant>>,
     // Since when a request to the brokers has gone unanswered; `None` while they answer.
     broker_unanswered_since: Mutex<Option<Instant>>,
@@ -86,6 +92,7 @@ impl Health {
             producer_failed: AtomicBool::new(false),
             replay_store_up: AtomicBool::new(true),
             replay_store_problem: Mutex::new(None),
+            not_durable: Mutex::new(Vec::new()),
             broker_last_up: Mutex::new(None),
             broker_unanswered_since: Mutex::new(None),
             broker_down_grace,
@@ -160,6 +167,21 @@ impl Health {
             .and_then(|problem| problem.clone())
     }
 
+    /// How the topics fall short of the durability required (empty: they do not).
+    pub fn set_not_durable(&self, shortfalls: Vec<String>) {
+        if let Ok(mut current) = self.not_durable.lock() {
+            *current = shortfalls;
+        }
+    }
+
+    /// How the topics fall short of the durability required, for `/readyz`.
+    pub fn not_durable(&self) -> Vec<String> {
+        self.not_durable
+            .lock()
+            .map(|shortfalls| shortfalls.clone())
+            .unwrap_or_default()
+    }
+
     /// A broker connection was seen up at `at`.
     pub fn broker_seen_up(&self, at: Instant) {
         if let Ok(mut last) = self.broker_last_up.lock() {
@@ -223,6 +245,13 @@ impl Health {
         }
         if !self.replay_store_up.load(Ordering::SeqCst) {
             reasons.push(NotReady::ReplayStoreDown);
+        }
+        if self
+            .not_durable
+            .lock()
+            .is_ok_and(|shortfalls| !shortfalls.is_empty())
+        {
+            reasons.push(NotReady::TopicsNotDurable);
         }
         reasons
     }
