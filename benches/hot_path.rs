@@ -83,8 +83,7 @@ fn bench(c: &mut Criterion) {
                 Signing {
                     value: &value,
                     timestamp: 1,
-                    route: "business_processes",
-                    expires_at: i64::MAX,
+                    remember_until: i64::MAX,
                 },
                 7,
             )

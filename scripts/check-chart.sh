@@ -355,10 +355,11 @@ hadolint_dockerfile() {
 
 # The real binary must accept what each scenario configures (bp-relay check-config, no broker).
 relay_binary() {
-  if [[ ! -x ${CARGO_TARGET_DIR:-$ROOT/target}/debug/bp-relay ]]; then
+  local target=${CARGO_TARGET_DIR:-$ROOT/target}
+  if [[ ! -x $target/debug/bp-relay ]]; then
     (cd "$ROOT" && cargo build --locked --quiet --bin bp-relay) || return 1
   fi
-  printf '%s' "${CARGO_TARGET_DIR:-$ROOT/target}/debug/bp-relay"
+  printf '%s' "$target/debug/bp-relay"
 }
 relay_accepts_config() { # VALUES
   local binary out=$WORK/accepts-$(basename "$1" -values.yaml).yaml

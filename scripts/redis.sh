@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real Redis server for bp-relay's tests of the shared replay guard (--replay-store).
 #
-#   scripts/redis.sh start --port P --data-dir D [--password-file F]
+#   scripts/redis.sh start --port P --data-dir D [--password-file F] [--server-arg ARG]...
 #   scripts/redis.sh stop  --data-dir D
 #
 # Uses the redis-server of the machine (Debian package `redis-server`; .ci/run installs it).
@@ -18,11 +18,14 @@ usage() {
 
 start() {
   local port="" dir="" password_file=""
+  local extra=()
   while (($#)); do
     case "$1" in
       --port) port="$2"; shift 2 ;;
       --data-dir) dir="$2"; shift 2 ;;
       --password-file) password_file="$2"; shift 2 ;;
+      # Passed to redis-server as it is (e.g. --cluster-enabled then yes, for a test).
+      --server-arg) extra+=("$2"); shift 2 ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -37,7 +40,8 @@ start() {
     auth=("$dir/auth.conf")
   fi
   redis-server "${auth[@]}" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-    --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir"
+    --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir" \
+    ${extra[@]+"${extra[@]}"}
   local deadline=$((SECONDS + START_TIMEOUT_S))
   # Any answer proves it listens: PONG, or NOAUTH when a password is required.
   until [[ -n "$(redis-cli -p "$port" ping 2>/dev/null)" ]]; do

@@ -33,6 +33,12 @@ struct Readiness {
     // With `topics_missing`: which ones.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     missing_topics: Vec<String>,
+    // With `replay_store_down`: what the store answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay_store: Option<String>,
+    // With `topics_not_durable`: each topic and setting.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    not_durable: Vec<String>,
 }
 
 impl Admin {
@@ -91,6 +97,8 @@ impl Admin {
                 ready,
                 reasons,
                 missing_topics: self.health.missing_topics(),
+                replay_store: self.health.replay_store_problem(),
+                not_durable: self.health.not_durable(),
             },
         )
     }

@@ -213,12 +213,21 @@ impl App<Publisher> {
         ));
         let supervisor = Background(tokio::spawn(publisher.clone().supervise()));
         let topics = config.routes.topics().map(str::to_owned).to_vec();
+        // The embedded mock cluster is not durable by design: nothing to check there.
+        let durability = embedded
+            .is_none()
+            .then_some(kafka::durability::Requirements {
+                replication_factor: config.lifecycle.min_replication_factor,
+                min_insync_replicas: config.lifecycle.min_insync_replicas,
+                allow_unclean_leader_election: config.lifecycle.allow_unclean_leader_election,
+            });
         let startup = Background(tokio::spawn(confirm_topics(
             publisher,
             topics,
             config.lifecycle.startup_timeout,
             prepared.health.clone(),
             gate,
+            durability,
         )));
         let mut app = Self::bind(config, prepared, embedded).await?;
         app._broker_probe = Some(probe);
@@ -228,18 +237,26 @@ impl App<Publisher> {
     }
 }
 
-/// Waits for the topics, then lets deliveries in; fails when `--startup-timeout` runs out.
+/// Waits for the topics, then lets deliveries in, then watches their durability (if there are
+/// `durability` requirements) for as long as the app runs; fails when `--startup-timeout` runs
+/// out.
 async fn confirm_topics(
     publisher: Publisher,
     topics: Vec<String>,
     timeout: Option<Duration>,
     health: Arc<Health>,
     gate: Arc<AtomicBool>,
+    durability: Option<kafka::durability::Requirements>,
 ) -> Result<(), TopicCheckError> {
     publisher.await_topics(&topics, timeout, &health).await?;
     health.startup_done();
     gate.store(true, Ordering::Release);
     info!(?topics, "Kafka topics found; accepting deliveries.");
+    if let Some(requirements) = durability {
+        publisher
+            .watch_durability(topics, requirements, health)
+            .await;
+    }
     Ok(())
 }
 
@@ -262,7 +279,8 @@ impl<P: Publish> App<P> {
     /// Probes a shared replay store for readiness; until its first answer the relay is not ready.
     fn probe_replay_store(&mut self) {
         if let Some(ReplayGuard::Shared(store)) = self.ingress.replay_guard() {
-            self.health.set_replay_store_up(false);
+            self.health
+                .set_replay_store(Some("not probed yet".to_owned()));
             self._replay_store_probe = Some(Background(tokio::spawn(
                 store.clone().probe(self.health.clone()),
             )));
@@ -293,6 +311,7 @@ impl<P: Publish> App<P> {
             metrics,
             ingress,
         } = prepared;
+        refuse_an_unsupported_store(&ingress).await?;
         let mut app = App {
             ingress_listener: bind(config.listeners.listen).await?,
             admin_listener: bind(config.listeners.admin_listen).await?,
@@ -419,6 +438,21 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         69
     }
+}
+
+/// How long startup asks a shared replay store what it is; one that does not answer by then
+/// is probed for readiness as the relay runs.
+const STORE_INSPECTION: Duration = Duration::from_secs(2);
+
+/// Refuses to start on a shared replay store that answers as a Redis Cluster or a Redis older
+/// than 7.0: neither can serve as the guard, and no retry changes that.
+async fn refuse_an_unsupported_store<P: Publish>(ingress: &Ingress<P>) -> Result<(), BuildError> {
+    if let Some(ReplayGuard::Shared(store)) = ingress.replay_guard() {
+        if let Some(reason) = store.unsupported(STORE_INSPECTION).await {
+            return Err(ConfigError::new(format!("--replay-store: {reason}")).into());
+        }
+    }
+    Ok(())
 }
 
 /// Resolves with the startup error when `--startup-timeout` ran out; never otherwise.

@@ -19,8 +19,8 @@ mod signing;
 mod telemetry;
 
 pub use kafka::{
-    Compression, Kafka, KafkaOption, SaslMechanism, SecurityProtocol, AUTHVIA_DEADLINE,
-    RESERVED_OPTIONS,
+    librdkafka_property, Compression, Kafka, KafkaOption, SaslMechanism, SecurityProtocol,
+    AUTHVIA_DEADLINE, RESERVED_OPTIONS,
 };
 pub use lifecycle::Lifecycle;
 pub use listeners::Listeners;
@@ -265,6 +265,57 @@ mod tests {
             );
             assert!(error.contains(flag_or_reason), "{option}: {error}");
         }
+    }
+
+    #[test]
+    fn kafka_options_are_checked_under_the_property_librdkafka_sets() {
+        for (option, named) in [
+            (
+                "topic.message.timeout.ms=0",
+                "reads it as message.timeout.ms",
+            ),
+            (
+                "topic.delivery.timeout.ms=0",
+                "reads it as message.timeout.ms",
+            ),
+            ("topic.partitioner=random", "Java client"),
+            ("topic.acks=1", "in-sync replica"),
+            ("topic.request.required.acks=0", "in-sync replica"),
+            ("bootstrap.servers=evil:9092", "--kafka-brokers"),
+            ("retries=0", "unbounded retries"),
+            ("test.mock.num.brokers=3", "in-memory mock"),
+            ("test.mock.broker.rtt=10", "test settings"),
+            ("topic.test.mock.num.brokers=3", "test settings"),
+        ] {
+            let error = parse(&["--kafka-option", option]).unwrap_err();
+            let key = option.split('=').next().unwrap();
+            assert!(
+                error.contains(&format!("--kafka-option {key}")) && error.contains("is reserved"),
+                "{option}: {error}"
+            );
+            assert!(error.contains(named), "{option}: {error}");
+        }
+        for allowed in [
+            "topic.metadata.refresh.interval.ms=1000",
+            "topic.compression.level=3",
+        ] {
+            assert!(parse(&["--kafka-option", allowed]).is_ok(), "{allowed}");
+        }
+    }
+
+    #[test]
+    fn two_spellings_of_one_librdkafka_property_are_refused() {
+        let error = parse(&[
+            "--kafka-option",
+            "request.timeout.ms=1000",
+            "--kafka-option",
+            "topic.request.timeout.ms=2000",
+        ])
+        .unwrap_err();
+        assert!(
+            error.contains("both set librdkafka's request.timeout.ms"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -27,12 +27,15 @@ pub enum NotReady {
     QueueHigh,
     /// The producer hit a fatal error; its replacement has not seen a broker yet.
     ProducerFailed,
-    /// The shared replay store did not answer its last ping.
+    /// The shared replay store did not answer its last probe, or refused the guard's command.
     ReplayStoreDown,
     /// Startup has not yet confirmed the topics (no broker has answered yet).
     Starting,
     /// The brokers answer, but topics the relay writes to do not exist (yet).
     TopicsMissing,
+    /// A topic is less durable than the cluster allows (replication, min.insync.replicas,
+    /// unclean leader election).
+    TopicsNotDurable,
 }
 
 impl NotReady {
@@ -46,6 +49,7 @@ impl NotReady {
             Self::ReplayStoreDown => "replay_store_down",
             Self::Starting => "starting",
             Self::TopicsMissing => "topics_missing",
+            Self::TopicsNotDurable => "topics_not_durable",
         }
     }
 }
@@ -65,6 +69,10 @@ pub struct Health {
     producer_failed: AtomicBool,
     // False while a configured shared replay store does not answer; true without one.
     replay_store_up: AtomicBool,
+    // Why the store cannot serve as the guard, while it cannot.
+    replay_store_problem: Mutex<Option<String>>,
+    // How the topics fall short of the durability required, one line each.
+    not_durable: Mutex<Vec<String>>,
     broker_last_up: Mutex<Option<Instant>>,
     // Since when a request to the brokers has gone unanswered; `None` while they answer.
     broker_unanswered_since: Mutex<Option<Instant>>,
@@ -83,6 +91,8 @@ impl Health {
             startup: Mutex::new(Startup::Done),
             producer_failed: AtomicBool::new(false),
             replay_store_up: AtomicBool::new(true),
+            replay_store_problem: Mutex::new(None),
+            not_durable: Mutex::new(Vec::new()),
             broker_last_up: Mutex::new(None),
             broker_unanswered_since: Mutex::new(None),
             broker_down_grace,
@@ -140,9 +150,36 @@ impl Health {
         self.producer_failed.store(false, Ordering::SeqCst);
     }
 
-    /// Whether the shared replay store answered its last ping.
-    pub fn set_replay_store_up(&self, up: bool) {
-        self.replay_store_up.store(up, Ordering::SeqCst);
+    /// Whether the shared replay store answered its last probe, and if not, why not.
+    pub fn set_replay_store(&self, problem: Option<String>) {
+        self.replay_store_up
+            .store(problem.is_none(), Ordering::SeqCst);
+        if let Ok(mut current) = self.replay_store_problem.lock() {
+            *current = problem;
+        }
+    }
+
+    /// Why the shared replay store cannot serve as the guard now, for `/readyz`.
+    pub fn replay_store_problem(&self) -> Option<String> {
+        self.replay_store_problem
+            .lock()
+            .ok()
+            .and_then(|problem| problem.clone())
+    }
+
+    /// How the topics fall short of the durability required (empty: they do not).
+    pub fn set_not_durable(&self, shortfalls: Vec<String>) {
+        if let Ok(mut current) = self.not_durable.lock() {
+            *current = shortfalls;
+        }
+    }
+
+    /// How the topics fall short of the durability required, for `/readyz`.
+    pub fn not_durable(&self) -> Vec<String> {
+        self.not_durable
+            .lock()
+            .map(|shortfalls| shortfalls.clone())
+            .unwrap_or_default()
     }
 
     /// A broker connection was seen up at `at`.
@@ -208,6 +245,13 @@ impl Health {
         }
         if !self.replay_store_up.load(Ordering::SeqCst) {
             reasons.push(NotReady::ReplayStoreDown);
+        }
+        if self
+            .not_durable
+            .lock()
+            .is_ok_and(|shortfalls| !shortfalls.is_empty())
+        {
+            reasons.push(NotReady::TopicsNotDurable);
         }
         reasons
     }

@@ -32,7 +32,7 @@ use crate::{
     record::{self, Envelope, Outgoing, Routes},
     replay::{MemoryGuard, RedisGuard, ReplayGuard},
     response,
-    signature::Authenticator,
+    signature::{Authenticator, Window},
     telemetry,
     traceparent::TraceParent,
     webhook::{EventKind, Rejection, Rules, Webhook},
@@ -64,6 +64,8 @@ pub struct Ingress<P> {
     access_log: AccessLog,
     // Closed while startup confirms the topics: deliveries get 503 `starting` meanwhile.
     started: Arc<AtomicBool>,
+    // The wall clock the timestamp window is checked against (a test may move it).
+    clock: fn() -> SystemTime,
 }
 
 /// A durable record: what the 2xx body reports.
@@ -97,7 +99,16 @@ impl<P: Publish> Ingress<P> {
             ),
             access_log: config.telemetry.access_log,
             started: Arc::new(AtomicBool::new(true)),
+            clock: SystemTime::now,
         })
+    }
+
+    /// The same ingress checking the timestamp window against `clock` instead of the system's
+    /// wall clock: for tests that move time (the property tests, on tokio's paused clock).
+    #[must_use]
+    pub fn with_clock(mut self, clock: fn() -> SystemTime) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The flag that lets deliveries in: the app closes it until startup has confirmed the
@@ -201,17 +212,22 @@ impl<P: Publish> Ingress<P> {
         }
         let _permit = self.inflight.try_acquire().map_err(|_| Error::Overloaded)?;
         let _inflight = self.metrics.inflight();
-        let deadline = tokio::time::Instant::from_std(started + self.ack_timeout);
+        // On tokio's clock (the same as the system's outside tests): a test on a paused clock
+        // then meets deadlines as the request would.
+        let deadline =
+            tokio::time::Instant::now() + self.ack_timeout.saturating_sub(started.elapsed());
         let received = record::now_millis();
         let (parts, body) = request.into_parts();
-        let verified = self
-            .authenticator
-            .verify(&parts.headers, SystemTime::now())?;
+        let verified = self.authenticator.verify(&parts.headers, (self.clock)())?;
         // Held until the answer: the body lives in this request until then.
         let mut share = self.body_budget.share();
         let body = read_body(body, &parts.headers, self.max_body, deadline, &mut share).await?;
         let digest: [u8; 32] = Sha256::digest(&body).into();
-        verified.admit(kind.label(), digest, deadline).await?;
+        // The window again, now that the body is here: a body trickled past the window's end
+        // must not reach the guard after it forgot the signing.
+        verified
+            .admit(kind.label(), digest, (self.clock)(), deadline)
+            .await?;
         let envelope = Envelope {
             kind,
             digest,
@@ -393,9 +409,13 @@ fn authenticator(config: &Config, metrics: &Metrics) -> Result<Authenticator, Co
         warn!("SIGNATURE VERIFICATION IS OFF (--insecure-skip-signature): anyone who can reach this port can write to Kafka. Never run like this in production.");
         return Ok(Authenticator::Skipped);
     }
+    let window = Window {
+        tolerance: signing.signature_tolerance,
+        margin: config.kafka.ack_timeout + signing.clock_skew,
+    };
     Ok(Authenticator::signed(
         &signing.secrets()?,
-        signing.signature_tolerance,
+        window,
         replay_guard(config, metrics)?,
     ))
 }
@@ -458,7 +478,7 @@ where
         return Err(Error::PayloadTooLarge { limit });
     }
     let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match tokio::time::timeout_at(deadline, body_budget::collect(limited, share)).await {
+    match tokio::time::timeout_at(deadline, body_budget::collect(limited, limit, share)).await {
         Err(_elapsed) => Err(Error::BodyTimeout),
         Ok(Ok(body)) => Ok(body),
         Ok(Err(body_budget::CollectError::Exhausted)) => Err(Error::OverloadedBytes),

@@ -7,6 +7,7 @@
 //! [`FailureReason::QueueFull`]), and the delivery report is awaited until a deadline only.
 
 mod context;
+pub mod durability;
 mod embedded;
 mod generation;
 mod settings;
@@ -24,7 +25,7 @@ use rdkafka::{
     ClientConfig,
 };
 use tokio::{sync::Notify, time::Instant};
-use tracing::warn;
+use tracing::{info, warn};
 
 pub use context::{ClientMetrics, Context};
 pub use embedded::EmbeddedKafka;
@@ -45,6 +46,8 @@ const TOPIC_RECHECK_MAX_INTERVAL: Duration = Duration::from_secs(4);
 /// unready within about 6 s, and ready again within about 1 s of answering.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the topics' durability is read from the brokers.
+const DURABILITY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Why a record did not reach Kafka (a closed set: metric label and error code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +133,14 @@ impl FailureReason {
             | Code::PurgeQueue
             | Code::PurgeInflight
             // The producer failed fatally; the supervisor is replacing it.
-            | Code::Fatal => Self::Transport,
+            | Code::Fatal
+            // The idempotent producer's fatal errors, as a delivery report may carry them: the
+            // supervisor replaces the producer, a retry goes to the new one.
+            | Code::OutOfOrderSequenceNumber
+            | Code::UnknownProducerId
+            | Code::InvalidProducerEpoch
+            | Code::GaplessGuarantee
+            | Code::ProducerFenced => Self::Transport,
             _ => Self::Other,
         }
     }
@@ -437,6 +447,88 @@ impl Publisher {
             .collect())
     }
 
+    /// How `topics` fall short of `requirements`, read from the brokers: the replication
+    /// factor from the metadata, the rest with `DescribeConfigs`.
+    ///
+    /// # Errors
+    /// The brokers did not answer, or refused to describe the topics.
+    pub async fn durability_shortfalls(
+        &self,
+        admin: &rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
+        topics: &[String],
+        requirements: durability::Requirements,
+    ) -> Result<Vec<String>, KafkaError> {
+        let producer = self.producer();
+        let metadata = tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(None, PROBE_TIMEOUT)
+        })
+        .await
+        .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))?;
+        let described = durability::describe(admin, topics, PROBE_TIMEOUT).await?;
+        let mut shortfalls = Vec::new();
+        for (name, min_insync_replicas, unclean_leader_election) in described {
+            let replication_factor = metadata
+                .topics()
+                .iter()
+                .find(|topic| topic.name() == name)
+                .and_then(|topic| topic.partitions().iter().map(|p| p.replicas().len()).min());
+            let Some(replication_factor) = replication_factor else {
+                continue;
+            };
+            let topic = durability::Topic {
+                name,
+                replication_factor: u32::try_from(replication_factor).unwrap_or(u32::MAX),
+                min_insync_replicas,
+                unclean_leader_election,
+            };
+            shortfalls.extend(requirements.shortfalls(metadata.brokers().len(), &topic));
+        }
+        Ok(shortfalls)
+    }
+
+    /// Reads the topics' durability every [`DURABILITY_INTERVAL`], forever, and tells `health`
+    /// how they fall short; an unanswered read changes nothing (the broker probe reports that).
+    pub async fn watch_durability(
+        self,
+        topics: Vec<String>,
+        requirements: durability::Requirements,
+        health: Arc<Health>,
+    ) {
+        let admin = match durability::admin(&self.shared.config) {
+            Ok(admin) => admin,
+            Err(error) => {
+                warn!(%error, "Cannot build a Kafka admin client: the topics' durability is not checked.");
+                return;
+            }
+        };
+        let mut reported: Option<Result<Vec<String>, String>> = None;
+        loop {
+            let outcome = self
+                .durability_shortfalls(&admin, &topics, requirements)
+                .await;
+            let summary = outcome.as_ref().map_err(ToString::to_string).cloned();
+            if reported.as_ref() != Some(&summary) {
+                match &summary {
+                    Ok(shortfalls) if shortfalls.is_empty() => {
+                        info!(?topics, "The topics are as durable as required.")
+                    }
+                    Ok(shortfalls) => warn!(
+                        ?shortfalls,
+                        "Topics are less durable than required: not ready (a 2xx would not mean what acks=all promises)."
+                    ),
+                    Err(error) => {
+                        warn!(%error, "Cannot read the topics' configuration; readiness keeps its last answer.")
+                    }
+                }
+                reported = Some(summary);
+            }
+            if let Ok(shortfalls) = outcome {
+                health.set_not_durable(shortfalls);
+            }
+            tokio::time::sleep(DURABILITY_INTERVAL).await;
+        }
+    }
+
     /// Asks a broker for `topic`'s metadata every [`PROBE_INTERVAL`], forever, and tells
     /// `health` whether one answered within [`PROBE_TIMEOUT`]. A broker can keep its connections open and answer
     /// nothing; only an answered request proves it serves.
@@ -516,5 +608,23 @@ mod tests {
         );
         assert!(FailureReason::QueueFull.is_transient());
         assert!(!FailureReason::UnknownTopic.is_transient());
+    }
+
+    #[test]
+    fn the_idempotent_producers_fatal_errors_are_503_kafka_unavailable() {
+        for code in [
+            RDKafkaErrorCode::Fatal,
+            RDKafkaErrorCode::OutOfOrderSequenceNumber,
+            RDKafkaErrorCode::UnknownProducerId,
+            RDKafkaErrorCode::InvalidProducerEpoch,
+            RDKafkaErrorCode::GaplessGuarantee,
+        ] {
+            let reason = FailureReason::of(&KafkaError::MessageProduction(code));
+            assert_eq!(
+                (reason.code(), reason.is_transient()),
+                ("kafka_unavailable", true),
+                "{code:?}"
+            );
+        }
     }
 }

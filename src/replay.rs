@@ -1,7 +1,9 @@
-//! The replay guard: Authvia's signature does not cover the body, so a captured set of
-//! X-AUTHVIA-* headers could carry another body inside the timestamp window. The guard
-//! remembers which body digest each signing (value, timestamp, route) came with: the same
-//! signing with the same body is a redelivery and passes; with another body it is refused.
+//! The replay guard: Authvia's signature does not cover the body nor the route, so a captured
+//! set of X-AUTHVIA-* headers could carry another body, or go to the other route, inside the
+//! timestamp window. The guard binds each signing (value, timestamp) to the route and body it
+//! first came with: the same signing on the same route with the same body is a redelivery and
+//! passes; on another route or with another body it is refused. A captured signing buys at most
+//! a duplicate of its own body on its own route.
 //!
 //! Two stores: [`MemoryGuard`] in the process (the default, for one replica), and
 //! [`RedisGuard`] shared by every replica and surviving restarts (`--replay-store`). A shared
@@ -33,18 +35,18 @@ pub enum ReplayError {
     Unavailable(#[from] StoreError),
 }
 
-/// One signing, as the guard keys it.
+/// One signing, as the guard keys it: the route is not part of it, so the same headers on
+/// the other route are the same signing (bound to the route it came with first).
 #[derive(Debug, Clone, Copy)]
 pub struct Signing<'a> {
     /// X-AUTHVIA-VALUE.
     pub value: &'a str,
     /// X-AUTHVIA-TIMESTAMP, Unix seconds.
     pub timestamp: i64,
-    /// The route it came on: the same headers on the other route are another signing.
-    pub route: &'a str,
-    /// Unix seconds after which the verifier refuses this timestamp anyway: the guard need
-    /// not remember it longer.
-    pub expires_at: i64,
+    /// Unix seconds from which no replica can admit this signing any more (the window's end,
+    /// plus the longest a request may take, plus the clocks' skew): the guard must remember it
+    /// until then, and need not longer.
+    pub remember_until: i64,
 }
 
 impl Signing<'_> {
@@ -52,14 +54,25 @@ impl Signing<'_> {
     /// depend on the header's length and two signings do not collide by chance.
     fn fingerprint(&self) -> u128 {
         let mut hasher = Sha256::new();
-        // The separators keep ("a1", 2) and ("a", 12) apart.
+        // The separator keeps ("a1", 2) and ("a", 12) apart.
         hasher.update(self.value.as_bytes());
         hasher.update([0]);
         hasher.update(self.timestamp.to_be_bytes());
-        hasher.update([0]);
-        hasher.update(self.route.as_bytes());
         first_128_bits(&hasher.finalize().into())
     }
+}
+
+/// What a signing is bound to: 128 bits of SHA-256 over the route and the body's digest.
+pub type Binding = u128;
+
+/// The binding of a body with SHA-256 `digest` that came on `route`.
+pub fn binding(route: &str, digest: &Digest) -> Binding {
+    let mut hasher = Sha256::new();
+    // The route labels are fixed words without a 0 byte: the separator keeps them apart.
+    hasher.update(route.as_bytes());
+    hasher.update([0]);
+    hasher.update(digest);
+    first_128_bits(&hasher.finalize().into())
 }
 
 /// Where signings are remembered.
@@ -71,23 +84,25 @@ pub enum ReplayGuard {
 }
 
 impl ReplayGuard {
-    /// Records `signing` with the body `digest`, or refuses it when it was seen with another
-    /// body. Waits for a shared store until `deadline` at most.
+    /// Records `signing` bound to the body with SHA-256 `digest` on `route`, or refuses it
+    /// when it was seen on another route or with another body. Waits for a shared store until
+    /// `deadline` at most.
     ///
     /// # Errors
     /// [`ReplayError::Replayed`]; [`ReplayError::Unavailable`] when the shared store did not answer.
     pub async fn check(
         &self,
         signing: Signing<'_>,
-        digest: Digest,
+        route: &str,
+        digest: &Digest,
         deadline: Instant,
     ) -> Result<(), ReplayError> {
-        let body = first_128_bits(&digest);
+        let bound = binding(route, digest);
         let remembered = match self {
-            Self::Memory(guard) => guard.remember(signing, body),
-            Self::Shared(guard) => guard.remember(signing, body, deadline).await?,
+            Self::Memory(guard) => guard.remember(signing, bound),
+            Self::Shared(guard) => guard.remember(signing, bound, deadline).await?,
         };
-        if remembered == body {
+        if remembered == bound {
             Ok(())
         } else {
             Err(ReplayError::Replayed)
@@ -112,13 +127,14 @@ mod tests {
     use super::*;
 
     const AT: i64 = 1_767_225_600;
+    const PROCESSES: &str = "business_processes";
+    const ACTIONS: &str = "business_process_actions";
 
-    fn signing<'a>(value: &'a str, timestamp: i64, route: &'a str) -> Signing<'a> {
+    fn signing(value: &str, timestamp: i64) -> Signing<'_> {
         Signing {
             value,
             timestamp,
-            route,
-            expires_at: timestamp + 300,
+            remember_until: timestamp + 300,
         }
     }
 
@@ -129,41 +145,66 @@ mod tests {
         ))
     }
 
-    async fn check(guard: &ReplayGuard, signing: Signing<'_>, body: u8) -> Result<(), ReplayError> {
+    async fn check(
+        guard: &ReplayGuard,
+        signing: Signing<'_>,
+        route: &str,
+        body: u8,
+    ) -> Result<(), ReplayError> {
         guard
-            .check(signing, [body; 32], Instant::now() + Duration::from_secs(1))
+            .check(
+                signing,
+                route,
+                &[body; 32],
+                Instant::now() + Duration::from_secs(1),
+            )
             .await
     }
 
     #[tokio::test]
-    async fn same_signing_with_same_body_is_a_redelivery() {
+    async fn same_signing_with_same_body_on_the_same_route_is_a_redelivery() {
         let guard = guard();
-        check(&guard, signing("v", AT, "bp"), 1).await.unwrap();
-        check(&guard, signing("v", AT, "bp"), 1).await.unwrap();
+        check(&guard, signing("v", AT), PROCESSES, 1).await.unwrap();
+        check(&guard, signing("v", AT), PROCESSES, 1).await.unwrap();
     }
 
     #[tokio::test]
     async fn same_signing_with_another_body_is_refused() {
         let guard = guard();
-        check(&guard, signing("v", AT, "bp"), 1).await.unwrap();
+        check(&guard, signing("v", AT), PROCESSES, 1).await.unwrap();
         assert!(matches!(
-            check(&guard, signing("v", AT, "bp"), 2).await,
+            check(&guard, signing("v", AT), PROCESSES, 2).await,
             Err(ReplayError::Replayed)
         ));
-        check(&guard, signing("w", AT, "bp"), 2).await.unwrap();
-        check(&guard, signing("v", AT + 1, "bp"), 2)
+        check(&guard, signing("w", AT), PROCESSES, 2).await.unwrap();
+        check(&guard, signing("v", AT + 1), PROCESSES, 2)
             .await
             .expect("another timestamp is another signing");
     }
 
     #[tokio::test]
-    async fn the_same_headers_on_the_other_route_are_another_signing() {
+    async fn the_same_headers_on_the_other_route_are_refused_with_any_body() {
         let guard = guard();
-        check(&guard, signing("v", AT, "business_processes"), 1)
+        check(&guard, signing("v", AT), PROCESSES, 1).await.unwrap();
+        for body in [1, 2] {
+            assert!(
+                matches!(
+                    check(&guard, signing("v", AT), ACTIONS, body).await,
+                    Err(ReplayError::Replayed)
+                ),
+                "body {body} on the other route"
+            );
+        }
+        check(&guard, signing("v", AT), PROCESSES, 1)
             .await
-            .unwrap();
-        check(&guard, signing("v", AT, "business_process_actions"), 2)
-            .await
-            .expect("not a redelivery of the other route's");
+            .expect("the genuine redelivery still passes");
+    }
+
+    #[test]
+    fn a_binding_tells_routes_and_bodies_apart() {
+        let digest = [7; 32];
+        assert_eq!(binding(PROCESSES, &digest), binding(PROCESSES, &digest));
+        assert_ne!(binding(PROCESSES, &digest), binding(ACTIONS, &digest));
+        assert_ne!(binding(PROCESSES, &digest), binding(PROCESSES, &[8; 32]));
     }
 }

@@ -104,15 +104,28 @@ pub struct Signed {
     pub expires_at: i64,
 }
 
-/// How requests are authenticated: the headers before the body is read, the replay guard
-/// after.
+/// How long a signing is accepted, and how long the replay guard remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Accepted distance between X-AUTHVIA-TIMESTAMP and now (`--signature-tolerance`).
+    pub tolerance: Duration,
+    /// How long past the window's end the guard still remembers a signing: the longest a
+    /// request may take after its last window check (`--ack-timeout`) plus how far the
+    /// replicas' clocks may be apart (`--clock-skew`). No replica can admit it after that.
+    pub margin: Duration,
+}
+
+/// How requests are authenticated: the headers before the body is read, the window again and
+/// the replay guard after.
 pub enum Authenticator {
     /// X-AUTHVIA-* signatures with a replay guard.
     Signed {
         /// Checks the headers (shared with the task that reloads the secrets).
         verifier: Arc<Verifier>,
-        /// Remembers signings and their bodies.
+        /// Remembers signings and the route and body each came with.
         replay: ReplayGuard,
+        /// Whole seconds the guard remembers a signing past its window (rounded up).
+        margin: i64,
     },
     /// `--insecure-skip-signature`: every request is accepted.
     Skipped,
@@ -121,7 +134,14 @@ pub enum Authenticator {
 /// A request whose headers passed; its body still has to pass the replay guard.
 #[must_use = "a verified request is authenticated only once its body passes admit()"]
 pub struct Verified<'a> {
-    signing: Option<(Signed, &'a ReplayGuard)>,
+    signing: Option<Pending<'a>>,
+}
+
+/// A verified signing waiting for its body.
+struct Pending<'a> {
+    signed: Signed,
+    replay: &'a ReplayGuard,
+    margin: i64,
 }
 
 /// Why a verified request's body was not admitted.
@@ -137,10 +157,12 @@ pub enum AdmitError {
 
 impl Authenticator {
     /// Signature checks with these secrets and window, and this replay guard.
-    pub fn signed(secrets: &[SecretString], tolerance: Duration, replay: ReplayGuard) -> Self {
+    pub fn signed(secrets: &[SecretString], window: Window, replay: ReplayGuard) -> Self {
+        let margin = window.margin.as_secs() + u64::from(window.margin.subsec_nanos() > 0);
         Self::Signed {
-            verifier: Arc::new(Verifier::new(secrets, tolerance)),
+            verifier: Arc::new(Verifier::new(secrets, window.tolerance)),
             replay,
+            margin: i64::try_from(margin).unwrap_or(i64::MAX),
         }
     }
 
@@ -170,8 +192,16 @@ impl Authenticator {
         now: SystemTime,
     ) -> Result<Verified<'_>, SignatureError> {
         match self {
-            Self::Signed { verifier, replay } => Ok(Verified {
-                signing: Some((verifier.verify(headers, now)?, replay)),
+            Self::Signed {
+                verifier,
+                replay,
+                margin,
+            } => Ok(Verified {
+                signing: Some(Pending {
+                    signed: verifier.verify(headers, now)?,
+                    replay,
+                    margin: *margin,
+                }),
             }),
             Self::Skipped => Ok(Verified { signing: None }),
         }
@@ -179,28 +209,40 @@ impl Authenticator {
 }
 
 impl Verified<'_> {
-    /// Admits the body with this SHA-256 `digest` on `route`: a redelivery of the same body
-    /// passes, the same signing with another body does not. Waits for a shared replay store
-    /// until `deadline` at most.
+    /// Admits the body with this SHA-256 `digest` on `route` once it has arrived, at time
+    /// `now`: the window is checked again (a body trickled in past the window's end is
+    /// stale), then a redelivery of the same body on the same route passes, and the same
+    /// signing on another route or with another body does not. Waits for a shared replay
+    /// store until `deadline` at most.
     ///
     /// # Errors
-    /// [`SignatureError::Replayed`], or the shared store did not answer.
+    /// [`SignatureError::StaleTimestamp`], [`SignatureError::Replayed`], or the shared store
+    /// did not answer.
     pub async fn admit(
         self,
         route: &str,
         digest: Digest,
+        now: SystemTime,
         deadline: tokio::time::Instant,
     ) -> Result<(), AdmitError> {
-        let Some((signed, replay)) = self.signing else {
+        let Some(Pending {
+            signed,
+            replay,
+            margin,
+        }) = self.signing
+        else {
             return Ok(());
         };
+        // The window ends after the whole second `expires_at` (the check is in whole seconds).
+        if unix_seconds(now) > signed.expires_at {
+            return Err(SignatureError::StaleTimestamp.into());
+        }
         let signing = Signing {
             value: &signed.value,
             timestamp: signed.timestamp,
-            route,
-            expires_at: signed.expires_at,
+            remember_until: signed.expires_at.saturating_add(1).saturating_add(margin),
         };
-        match replay.check(signing, digest, deadline).await {
+        match replay.check(signing, route, &digest, deadline).await {
             Ok(()) => Ok(()),
             Err(ReplayError::Replayed) => Err(SignatureError::Replayed.into()),
             Err(ReplayError::Unavailable(error)) => Err(error.into()),
@@ -269,9 +311,7 @@ impl Verifier {
     }
 
     fn check_window(&self, timestamp: i64, now: SystemTime) -> Result<(), SignatureError> {
-        let now = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = unix_seconds(now);
         let tolerance = self.tolerance.as_secs() as i64;
         if timestamp < now - tolerance {
             Err(SignatureError::StaleTimestamp)
@@ -281,6 +321,11 @@ impl Verifier {
             Ok(())
         }
     }
+}
+
+fn unix_seconds(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as i64)
 }
 
 /// The signing input: `VALUE + "." + len(VALUE) + "." + TIMESTAMP`.
@@ -510,17 +555,13 @@ mod tests {
             10,
             crate::replay::GuardMetrics::register(&prometheus::Registry::new()).unwrap(),
         ));
-        let authenticator = Authenticator::signed(
-            &[SecretString::from(SECRET)],
-            Duration::from_secs(300),
-            guard,
-        );
+        let authenticator = Authenticator::signed(&[SecretString::from(SECRET)], WINDOW, guard);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         let admit = |body: u8| {
             authenticator
                 .verify(&example(), at(TIMESTAMP))
                 .unwrap()
-                .admit("bp", [body; 32], deadline)
+                .admit("bp", [body; 32], at(TIMESTAMP), deadline)
         };
         admit(1).await.unwrap();
         admit(1).await.unwrap();
@@ -535,8 +576,56 @@ mod tests {
         assert!(Authenticator::Skipped
             .verify(&HeaderMap::new(), at(TIMESTAMP))
             .unwrap()
-            .admit("bp", [3; 32], deadline)
+            .admit("bp", [3; 32], at(TIMESTAMP), deadline)
             .await
             .is_ok());
+    }
+
+    const WINDOW: Window = Window {
+        tolerance: Duration::from_secs(300),
+        margin: Duration::from_millis(6_500),
+    };
+
+    fn memory_guard() -> ReplayGuard {
+        ReplayGuard::Memory(crate::replay::MemoryGuard::new(
+            10,
+            crate::replay::GuardMetrics::register(&prometheus::Registry::new()).unwrap(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_body_that_arrives_after_the_window_is_stale_and_not_remembered() {
+        let authenticator =
+            Authenticator::signed(&[SecretString::from(SECRET)], WINDOW, memory_guard());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let head_at_the_last_second = at(TIMESTAMP + 300);
+        let body_after_it = head_at_the_last_second + Duration::from_secs(1);
+        let verified = authenticator
+            .verify(&example(), head_at_the_last_second)
+            .expect("the head arrived inside the window");
+        assert!(matches!(
+            verified.admit("bp", [2; 32], body_after_it, deadline).await,
+            Err(AdmitError::Refused(SignatureError::StaleTimestamp))
+        ));
+        let verified = authenticator.verify(&example(), at(TIMESTAMP)).unwrap();
+        verified
+            .admit(
+                "bp",
+                [1; 32],
+                head_at_the_last_second + Duration::from_millis(999),
+                deadline,
+            )
+            .await
+            .expect("inside the window's last second, and the trickled body was not remembered");
+    }
+
+    #[test]
+    fn the_guard_remembers_past_the_window_by_the_margin_rounded_up() {
+        let Authenticator::Signed { margin, .. } =
+            Authenticator::signed(&[SecretString::from(SECRET)], WINDOW, memory_guard())
+        else {
+            unreachable!("a signed authenticator")
+        };
+        assert_eq!(margin, 7);
     }
 }

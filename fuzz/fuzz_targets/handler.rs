@@ -8,12 +8,15 @@
 //!   the fuzzer reaches what happens after authentication (a fuzzer cannot forge an HMAC);
 //! - `fuzz-chunk: N`: deliver the body in chunks of N bytes;
 //! - `fuzz-end: broken | stalled`: after the body, the connection breaks, or nothing more comes;
-//! - `fuzz-publish: CODE`: the publisher fails every record with that code (`kafka_timeout`...).
+//! - `fuzz-publish: CODE`: the publisher fails every record with that code (`kafka_timeout`...);
+//! - `fuzz-replay: TARGET BODY` (repeatable): afterwards the attacker sends the signed request's
+//!   headers (its X-AUTHVIA-* among them) again, to TARGET with BODY (the rest of the line).
 //!
 //! Fails on: a panic; an answer whose status and code are not a row of README's status table, or
 //! an error body other than `{code, message}`; any record written for a request the harness did
 //! not sign; a 200 without exactly one record holding the exact body (but for Authvia's disable
-//! callback, which writes nothing), or a record without a 200.
+//! callback, which writes nothing), or a record without a 200; a replay that writes anything but
+//! the signed request's own body on its own route.
 #![no_main]
 
 use std::{
@@ -22,7 +25,11 @@ use std::{
 };
 
 use bp_relay::{
-    http::Ingress, kafka::FailureReason, metrics::Metrics, publish::Memory, signature, Config,
+    http::{route, Ingress},
+    kafka::FailureReason,
+    metrics::Metrics,
+    publish::Memory,
+    signature, Config,
 };
 use bp_relay_fuzz::{
     frames::{End, Frames},
@@ -42,6 +49,7 @@ struct Steering<'a> {
     chunk: Option<usize>,
     end: Option<End>,
     failing: Option<FailureReason>,
+    replays: Vec<(&'a [u8], &'a [u8])>,
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -69,6 +77,7 @@ fuzz_target!(|data: &[u8]| {
         .sign
         .and_then(|value| sign(&mut request, value))
         .is_some();
+    let captured = request.headers().clone();
     let body = Frames::new(
         text.body,
         steering.chunk.unwrap_or(text.body.len()),
@@ -130,7 +139,56 @@ fuzz_target!(|data: &[u8]| {
             "a record was written, answered {status}"
         ),
     }
+    if signed {
+        replay(
+            &ingress,
+            &captured,
+            text.target,
+            text.body,
+            &steering.replays,
+        );
+    }
 });
+
+/// The attacker's moves with the signed request's headers: each replay may write only a
+/// duplicate of the signed body on the signed request's route.
+fn replay(
+    ingress: &Ingress<Memory>,
+    captured: &http::HeaderMap,
+    target: &[u8],
+    body: &[u8],
+    replays: &[(&[u8], &[u8])],
+) {
+    let signed_route = std::str::from_utf8(target)
+        .ok()
+        .and_then(|target| Uri::try_from(target).ok())
+        .and_then(|uri| route(uri.path()));
+    for (replay_target, replay_body) in replays {
+        let Ok(uri) = Uri::try_from(*replay_target) else {
+            continue;
+        };
+        let replay_route = route(uri.path());
+        let mut request = Request::post(uri)
+            .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+                replay_body,
+            )))
+            .expect("a request");
+        *request.headers_mut() = captured.clone();
+        let before = ingress.publisher().published().len();
+        let status = runtime()
+            .block_on(ingress.handle(request))
+            .status()
+            .as_u16();
+        let published = ingress.publisher().published();
+        if published.len() > before {
+            assert!(
+                replay_route.is_some() && replay_route == signed_route && *replay_body == body,
+                "a replay wrote a record that is not the signed body on its route ({status})"
+            );
+            assert_eq!(&published[before].1.value[..], body);
+        }
+    }
+}
 
 /// Takes a `fuzz-` line; false for a header to send.
 fn steer<'a>(steering: &mut Steering<'a>, name: &[u8], value: &'a [u8]) -> bool {
@@ -145,6 +203,13 @@ fn steer<'a>(steering: &mut Steering<'a>, name: &[u8], value: &'a [u8]) -> bool 
                 b"stalled" => Some(End::Stalled),
                 _ => Some(End::Complete),
             }
+        }
+        b"fuzz-replay" => {
+            let split = value.iter().position(|byte| *byte == b' ');
+            let (target, body) = split.map_or((value, &value[value.len()..]), |at| {
+                (&value[..at], &value[at + 1..])
+            });
+            steering.replays.push((target, body));
         }
         b"fuzz-publish" => {
             steering.failing = FailureReason::ALL

@@ -7,7 +7,8 @@
 //! header that is missing, repeated, malformed, outside the window, or signed otherwise.
 //!
 //! Fails on: a panic; a pass without the HMAC of a secret over the value and timestamp given,
-//! or outside the window; a passed signing that does not admit its body again or admits another.
+//! or outside the window; a passed signing that does not admit its body again on its route, or
+//! admits another body, or any body on the other route.
 #![no_main]
 
 use std::{
@@ -20,7 +21,7 @@ use std::{
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bp_relay::{
     replay::{GuardMetrics, MemoryGuard, ReplayGuard},
-    signature::{self, AdmitError, Authenticator, SignatureError, Verifier},
+    signature::{self, AdmitError, Authenticator, SignatureError, Verifier, Window},
 };
 use bp_relay_fuzz::header_map;
 use http::HeaderMap;
@@ -40,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
     let metrics = GuardMetrics::register(&prometheus::Registry::new()).expect("a fresh registry");
     let authenticator = Authenticator::signed(
         &secrets,
-        WINDOW,
+        Window {
+            tolerance: WINDOW,
+            margin: Duration::from_secs(6),
+        },
         ReplayGuard::Memory(MemoryGuard::new(4, metrics)),
     );
     assert_eq!(
@@ -70,14 +74,16 @@ fuzz_target!(|data: &[u8]| {
         "passed without the HMAC of a secret: {headers:?}"
     );
 
-    let admit = |digest| {
+    let admit_on = |route, digest| {
         let verified = authenticator.verify(&headers, now).expect("it passed once");
         ready(verified.admit(
-            "business-processes",
+            route,
             digest,
+            now,
             tokio::time::Instant::now() + Duration::from_secs(1),
         ))
     };
+    let admit = |digest| admit_on("business_processes", digest);
     assert!(admit([1; 32]).is_ok());
     assert!(
         admit([1; 32]).is_ok(),
@@ -88,6 +94,13 @@ fuzz_target!(|data: &[u8]| {
         matches!(replayed, Err(AdmitError::Refused(SignatureError::Replayed))),
         "another body with the same signing is a replay: {replayed:?}"
     );
+    for digest in [[1; 32], [2; 32]] {
+        let rerouted = admit_on("business_process_actions", digest);
+        assert!(
+            matches!(rerouted, Err(AdmitError::Refused(SignatureError::Replayed))),
+            "the same signing on the other route is a replay, whatever its body: {rerouted:?}"
+        );
+    }
 });
 
 /// The output of a future that must not wait: the in-memory guard answers at once.

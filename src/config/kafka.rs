@@ -102,6 +102,70 @@ pub const RESERVED_OPTIONS: &[(&str, &str)] = &[
     ("ssl.key.location", "use --kafka-ssl-key-location"),
 ];
 
+/// librdkafka's aliases (`_RK_C_ALIAS` in its `rdkafka_conf.c`) and the property each stands
+/// for: an option is checked, and passed on, under the property librdkafka sets.
+const ALIASES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "metadata.broker.list"),
+    ("max.in.flight", "max.in.flight.requests.per.connection"),
+    ("sasl.mechanism", "sasl.mechanisms"),
+    (
+        "sasl.oauthbearer.client.credentials.client.id",
+        "sasl.oauthbearer.client.id",
+    ),
+    (
+        "sasl.oauthbearer.client.credentials.client.secret",
+        "sasl.oauthbearer.client.secret",
+    ),
+    ("max.partition.fetch.bytes", "fetch.message.max.bytes"),
+    ("linger.ms", "queue.buffering.max.ms"),
+    ("retries", "message.send.max.retries"),
+    ("compression.type", "compression.codec"),
+    ("acks", "request.required.acks"),
+    ("delivery.timeout.ms", "message.timeout.ms"),
+    ("enable.auto.commit", "auto.commit.enable"),
+];
+
+/// Global properties whose own name begins with `topic.`: librdkafka finds these before it
+/// would strip the prefix (it strips `topic.` only from a name no global property has).
+const GLOBAL_TOPIC_PROPERTIES: &[&str] = &[
+    "topic.metadata.refresh.interval.ms",
+    "topic.metadata.refresh.fast.interval.ms",
+    "topic.metadata.refresh.fast.cnt",
+    "topic.metadata.refresh.sparse",
+    "topic.metadata.propagation.max.ms",
+    "topic.blacklist",
+];
+
+/// librdkafka's test properties (`test.mock.num.brokers` replaces the brokers with an
+/// in-memory mock cluster): none may reach a relay that answers 2xx for durable records.
+const TEST_PREFIX: &str = "test.";
+
+/// The property librdkafka sets for `key`: as `rd_kafka_conf_set` reads it, a name no global
+/// property has loses one leading `topic.` (the default topic configuration), and an alias
+/// stands for its target.
+pub fn librdkafka_property(key: &str) -> &str {
+    let name = if GLOBAL_TOPIC_PROPERTIES.contains(&key) {
+        key
+    } else {
+        key.strip_prefix("topic.").unwrap_or(key)
+    };
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, target)| target)
+}
+
+/// Why `property` (a librdkafka property, see [`librdkafka_property`]) is reserved, if it is.
+fn reserved(property: &str) -> Option<&'static str> {
+    if property.starts_with(TEST_PREFIX) {
+        return Some("librdkafka's test settings replace the brokers or inject faults (test.mock.num.brokers answers from an in-memory mock: 2xx for records that are not durable)");
+    }
+    RESERVED_OPTIONS
+        .iter()
+        .find(|(key, _)| librdkafka_property(key) == property)
+        .map(|(_, why)| *why)
+}
+
 /// The Kafka connection and producer settings.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Kafka")]
@@ -278,10 +342,28 @@ impl Kafka {
     }
 
     fn validate_options(&self) -> Result<(), ConfigError> {
-        for option in &self.kafka_options {
-            if let Some((key, why)) = RESERVED_OPTIONS.iter().find(|(key, _)| option.key == *key) {
+        for (index, option) in self.kafka_options.iter().enumerate() {
+            let property = option.property();
+            if let Some(why) = reserved(property) {
+                let listed = RESERVED_OPTIONS.iter().any(|(key, _)| *key == option.key);
+                let read_as = if listed || property == option.key {
+                    String::new()
+                } else {
+                    format!(" (librdkafka reads it as {property})")
+                };
                 return Err(ConfigError::new(format!(
-                    "--kafka-option {key} is reserved: {why}"
+                    "--kafka-option {}{read_as} is reserved: {why}",
+                    option.key
+                )));
+            }
+            // One spelling per property: which of two would win depends on no order.
+            if let Some(earlier) = self.kafka_options[..index]
+                .iter()
+                .find(|earlier| earlier.property() == property)
+            {
+                return Err(ConfigError::new(format!(
+                    "--kafka-option {} and {} both set librdkafka's {property}: give it once",
+                    earlier.key, option.key
                 )));
             }
         }
@@ -396,6 +478,11 @@ pub struct KafkaOption {
 }
 
 impl KafkaOption {
+    /// The librdkafka property this option sets, whichever spelling it was given in.
+    pub fn property(&self) -> &str {
+        librdkafka_property(&self.key)
+    }
+
     /// Whether the value may be a credential and must never be printed.
     pub fn is_sensitive(&self) -> bool {
         ["password", "secret", "key", "jaas", "token", "credential"]

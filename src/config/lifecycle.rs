@@ -27,6 +27,21 @@ pub struct Lifecycle {
     /// Producer queue fill (0..1, messages or bytes) above which /readyz reports not ready.
     #[arg(long, env = "BP_RELAY_QUEUE_HIGH_WATER", default_value_t = 0.8)]
     pub queue_high_water: f64,
+
+    /// Smallest replication factor of a topic before /readyz reports not ready, naming it
+    /// (read from the brokers at startup and every 30 s). Default: min(3, brokers).
+    #[arg(long, env = "BP_RELAY_MIN_REPLICATION_FACTOR")]
+    pub min_replication_factor: Option<u32>,
+
+    /// Smallest min.insync.replicas of a topic before /readyz reports not ready. Default: 2
+    /// where the topic's replication factor is 3 or more, else 1.
+    #[arg(long, env = "BP_RELAY_MIN_INSYNC_REPLICAS")]
+    pub min_insync_replicas: Option<u32>,
+
+    /// Stay ready with topics that allow unclean leader election (it can lose acknowledged
+    /// records).
+    #[arg(long, env = "BP_RELAY_ALLOW_UNCLEAN_LEADER_ELECTION", value_parser = super::on_off())]
+    pub allow_unclean_leader_election: bool,
 }
 
 impl Lifecycle {

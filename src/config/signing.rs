@@ -28,6 +28,12 @@ pub struct Signing {
     #[arg(long, env = "BP_RELAY_SIGNATURE_TOLERANCE", default_value = "5m", value_parser = super::parse_duration)]
     pub signature_tolerance: Duration,
 
+    /// How far apart the clocks of the replicas may be: the replay guard remembers a signing
+    /// this much longer (besides --ack-timeout) after its window, so no replica still admits
+    /// it once the guard forgot it.
+    #[arg(long, env = "BP_RELAY_CLOCK_SKEW", default_value = "2s", value_parser = super::parse_duration)]
+    pub clock_skew: Duration,
+
     /// Signings remembered by the in-memory replay guard (its memory bound). Size it for the
     /// delivery rate times twice --signature-tolerance.
     #[arg(long, env = "BP_RELAY_REPLAY_CAPACITY", default_value_t = 100_000)]

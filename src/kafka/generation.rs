@@ -65,9 +65,11 @@ impl Generation {
     /// answered 503 now rather than at its deadline, then destroys the producer on a blocking
     /// thread once no request holds it any more (destroying joins librdkafka's threads).
     pub(super) fn retire(self: Arc<Self>) {
-        self.producer
-            .purge(PurgeConfig::default().queue().inflight());
         tokio::task::spawn_blocking(move || {
+            // On the blocking thread too: a purge waits for librdkafka's broker threads to let
+            // go of their queues, which a runtime thread must never do.
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
             let give_up = std::time::Instant::now() + RETIRE_WAIT;
             while Arc::strong_count(&self) > 1 && std::time::Instant::now() < give_up {
                 std::thread::sleep(RETIRE_POLL);

@@ -91,8 +91,9 @@ pub fn client_config(
             client.set(key, path.to_string_lossy());
         }
     }
+    // Under the property librdkafka sets, so that no other spelling of it is in the map.
     for option in &config.kafka_options {
-        client.set(&option.key, &option.value);
+        client.set(option.property(), &option.value);
     }
     Ok(client)
 }
@@ -158,6 +159,32 @@ mod tests {
         assert_eq!(client.get("linger.ms"), Some("2.5"));
         assert_eq!(client.get("debug"), Some("broker,topic"));
         assert_eq!(client.get("socket.keepalive.enable"), Some("false"));
+    }
+
+    #[test]
+    fn one_spelling_per_property_reaches_librdkafka() {
+        let client = settings(&[
+            "--kafka-option",
+            "topic.request.timeout.ms=1000",
+            "--kafka-option",
+            "topic.metadata.refresh.interval.ms=5000",
+        ]);
+        assert_eq!(client.get("request.timeout.ms"), Some("1000"));
+        assert_eq!(client.get("topic.request.timeout.ms"), None);
+        assert_eq!(
+            client.get("topic.metadata.refresh.interval.ms"),
+            Some("5000"),
+            "a global property named topic.* keeps its name"
+        );
+        let mut properties: Vec<&str> = client
+            .config_map()
+            .keys()
+            .map(|key| crate::config::librdkafka_property(key))
+            .collect();
+        let count = properties.len();
+        properties.sort_unstable();
+        properties.dedup();
+        assert_eq!(properties.len(), count, "{properties:?}");
     }
 
     #[test]

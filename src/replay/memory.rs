@@ -1,7 +1,7 @@
 //! The in-process replay store: a bounded cache of signing fingerprints.
 //!
 //! Memory is bounded by `capacity` entries of fixed size (a 128-bit fingerprint of the signing,
-//! 128 bits of the body's digest and an expiry: well under 100 bytes each with the cache's own
+//! its 128-bit binding to a route and body, and an expiry: well under 100 bytes each with the cache's own
 //! overhead). Past capacity the cache evicts: an expired signing costs nothing, but evicting
 //! one still inside the window weakens the guard for it, so those evictions are counted apart,
 //! and logged, for the operator to raise `--replay-capacity` or use a shared store.
@@ -17,7 +17,7 @@ use std::{
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use quick_cache::{sync::Cache, DefaultHashBuilder, Lifecycle, UnitWeighter};
 
-use super::Signing;
+use super::{Binding, Signing};
 
 /// The guard's own metrics.
 #[derive(Clone)]
@@ -54,11 +54,11 @@ impl GuardMetrics {
 const LIVE: &str = "live";
 const EXPIRED: &str = "expired";
 
-/// What is remembered of a signing: the body it came with, and until when it matters.
+/// What is remembered of a signing: the route and body it came with, and until when it matters.
 #[derive(Clone, Copy)]
 struct Entry {
-    body: u128,
-    expires_at: i64,
+    bound: Binding,
+    remember_until: i64,
 }
 
 /// The warning about live evictions is logged at most once per this many seconds.
@@ -76,7 +76,7 @@ impl Lifecycle<u128, Entry> for Evictions {
 
     fn on_evict(&self, (): &mut (), _key: u128, entry: Entry) {
         let now = unix_now();
-        let live = entry.expires_at >= now;
+        let live = entry.remember_until > now;
         self.metrics
             .evictions
             .with_label_values(&[if live { LIVE } else { EXPIRED }])
@@ -96,7 +96,7 @@ impl Lifecycle<u128, Entry> for Evictions {
     }
 }
 
-/// Remembers the body digest of each recently verified signing, in this process.
+/// Remembers the binding of each recently verified signing, in this process.
 pub struct MemoryGuard {
     seen: Cache<u128, Entry, UnitWeighter, DefaultHashBuilder, Evictions>,
     metrics: GuardMetrics,
@@ -119,17 +119,17 @@ impl MemoryGuard {
         Self { seen, metrics }
     }
 
-    /// The body remembered for `signing`: `body` if it is new.
-    pub fn remember(&self, signing: Signing<'_>, body: u128) -> u128 {
+    /// The binding remembered for `signing`: `bound` if it is new.
+    pub fn remember(&self, signing: Signing<'_>, bound: Binding) -> Binding {
         // Atomic: of two racing requests with one signing, one inserts, the other sees it.
         let entry = Entry {
-            body,
-            expires_at: signing.expires_at,
+            bound,
+            remember_until: signing.remember_until,
         };
         let remembered = self
             .seen
             .get_or_insert_with(&signing.fingerprint(), || Ok::<_, ()>(entry))
-            .map_or(body, |entry| entry.body);
+            .map_or(bound, |entry| entry.bound);
         self.metrics.entries.set(self.seen.len() as i64);
         remembered
     }
@@ -155,12 +155,11 @@ fn unix_now() -> i64 {
 mod tests {
     use super::*;
 
-    fn signing(value: &str, expires_at: i64) -> Signing<'_> {
+    fn signing(value: &str, remember_until: i64) -> Signing<'_> {
         Signing {
             value,
             timestamp: 1,
-            route: "bp",
-            expires_at,
+            remember_until,
         }
     }
 

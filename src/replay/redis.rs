@@ -1,5 +1,5 @@
-//! The shared replay store: one Redis key per signing, set only if absent, expiring when the
-//! signing's timestamp leaves the window. Every replica asks the same store, so a captured set
+//! The shared replay store: one Redis key per signing, holding its binding to a route and body,
+//! set only if absent, expiring once no replica can admit the signing any more. Every replica asks the same store, so a captured set
 //! of headers cannot carry a second body through another replica, or after a restart.
 
 use std::{
@@ -10,10 +10,10 @@ use std::{
 use redis::{aio::ConnectionManager, aio::ConnectionManagerConfig, Client, RedisError};
 use tokio::{sync::OnceCell, time::Instant};
 
-use super::Signing;
+use super::{Binding, Signing};
 use crate::health::Health;
 
-/// How often a running relay pings the store for readiness.
+/// How often a running relay probes the store for readiness.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long one connection attempt and one command may take; the request's own deadline is
@@ -73,22 +73,22 @@ impl RedisGuard {
             .cloned()
     }
 
-    /// The body remembered for `signing`: `body` if it is new. One atomic round trip:
-    /// `SET key body NX GET EX ttl` stores the body unless the key exists and returns what was
-    /// there.
+    /// The binding remembered for `signing`: `bound` if it is new. One atomic round trip:
+    /// `SET key bound NX GET EX ttl` stores the binding unless the key exists and returns what
+    /// was there.
     pub(super) async fn remember(
         &self,
         signing: Signing<'_>,
-        body: u128,
+        bound: Binding,
         deadline: Instant,
-    ) -> Result<u128, StoreError> {
+    ) -> Result<Binding, StoreError> {
         let key = format!("{}:{:032x}", self.prefix, signing.fingerprint());
-        let ttl = (signing.expires_at - unix_now()).max(1);
+        let ttl = (signing.remember_until - unix_now()).max(1);
         let exchange = async {
             let mut connection = self.connection().await?;
             redis::cmd("SET")
                 .arg(&key)
-                .arg(&body.to_be_bytes()[..])
+                .arg(&bound.to_be_bytes()[..])
                 .arg("NX")
                 .arg("GET")
                 .arg("EX")
@@ -99,38 +99,60 @@ impl RedisGuard {
         let previous = tokio::time::timeout_at(deadline, exchange)
             .await
             .map_err(|_| StoreError::Timeout)??;
-        Ok(previous.map_or(body, |bytes| remembered_body(&bytes)))
+        Ok(previous.map_or(bound, |bytes| remembered_binding(&bytes)))
     }
 
-    /// Pings the store every [`PROBE_INTERVAL`], forever, and tells `health` whether it
-    /// answered within [`RESPONSE_TIMEOUT`]: a relay that cannot check bodies is not ready.
+    /// Probes the store every [`PROBE_INTERVAL`], forever, with the guard's own command on a
+    /// key under the guard's own prefix, and tells `health` whether it was carried out within
+    /// [`RESPONSE_TIMEOUT`], and if not, why: a store that answers `PING` but refuses the guard
+    /// (an ACL without `SET` or without the prefix's keys, a read-only replica, a Redis too old
+    /// for `SET ... NX GET`, out of memory) makes the relay unready, naming the refusal.
     pub async fn probe(self: Arc<Self>, health: Arc<Health>) {
-        let mut was_up = true;
+        let mut was_up = false;
+        let mut last_problem = None;
         loop {
-            let result = self.ping(RESPONSE_TIMEOUT).await;
-            let up = result.is_ok();
-            health.set_replay_store_up(up);
-            match result {
-                Err(error) if was_up => {
-                    tracing::warn!(%error, "The replay store does not answer: deliveries get 503 until it does.")
+            let mut problem = self
+                .check(RESPONSE_TIMEOUT)
+                .await
+                .err()
+                .map(|error| describe(&error));
+            // What the store says of itself, each time it starts to answer: a Redis Cluster
+            // or an old version may take the guard's command for one key and not another.
+            if problem.is_none() && !was_up {
+                problem = self.unsupported(RESPONSE_TIMEOUT).await;
+            }
+            let up = problem.is_none();
+            match &problem {
+                Some(problem) if last_problem.as_ref() != Some(problem) => {
+                    tracing::warn!(problem, "The replay store cannot serve as the replay guard: deliveries get 503 and the relay is unready until it can.")
                 }
-                Ok(()) if !was_up => tracing::info!("The replay store answers again."),
+                None if !was_up => tracing::info!("The replay store serves as the replay guard."),
                 _ => {}
             }
+            health.set_replay_store(problem.clone());
             was_up = up;
+            last_problem = problem;
             tokio::time::sleep(PROBE_INTERVAL).await;
         }
     }
 
-    /// Asks the store for a PONG within `timeout`.
+    /// Carries out the guard's own command (`SET key value NX GET EX ttl`) on the probe's key
+    /// within `timeout`.
     ///
     /// # Errors
-    /// No answer in time, or a failed connection.
-    pub async fn ping(&self, timeout: Duration) -> Result<(), StoreError> {
+    /// No answer in time, a failed connection, or the store refused the command.
+    pub async fn check(&self, timeout: Duration) -> Result<(), StoreError> {
+        let key = format!("{}:{PROBE_KEY}", self.prefix);
         let exchange = async {
             let mut connection = self.connection().await?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut connection)
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&[0u8; 16][..])
+                .arg("NX")
+                .arg("GET")
+                .arg("EX")
+                .arg(PROBE_TTL_SECONDS)
+                .query_async::<Option<Vec<u8>>>(&mut connection)
                 .await
         };
         tokio::time::timeout(timeout, exchange)
@@ -138,11 +160,78 @@ impl RedisGuard {
             .map_err(|_| StoreError::Timeout)??;
         Ok(())
     }
+
+    /// Why the store cannot serve as the guard by what it says of itself (`INFO server`): a
+    /// Redis Cluster (the relay speaks to one node), or a version before 7.0. `None` when it
+    /// qualifies, or does not say (no answer, or `INFO` not permitted: the probe's command
+    /// tells then).
+    pub async fn unsupported(&self, timeout: Duration) -> Option<String> {
+        let exchange = async {
+            let mut connection = self.connection().await?;
+            redis::cmd("INFO")
+                .arg("server")
+                .query_async::<String>(&mut connection)
+                .await
+        };
+        let info = tokio::time::timeout(timeout, exchange).await.ok()?.ok()?;
+        unsupported_server(&info)
+    }
 }
 
-/// The body stored under a key; anything but our own 16 bytes (written by something else) is
-/// treated as another body, so the request is refused rather than admitted.
-fn remembered_body(bytes: &[u8]) -> u128 {
+/// The probe's key, under the guard's prefix: no fingerprint (32 hex digits) looks like it.
+const PROBE_KEY: &str = "readiness-probe";
+const PROBE_TTL_SECONDS: u64 = 5;
+
+/// The first version with `SET ... NX GET` (6.2 has `GET`, but not together with `NX`).
+const MIN_VERSION: (u32, u32) = (7, 0);
+
+/// Why a server described by `INFO server` cannot serve as the guard, if it cannot.
+fn unsupported_server(info: &str) -> Option<String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    if field("redis_mode") == Some("cluster") {
+        return Some("the store is a Redis Cluster, which the replay guard does not support: point --replay-store at a standalone Redis (or the primary of a replicated one)".to_owned());
+    }
+    let version = field("redis_version")?;
+    let mut parts = version.split('.').map(|part| part.parse::<u32>().ok());
+    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    ((major, minor) < MIN_VERSION).then(|| {
+        format!(
+            "the store runs Redis {version}: the replay guard needs 7.0 or newer (SET ... NX GET)"
+        )
+    })
+}
+
+/// What a failed probe or guard command says about the store, for `/readyz` and the log
+/// (Redis' errors name the command and the user, never the password).
+pub fn describe(error: &StoreError) -> String {
+    let StoreError::Redis(redis) = error else {
+        return error.to_string();
+    };
+    let detail = redis.to_string();
+    let why = match redis.code() {
+        Some("NOPERM") => "the store's user may not run the guard's SET on the guard's keys (ACL: it needs +set on ~<--replay-store-prefix>:*)",
+        Some("READONLY") => "the store is a read-only replica: point --replay-store at the primary",
+        Some("OOM") => "the store is out of memory and refuses writes: give it room for the window's signings (it must run with maxmemory-policy noeviction)",
+        Some("MOVED" | "ASK" | "CLUSTERDOWN" | "CROSSSLOT") => "the store is a Redis Cluster, which the replay guard does not support",
+        Some("WRONGPASS" | "NOAUTH") => "the store refuses the relay's credentials",
+        _ if redis.kind() == redis::ErrorKind::AuthenticationFailed => {
+            "the store refuses the relay's credentials"
+        }
+        Some("ERR") if detail.contains("syntax") => "the store does not know SET ... NX GET: the replay guard needs Redis 7.0 or newer",
+        _ => return format!("the replay store failed: {detail}"),
+    };
+    format!("{why} ({detail})")
+}
+
+/// The binding stored under a key; anything but our own 16 bytes (written by something else) is
+/// treated as another binding, so the request is refused rather than admitted.
+fn remembered_binding(bytes: &[u8]) -> Binding {
     <[u8; 16]>::try_from(bytes).map_or(!0, u128::from_be_bytes)
 }
 
@@ -150,4 +239,25 @@ fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_or_a_redis_before_7_0_is_unsupported() {
+        let info = |version: &str, mode: &str| {
+            format!("# Server\r\nredis_version:{version}\r\nredis_mode:{mode}\r\nos:Linux\r\n")
+        };
+        assert_eq!(unsupported_server(&info("7.0.15", "standalone")), None);
+        assert_eq!(unsupported_server(&info("7.2.4", "standalone")), None);
+        assert!(unsupported_server(&info("7.2.4", "cluster"))
+            .unwrap()
+            .contains("Redis Cluster"));
+        assert!(unsupported_server(&info("6.2.14", "standalone"))
+            .unwrap()
+            .contains("needs 7.0 or newer"));
+        assert_eq!(unsupported_server("no fields"), None);
+    }
 }

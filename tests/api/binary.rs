@@ -182,6 +182,40 @@ async fn check_config_accepts_a_good_configuration_and_refuses_a_bad_one_without
         stderr.contains("linger.ms") && stderr.contains("--kafka-linger"),
         "{stderr}"
     );
+    // Other spellings librdkafka reads as a reserved property, and its test settings.
+    for (option, named) in [
+        (
+            "topic.message.timeout.ms=0",
+            "--kafka-option topic.message.timeout.ms (librdkafka reads it as message.timeout.ms) is reserved",
+        ),
+        (
+            "topic.partitioner=random",
+            "--kafka-option topic.partitioner (librdkafka reads it as partitioner) is reserved",
+        ),
+        (
+            "test.mock.num.brokers=3",
+            "--kafka-option test.mock.num.brokers is reserved",
+        ),
+        (
+            "topic.delivery.timeout.ms=1",
+            "(librdkafka reads it as message.timeout.ms) is reserved",
+        ),
+    ] {
+        let (code, stdout, stderr) = run_to_end(&[
+            "check-config",
+            "--kafka-brokers",
+            "127.0.0.1:9",
+            "--signing-secrets-file",
+            secrets,
+            "--kafka-option",
+            option,
+        ])
+        .await;
+        assert_eq!((code, stdout.as_str()), (64, ""), "{option}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{option}: one line: {stderr}");
+        assert!(lines[0].contains(named), "{option}: {stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

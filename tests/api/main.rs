@@ -11,6 +11,7 @@ mod authentication;
 mod backpressure;
 mod binary;
 mod dead_letter;
+mod durability;
 mod fatal;
 mod helpers;
 mod http_errors;

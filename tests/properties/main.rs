@@ -12,6 +12,7 @@
 //! `PROPTEST_CASES=N` runs more cases than the default. The fuzz targets in `fuzz/` explore the
 //! same ground by coverage; these run on every `cargo test`.
 
+mod attacker;
 mod frames;
 mod status_table;
 

@@ -12,11 +12,17 @@ pub struct DedicatedRedis {
     port: u16,
     data_dir: tempfile::TempDir,
     password_file: Option<PathBuf>,
+    server_args: Vec<String>,
 }
 
 impl DedicatedRedis {
     /// Starts a fresh server that requires [`REDIS_PASSWORD`], and waits until it answers.
     pub async fn start() -> DedicatedRedis {
+        Self::start_with(&[]).await
+    }
+
+    /// [`DedicatedRedis::start`] with more redis-server arguments (`--cluster-enabled yes`).
+    pub async fn start_with(server_args: &[&str]) -> DedicatedRedis {
         let data_dir = tempfile::tempdir().unwrap();
         let password_file = data_dir.path().join("password");
         std::fs::write(&password_file, REDIS_PASSWORD).unwrap();
@@ -24,6 +30,7 @@ impl DedicatedRedis {
             port: free_port(),
             data_dir,
             password_file: Some(password_file),
+            server_args: server_args.iter().map(|arg| arg.to_string()).collect(),
         };
         redis.restart().await;
         redis
@@ -32,6 +39,31 @@ impl DedicatedRedis {
     /// The `--replay-store` URL (without the password).
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The `--replay-store` URL of the ACL user `user` (without the password).
+    pub fn url_of(&self, user: &str) -> String {
+        format!("redis://{user}@127.0.0.1:{}/0", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs one command as the default user (with the password), e.g. `ACL SETUSER ...`.
+    pub async fn command(&self, args: &[&str]) -> redis::Value {
+        let url = format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0", self.port);
+        let client = redis::Client::open(url).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command
+            .query_async(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("redis {args:?}: {error}"))
     }
 
     /// A file holding the password, for `--replay-store-password-file`.
@@ -52,6 +84,9 @@ impl DedicatedRedis {
         ];
         if let Some(file) = &self.password_file {
             args.extend(["--password-file".to_owned(), file.display().to_string()]);
+        }
+        for arg in &self.server_args {
+            args.extend(["--server-arg".to_owned(), arg.clone()]);
         }
         self.script(args).await;
     }

@@ -167,6 +167,9 @@ budgets that do not add up.
 {{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) }}
 {{- fail "autoscaling: minReplicas is above maxReplicas" }}
 {{- end }}
+{{- if and (or $a.enabled (gt (int .Values.replicaCount) 1)) (not .Values.replayStore.url) (not .Values.replayStore.acceptPerReplicaRisk) }}
+{{- fail "replicaCount above 1 (or autoscaling.enabled) without a shared replay guard: each pod would remember only the signings it saw, so captured X-AUTHVIA-* headers could carry another body through another pod. Set replayStore.url to a Redis 7.0+ running with maxmemory-policy noeviction (and replayStore.existingSecret), or replicaCount: 1 without autoscaling, or replayStore.acceptPerReplicaRisk: true to accept that risk (README, \"Replicas and the replay guard\")" }}
+{{- end }}
 {{- range $k, $v := .Values.kafka.options }}
 {{- if or (contains ";" (toString $v)) (contains ";" $k) }}
 {{- fail (printf "kafka.options.%s: values may not contain ';' (it separates BP_RELAY_KAFKA_OPTIONS entries)" $k) }}

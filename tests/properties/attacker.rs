@@ -1,0 +1,359 @@
+//! The replay guard from the attacker's side (memory guard, one relay): Authvia's deliveries
+//! interleaved at random with an attacker who holds every request Authvia sent (headers and
+//! bodies) and sends them to either route, with any body, at any time, as slowly as the
+//! deadlines allow, while Authvia's clock is up to 2 s off the relay's.
+//!
+//! The property, on what the publisher received: every record is byte for byte a body Authvia
+//! sent, on the route it sent it to (dead letters included: Authvia's bodies here are all valid,
+//! so there must be none). And every genuine first delivery is taken (the guard is not "safe"
+//! by refusing everything).
+//!
+//! Time is tokio's paused clock: the relay's wall clock (`Ingress::with_clock`) is a base plus
+//! the paused clock's progress, so a trickled body or a wait to the window's edge costs nothing.
+
+use std::{
+    cell::Cell,
+    collections::VecDeque,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bp_relay::{
+    http::{Ingress, ACTION_PATH, PROCESS_PATH},
+    metrics::Metrics,
+    publish::Memory,
+    samples, signature, Config,
+};
+use bytes::Bytes;
+use clap::Parser;
+use http::{HeaderMap, Request};
+use hyper::body::{Body, Frame};
+use proptest::prelude::*;
+use tokio::time::{Instant, Sleep};
+
+const SECRET: &str = "whsec_attacker_property";
+/// `--signature-tolerance` (short: waiting to its edge is free on the paused clock anyway).
+const TOLERANCE_SECONDS: i64 = 5;
+const PROCESS_TOPIC: &str = "authvia.business-processes";
+const ACTION_TOPIC: &str = "authvia.business-process-actions";
+
+thread_local! {
+    /// The relay's wall clock at `START` of the current case, and that instant.
+    static BASE: Cell<Option<(SystemTime, Instant)>> = const { Cell::new(None) };
+}
+
+/// The relay's wall clock: the case's base plus how far tokio's paused clock has moved.
+fn relay_clock() -> SystemTime {
+    let (base, start) = BASE.with(Cell::get).expect("set at the start of each case");
+    base + Instant::now().duration_since(start)
+}
+
+fn relay_seconds() -> i64 {
+    relay_clock().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn ingress() -> Ingress<Memory> {
+    let tolerance = format!("{TOLERANCE_SECONDS}s");
+    let args = [
+        "bp-relay",
+        "--kafka-brokers",
+        "unused:9092",
+        "--signing-secrets",
+        SECRET,
+        "--signature-tolerance",
+        &tolerance,
+        "--ack-timeout",
+        "4s",
+    ];
+    let config = Config::try_parse_from(args).unwrap();
+    config.validate().unwrap();
+    let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+    Ingress::build(&config, Memory::keeping(), metrics)
+        .unwrap()
+        .with_clock(relay_clock)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Processes,
+    Actions,
+}
+
+impl Route {
+    fn path(self) -> &'static str {
+        match self {
+            Route::Processes => PROCESS_PATH,
+            Route::Actions => ACTION_PATH,
+        }
+    }
+
+    fn topic(self) -> &'static str {
+        match self {
+            Route::Processes => PROCESS_TOPIC,
+            Route::Actions => ACTION_TOPIC,
+        }
+    }
+
+    fn other(self) -> Route {
+        match self {
+            Route::Processes => Route::Actions,
+            Route::Actions => Route::Processes,
+        }
+    }
+}
+
+/// A body the attacker sends with captured headers.
+#[derive(Debug, Clone)]
+enum Forged {
+    /// Bytes of its own (often not even JSON: a dead letter if admitted).
+    Own(Vec<u8>),
+    /// Another genuine delivery's body (valid for its route).
+    Genuine(usize),
+}
+
+/// One step of a case.
+#[derive(Debug, Clone)]
+enum Move {
+    /// Authvia signs a new delivery with its clock `skew_ms` off the relay's and sends it.
+    Deliver { route: Route, skew_ms: i64 },
+    /// Authvia (or the attacker) sends a delivery again, as it was.
+    Redeliver { which: usize },
+    /// Captured headers, another body, the same route.
+    OtherBody { which: usize, body: Forged },
+    /// Captured headers on the other route, with its genuine body or another.
+    OtherRoute { which: usize, body: Option<Forged> },
+    /// Captured headers sent in the window's last second, a body (other route or other body)
+    /// trickled in over `trickle_ms`.
+    EdgeTrickle {
+        which: usize,
+        other_route: bool,
+        body: Forged,
+        trickle_ms: u64,
+    },
+    /// Time passes.
+    Wait { ms: u64 },
+}
+
+fn forged() -> impl Strategy<Value = Forged> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64).prop_map(Forged::Own),
+        Just(Forged::Own(br#"{"id":"forged","partner":"P","merchant":"M","customer":"c","status":"scheduled","expiration":"2026-12-01T00:00:00Z","actions":[],"addresses":[]}"#.to_vec())),
+        any::<prop::sample::Index>().prop_map(|index| Forged::Genuine(index.index(usize::MAX))),
+    ]
+}
+
+fn route() -> impl Strategy<Value = Route> {
+    prop_oneof![Just(Route::Processes), Just(Route::Actions)]
+}
+
+fn a_move() -> impl Strategy<Value = Move> {
+    let which = any::<prop::sample::Index>().prop_map(|index| index.index(usize::MAX));
+    prop_oneof![
+        3 => (route(), -2_000i64..=2_000).prop_map(|(route, skew_ms)| Move::Deliver { route, skew_ms }),
+        1 => which.clone().prop_map(|which| Move::Redeliver { which }),
+        2 => (which.clone(), forged()).prop_map(|(which, body)| Move::OtherBody { which, body }),
+        2 => (which.clone(), prop::option::of(forged()))
+            .prop_map(|(which, body)| Move::OtherRoute { which, body }),
+        2 => (which, any::<bool>(), forged(), 200u64..3_000).prop_map(
+            |(which, other_route, body, trickle_ms)| Move::EdgeTrickle { which, other_route, body, trickle_ms }
+        ),
+        1 => (0u64..8_000).prop_map(|ms| Move::Wait { ms }),
+    ]
+}
+
+/// A delivery Authvia made: its headers, route and body.
+struct Genuine {
+    headers: HeaderMap,
+    timestamp: i64,
+    route: Route,
+    body: Vec<u8>,
+}
+
+/// A body sent in pieces, `pause` apart on tokio's clock.
+struct Trickle {
+    pieces: VecDeque<Bytes>,
+    pause: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl Trickle {
+    fn new(body: &[u8], over: Duration) -> Trickle {
+        let pieces: VecDeque<Bytes> = body.chunks(4).map(Bytes::copy_from_slice).collect();
+        let gaps = u32::try_from(pieces.len().max(1)).unwrap();
+        Trickle {
+            pieces,
+            pause: over / gaps,
+            sleep: None,
+        }
+    }
+}
+
+impl Body for Trickle {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let pause = self.pause;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(pause)));
+        if sleep.as_mut().poll(context).is_pending() {
+            return Poll::Pending;
+        }
+        self.sleep = None;
+        Poll::Ready(self.pieces.pop_front().map(|piece| Ok(Frame::data(piece))))
+    }
+}
+
+fn request<B>(route: Route, headers: &HeaderMap, body: B) -> Request<B> {
+    let mut request = Request::post(route.path()).body(body).unwrap();
+    *request.headers_mut() = headers.clone();
+    request
+}
+
+fn full(bytes: &[u8]) -> http_body_util::Full<Bytes> {
+    http_body_util::Full::new(Bytes::copy_from_slice(bytes))
+}
+
+/// Authvia's body for its `n`th delivery on `route`: a valid sample made unique by trailing
+/// whitespace (still the same JSON).
+fn genuine_body(route: Route, n: usize) -> Vec<u8> {
+    let mut body = match route {
+        Route::Processes => samples::BUSINESS_PROCESS.to_vec(),
+        Route::Actions => samples::ACTION.to_vec(),
+    };
+    body.extend(std::iter::repeat_n(b' ', n + 1));
+    body
+}
+
+/// Runs one case and returns what the publisher received, checking each genuine first delivery
+/// was taken.
+async fn play(moves: &[Move]) -> Result<(), TestCaseError> {
+    let ingress = ingress();
+    let mut genuine: Vec<Genuine> = Vec::new();
+    for step in moves {
+        match step {
+            Move::Deliver { route, skew_ms } => {
+                let authvia_ms = relay_clock()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64
+                    + skew_ms;
+                let timestamp = authvia_ms.div_euclid(1000);
+                let value = format!("authvia-{}", genuine.len());
+                let headers = signature::signed_headers(SECRET, &value, timestamp).unwrap();
+                let body = genuine_body(*route, genuine.len());
+                let answer = ingress.handle(request(*route, &headers, full(&body))).await;
+                prop_assert_eq!(answer.status().as_u16(), 200, "a genuine delivery is taken");
+                genuine.push(Genuine {
+                    headers,
+                    timestamp,
+                    route: *route,
+                    body,
+                });
+            }
+            Move::Wait { ms } => tokio::time::sleep(Duration::from_millis(*ms)).await,
+            _ if genuine.is_empty() => {}
+            Move::Redeliver { which } => {
+                let captured = &genuine[which % genuine.len()];
+                ingress
+                    .handle(request(
+                        captured.route,
+                        &captured.headers,
+                        full(&captured.body),
+                    ))
+                    .await;
+            }
+            Move::OtherBody { which, body } => {
+                let captured = &genuine[which % genuine.len()];
+                let body = bytes_of(body, &genuine);
+                ingress
+                    .handle(request(captured.route, &captured.headers, full(&body)))
+                    .await;
+            }
+            Move::OtherRoute { which, body } => {
+                let captured = &genuine[which % genuine.len()];
+                let body = body
+                    .as_ref()
+                    .map_or_else(|| captured.body.clone(), |body| bytes_of(body, &genuine));
+                ingress
+                    .handle(request(
+                        captured.route.other(),
+                        &captured.headers,
+                        full(&body),
+                    ))
+                    .await;
+            }
+            Move::EdgeTrickle {
+                which,
+                other_route,
+                body,
+                trickle_ms,
+            } => {
+                let captured = &genuine[which % genuine.len()];
+                let last_second = captured.timestamp + TOLERANCE_SECONDS;
+                let wait = last_second - relay_seconds();
+                if wait >= 0 {
+                    // Into the window's last second (half way through it).
+                    let target =
+                        UNIX_EPOCH + Duration::from_millis((last_second * 1000 + 500) as u64);
+                    if let Ok(ahead) = target.duration_since(relay_clock()) {
+                        tokio::time::sleep(ahead).await;
+                    }
+                }
+                let route = if *other_route {
+                    captured.route.other()
+                } else {
+                    captured.route
+                };
+                let body = bytes_of(body, &genuine);
+                let trickled = Trickle::new(&body, Duration::from_millis(*trickle_ms));
+                ingress
+                    .handle(request(route, &captured.headers, trickled))
+                    .await;
+            }
+        }
+    }
+    for (topic, record) in ingress.publisher().published() {
+        let sent = genuine.iter().any(|delivery| {
+            delivery.route.topic() == topic && delivery.body[..] == record.value[..]
+        });
+        prop_assert!(
+            sent,
+            "a record Authvia did not send on {topic}: {:?}",
+            String::from_utf8_lossy(&record.value)
+        );
+    }
+    Ok(())
+}
+
+fn bytes_of(body: &Forged, genuine: &[Genuine]) -> Vec<u8> {
+    match body {
+        Forged::Own(bytes) => bytes.clone(),
+        Forged::Genuine(which) => genuine[which % genuine.len()].body.clone(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_record_is_a_body_authvia_sent_on_the_route_it_sent_it_to(
+        moves in prop::collection::vec(a_move(), 1..24)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            BASE.with(|base| base.set(Some((SystemTime::now(), Instant::now()))));
+            play(&moves).await
+        })?;
+    }
+}
