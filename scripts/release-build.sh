@@ -30,8 +30,9 @@ BUILD=(build --release --locked --bin bp-relay)
 say() { printf 'release-build: %s\n' "$*" >&2; }
 
 wanted=$(sed -n 's/^ARG CARGO_AUDITABLE_VERSION=//p' deploy/Dockerfile)
-have=$(cargo auditable --version 2>/dev/null | awk '{print $2}') || true
-if [[ -z $have ]]; then
+# (`cargo auditable --version` prints cargo's version: ask cargo which one it installed.)
+have=$(cargo install --list | sed -n 's/^cargo-auditable v\([^:]*\):$/\1/p')
+if [[ -z $have ]] || ! command -v cargo-auditable >/dev/null; then
   say "cargo-auditable is not installed: cargo install --locked cargo-auditable --version $wanted"
   exit 1
 fi
