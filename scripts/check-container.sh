@@ -25,7 +25,7 @@
 # PyYAML, helm (built into the chart tools cache by scripts/check-chart.sh if absent).
 #
 # Environment: BP_RELAY_TEST_KAFKA (required), BP_RELAY_CONTAINER_PORT (first of 2 free ports,
-# default 9310), BP_RELAY_IMAGE_DIR (default target/image).
+# default 9310), BP_RELAY_IMAGE_DIR (default target/image), KEEP_WORK=1 (keep the bundles and logs).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -188,7 +188,11 @@ grep -Eq '^CapEff:\s+0+$' <<<"$status" || die "the relay has capabilities"
 grep -Eq '^NoNewPrivs:\s+1' <<<"$status" || die "no_new_privs is not set"
 grep -Eq '^Seccomp:\s+2' <<<"$status" || die "no seccomp filter"
 memcg=$(awk -F: '$2 == "memory" {print $3}' "/proc/$PID/cgroup")
-limit=$(cat "/sys/fs/cgroup/memory$memcg/memory.limit_in_bytes")
+if [[ -n $memcg ]]; then # cgroup v1 (this machine's memory controller)
+  limit=$(cat "/sys/fs/cgroup/memory$memcg/memory.limit_in_bytes")
+else # cgroup v2
+  limit=$(cat "/sys/fs/cgroup$(awk -F: '$1 == "0" {print $3}' "/proc/$PID/cgroup")/memory.max")
+fi
 say "memory cgroup limit: $limit bytes"
 [[ $limit == "$(jq '.linux.resources.memory.limit' "$WORK/relay/config.json")" ]] || die "memory limit not applied"
 root_options=$(awk '$5 == "/" {print $6}' "/proc/$PID/mountinfo")
