@@ -8,8 +8,9 @@
 # 1. Reads the run command, the two `sign` commands and the `kcat` line from README.md (and fails
 #    naming what it expected if the section was reshaped).
 # 2. Fails at once, saying so, when port 8080 or 9090 is taken: the README's commands use them.
-# 3. Builds the release binary first (`cargo build --release --locked --bin bp-relay`, the build
-#    `cargo run --release` and the attack test share), so the relay starts without compiling.
+# 3. Builds the release binary first (scripts/release-build.sh, CI's one release build, shared
+#    by `cargo run --release`, the attack test and the image), so the relay starts without
+#    compiling.
 # 4. Starts the relay with the README's run command, waits for its bootstrap line and for
 #    /readyz, runs each `sign` command (each must print 200 with a topic, partition and offset),
 #    runs the `kcat` line with the logged bootstrap address in place of `NNNNN` (the one
@@ -72,9 +73,19 @@ for port in 8080 9090; do
   fi
 done
 
-# --- 3. The release build (shared with `cargo run --release` and scripts/attack.sh) -------------
-say "cargo build --release --locked --bin bp-relay"
-cargo build --release --locked --bin bp-relay >"$WORK/build.log" 2>&1 || { tail -n 30 "$WORK/build.log" >&2; fail "the release build failed"; }
+# --- 3. The release build (shared with `cargo run --release`, the attack test and the image) ---
+# scripts/release-build.sh makes CI's one release binary and writes the environment of its build;
+# in that environment the README's `cargo run --release` compiles nothing. Without cargo-auditable
+# (a developer's machine) a plain release build does the same job.
+if command -v cargo-auditable >/dev/null 2>&1; then
+  say "scripts/release-build.sh"
+  scripts/release-build.sh >"$WORK/build.log" 2>&1 || { tail -n 30 "$WORK/build.log" >&2; fail "the release build failed"; }
+  # shellcheck disable=SC1091
+  . "${CARGO_TARGET_DIR:-$ROOT/target}/release-build.env"
+else
+  say "cargo build --release --locked --bin bp-relay (no cargo-auditable here)"
+  cargo build --release --locked --bin bp-relay >"$WORK/build.log" 2>&1 || { tail -n 30 "$WORK/build.log" >&2; fail "the release build failed"; }
+fi
 
 # --- 4. The quick start -------------------------------------------------------------------------
 say "starting the relay: $RUN_CMD"

@@ -63,7 +63,11 @@ EXTRA_CHECKS=(
   scripts/bench-smoke.sh    # benches/compare.sh --smoke: every system, 2 s runs, so the script cannot rot
   scripts/check-deny.sh     # cargo deny: licences, banned and duplicate crates, sources (deny.toml)
   scripts/fuzz.sh           # the cargo-fuzz targets of fuzz/, 60 s each from fuzz/corpus; a crash fails
+  scripts/release-build.sh  # the one release build (cargo auditable, static zlib): BP_RELAY_BIN below
   scripts/attack.sh         # short mode: the release relay under a connection and memory attack
+  scripts/image.sh          # the image as an OCI layout in target/image, inspected
+  scripts/check-container.sh # that image under the chart's security context, against the broker
+  scripts/check-cluster.sh  # the chart on a real kube-apiserver (restricted PSA, CRDs, kwok nodes)
 )
 # -----------------------------------------------------------------------------------------------
 
@@ -180,6 +184,11 @@ for check in "${EXTRA_CHECKS[@]}"; do
   section "$check"
   if "./$check"; then
     PASSED+=("$check")
+    # The checks after it use that one release binary (release-build.sh's comment says how the
+    # README's `cargo run --release` reuses it too).
+    if [[ $check == scripts/release-build.sh ]]; then
+      export BP_RELAY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/bp-relay"
+    fi
   else
     FAILED+=("$check (exit $?)")
   fi
