@@ -18,7 +18,7 @@
 //!   HTTP-side benchmark.
 //! - [`metrics`]: the request-side metrics, one typed method per event.
 //! - [`kafka`]: the publisher over librdkafka, error classification, client settings,
-//!   statistics and client metrics, the embedded mock cluster.
+//!   statistics and client metrics, the topics' durability check, the embedded mock cluster.
 //! - [`record`]: the record contract (CloudEvents Kafka binding, binary mode) and the choice of
 //!   topic, including dead-letter routing.
 //! - [`signature`]: authentication: Authvia's HMAC signature with the keys in force (rotated

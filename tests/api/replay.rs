@@ -335,31 +335,42 @@ async fn a_store_out_of_memory_refuses_with_503_and_writes_nothing_until_it_has_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_cluster_as_the_store_is_refused_at_startup_with_one_line() {
     let redis = DedicatedRedis::start_with(&["--cluster-enabled", "yes"]).await;
-    let (code, _stdout, stderr) = run_to_end(&[
-        "--kafka-brokers",
-        "127.0.0.1:9",
-        "--signing-secrets",
-        "s",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--replay-store",
-        &redis.url(),
-        "--replay-store-password-file",
-        &redis.password_file(),
-    ])
+    let (url, password_file) = (redis.url(), redis.password_file());
+    let mut relay = Process::spawn(
+        &[
+            "--kafka-brokers",
+            "127.0.0.1:9",
+            "--signing-secrets",
+            "s",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--replay-store",
+            &url,
+            "--replay-store-password-file",
+            &password_file,
+        ],
+        &[],
+    );
+    let code = relay.exit_code(Duration::from_secs(20)).await;
+    assert_eq!(code, 64, "{}", relay.all_logs());
+    eventually(
+        "the one line naming the cluster",
+        Duration::from_secs(5),
+        || async {
+            relay.all_logs().lines().any(|line| {
+                line.starts_with("bp-relay: --replay-store: the store is a Redis Cluster")
+            })
+        },
+    )
     .await;
-    assert_eq!(code, 64, "{stderr}");
-    let lines: Vec<&str> = stderr
+    let logs = relay.all_logs();
+    let lines: Vec<&str> = logs
         .lines()
         .filter(|line| line.starts_with("bp-relay"))
         .collect();
-    assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(
-        lines[0].contains("--replay-store: the store is a Redis Cluster"),
-        "{stderr}"
-    );
+    assert_eq!(lines.len(), 1, "{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
