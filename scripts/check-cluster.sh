@@ -22,8 +22,9 @@
 #     ServiceMonitor, PrometheusRule as the values enable them;
 #   - helm test: its pods are admitted and created. They cannot run here (no kubelet, no
 #     image): this script marks them Succeeded, as a kubelet would after a good run;
-#   - helm upgrade with the same values: the chart's Secret (same uid, same data), the
-#     Deployment's selector and its ReplicaSet stay; helm rollback; helm uninstall leaves
+#   - helm upgrade with the same values: the chart's Secrets (same uid, same data: the signing
+#     one and the generated password of the chart-run Redis), the Deployment's selector and its
+#     ReplicaSet stay; helm rollback; helm uninstall leaves
 #     no object of the release in the namespace.
 # Then the README's own `helm install` line, and one check that a chart whose container drops
 # runAsNonRoot is refused (so the admission checks above can fail).
@@ -319,6 +320,9 @@ server_dry_run() { # NS VALUES
 
 release_state() { # NS: what must survive an upgrade
   k -n "$1" get secret bp-relay -o jsonpath='{.metadata.uid} {.data}' 2>/dev/null || echo "no chart Secret"
+  echo
+  # The generated password of the chart-run Redis (replayStore.redis), kept by `lookup`.
+  k -n "$1" get secret bp-relay-redis -o jsonpath='{.metadata.uid} {.data}' 2>/dev/null || echo "no chart Redis Secret"
   echo
   k -n "$1" get deployment bp-relay -o jsonpath='{.spec.selector}'
   echo

@@ -167,8 +167,15 @@ budgets that do not add up.
 {{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) }}
 {{- fail "autoscaling: minReplicas is above maxReplicas" }}
 {{- end }}
-{{- if and (or $a.enabled (gt (int .Values.replicaCount) 1)) (not .Values.replayStore.url) (not .Values.replayStore.acceptPerReplicaRisk) }}
-{{- fail "replicaCount above 1 (or autoscaling.enabled) without a shared replay guard: each pod would remember only the signings it saw, so captured X-AUTHVIA-* headers could carry another body through another pod. Set replayStore.url to a Redis 7.0+ running with maxmemory-policy noeviction (and replayStore.existingSecret), or replicaCount: 1 without autoscaling, or replayStore.acceptPerReplicaRisk: true to accept that risk (README, \"Replicas and the replay guard\")" }}
+{{- $r := .Values.replayStore }}
+{{- if and $r.url $r.redis.enabled }}
+{{- fail "replayStore.url and replayStore.redis.enabled: set one, not both (the URL names your own Redis; replayStore.redis.enabled runs one in the release and points the relay at it)" }}
+{{- end }}
+{{- if and $r.redis.enabled $r.existingSecret }}
+{{- fail "replayStore.existingSecret is the password of the Redis at replayStore.url; with replayStore.redis.enabled the chart generates the password of its Redis: unset replayStore.existingSecret" }}
+{{- end }}
+{{- if and (or $a.enabled (gt (int .Values.replicaCount) 1)) (not (include "bp-relay.sharedReplayGuard" .)) (not $r.acceptPerReplicaRisk) }}
+{{- fail "replicaCount above 1 (or autoscaling.enabled) without a shared replay guard: each pod would remember only the signings it saw, so captured X-AUTHVIA-* headers could carry another body through another pod. Set replayStore.url to a Redis 7.0+ running with maxmemory-policy noeviction (and replayStore.existingSecret), or replayStore.redis.enabled: true to let the chart run a small Redis for the guard, or replicaCount: 1 without autoscaling, or replayStore.acceptPerReplicaRisk: true to accept that risk (README, \"Replicas and the replay guard\")" }}
 {{- end }}
 {{- range $k, $v := .Values.kafka.options }}
 {{- if or (contains ";" (toString $v)) (contains ";" $k) }}
@@ -198,4 +205,52 @@ so rotating one and running `helm upgrade` rolls the pods.
 {{- end }}
 {{- end }}
 {{- join "\n" $parts | sha256sum }}
+{{- end }}
+
+{{/* True when every pod shares one replay guard: a Redis of the user's or the chart's. */}}
+{{- define "bp-relay.sharedReplayGuard" -}}
+{{- if or .Values.replayStore.url .Values.replayStore.redis.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Name of the chart-run Redis (replayStore.redis): its Deployment, Service, ConfigMap, Secret. */}}
+{{- define "bp-relay.redis.fullname" -}}
+{{- printf "%s-redis" (include "bp-relay.fullname" . | trunc 57 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+Selector labels of the chart-run Redis: not the relay's (its Services, PDB and NetworkPolicy
+must not select the Redis pod).
+*/}}
+{{- define "bp-relay.redis.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "bp-relay.name" . }}-redis
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: replay-store
+{{- end }}
+
+{{- define "bp-relay.redis.labels" -}}
+helm.sh/chart: {{ include "bp-relay.chart" . }}
+{{ include "bp-relay.redis.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: bp-relay
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "bp-relay.redis.image" -}}
+{{- $i := .Values.replayStore.redis.image }}
+{{- if $i.digest }}
+{{- printf "%s@%s" $i.repository $i.digest }}
+{{- else }}
+{{- printf "%s:%s" $i.repository $i.tag }}
+{{- end }}
+{{- end }}
+
+{{/* The relay's BP_RELAY_REPLAY_STORE: the user's Redis, or the chart's through its Service. */}}
+{{- define "bp-relay.replayStoreUrl" -}}
+{{- if .Values.replayStore.redis.enabled }}
+{{- printf "redis://%s.%s.svc:6379/0" (include "bp-relay.redis.fullname" .) .Release.Namespace }}
+{{- else }}
+{{- .Values.replayStore.url }}
+{{- end }}
 {{- end }}
