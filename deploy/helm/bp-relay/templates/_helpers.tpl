@@ -172,7 +172,7 @@ budgets that do not add up.
 {{- fail "replayStore.url and replayStore.redis.enabled: set one, not both (the URL names your own Redis; replayStore.redis.enabled runs one in the release and points the relay at it)" }}
 {{- end }}
 {{- if and $r.redis.enabled $r.existingSecret }}
-{{- fail "replayStore.existingSecret is the password of the Redis at replayStore.url; with replayStore.redis.enabled the chart generates the password of its Redis: unset replayStore.existingSecret" }}
+{{- fail "replayStore.existingSecret is the password of the Redis at replayStore.url; the password of the chart's Redis (replayStore.redis.enabled) is replayStore.redis.existingSecret, or generated when empty" }}
 {{- end }}
 {{- if and (or $a.enabled (gt (int .Values.replicaCount) 1)) (not (include "bp-relay.sharedReplayGuard" .)) (not $r.acceptPerReplicaRisk) }}
 {{- fail "replicaCount above 1 (or autoscaling.enabled) without a shared replay guard: each pod would remember only the signings it saw, so captured X-AUTHVIA-* headers could carry another body through another pod. Set replayStore.url to a Redis 7.0+ running with maxmemory-policy noeviction (and replayStore.existingSecret), or replayStore.redis.enabled: true to let the chart run a small Redis for the guard, or replicaCount: 1 without autoscaling, or replayStore.acceptPerReplicaRisk: true to accept that risk (README, \"Replicas and the replay guard\")" }}
@@ -192,6 +192,9 @@ so rotating one and running `helm upgrade` rolls the pods.
 {{- define "bp-relay.secretChecksum" -}}
 {{- $parts := list (include "bp-relay.secretData" .) }}
 {{- $names := list .Values.signing.existingSecret .Values.replayStore.existingSecret }}
+{{- if .Values.replayStore.redis.enabled }}
+{{- $names = append $names .Values.replayStore.redis.existingSecret }}
+{{- end }}
 {{- if include "bp-relay.kafkaSASL" . }}
 {{- $names = append $names .Values.kafka.sasl.existingSecret }}
 {{- end }}
@@ -253,4 +256,12 @@ app.kubernetes.io/part-of: bp-relay
 {{- else }}
 {{- .Values.replayStore.url }}
 {{- end }}
+{{- end }}
+
+{{/* The Secret and key of the chart-run Redis' password: the user's, or the one the chart generates. */}}
+{{- define "bp-relay.redis.secretName" -}}
+{{- default (include "bp-relay.redis.fullname" .) .Values.replayStore.redis.existingSecret }}
+{{- end }}
+{{- define "bp-relay.redis.secretKey" -}}
+{{- ternary .Values.replayStore.redis.existingSecretKey "redis-password" (not (empty .Values.replayStore.redis.existingSecret)) }}
 {{- end }}
