@@ -67,9 +67,7 @@ fuzz_target!(|data: &[u8]| {
         ReplayGuard::Memory(MemoryGuard::new(4, metrics)),
     );
     assert!(
-        per_route
-            .verify(EventKind::Action, &headers, now)
-            .is_err(),
+        per_route.verify(EventKind::Action, &headers, now).is_err(),
         "a signing for the processes route passed on the actions route's own secret: {headers:?}"
     );
     let Ok(signed) = verdict else { return };
