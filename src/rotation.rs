@@ -2,8 +2,9 @@
 //! place (it swaps a symlink), so the relay reads each route's list (`--signing-secrets-file`,
 //! `--actions-signing-secrets-file`) again every few seconds and, when a route's secrets
 //! changed, makes them that route's active keys; the ones they replace stay valid for
-//! `--signing-secrets-grace`. A file that becomes unreadable or empty changes
-//! nothing: the last good secrets stay in force, and the metrics say so.
+//! `--signing-secrets-grace`. A file that becomes unreadable or empty, or a secret that would
+//! be in both routes' lists, changes nothing: the last good secrets stay in force on both
+//! routes, and the metrics say so.
 
 use std::time::Duration;
 
