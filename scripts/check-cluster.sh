@@ -301,7 +301,8 @@ make_namespace() { # NS
   k create namespace "$1" &&
     k label namespace "$1" pod-security.kubernetes.io/enforce=restricted \
       pod-security.kubernetes.io/enforce-version=latest pod-security.kubernetes.io/warn=restricted &&
-    k -n "$1" create secret generic bp-relay-signing --from-literal=signing-secrets=whsec_cluster_check
+    k -n "$1" create secret generic bp-relay-signing --from-literal=signing-secrets=whsec_cluster_check &&
+    k -n "$1" create secret generic bp-relay-actions-signing --from-literal=actions-signing-secrets=whsec_cluster_check_actions
 }
 
 # Server-side dry run of everything the chart renders (test pods included): admission, CRD

@@ -261,15 +261,14 @@ async fn confirm_topics(
 }
 
 impl<P: Publish> App<P> {
-    /// Reloads `--signing-secrets-file` while running, when there is one.
+    /// Reloads the signing secrets files while running, when there is one (either route's).
     fn watch_signing_secrets(&mut self, config: &Config) {
-        if let (Some(verifier), Some(_)) = (
-            self.ingress.verifier(),
-            &config.signing.signing_secrets_file,
-        ) {
+        let lists = config.signing.secret_lists();
+        if let (Some(verifiers), true) = (self.ingress.verifiers(), lists.has_file()) {
             let task = rotation::watch(
-                verifier.clone(),
-                config.signing.clone(),
+                verifiers.clone(),
+                lists,
+                config.signing.signing_secrets_grace,
                 self.ingress.metrics().clone(),
             );
             self._secrets_watch = Some(Background(tokio::spawn(task)));
@@ -633,5 +632,12 @@ mod tests {
             "brokers and the embedded cluster exclude each other"
         );
         check_args(&[]).unwrap();
+        let error = check_args(&["--actions-signing-secrets", "s"]).unwrap_err();
+        assert!(
+            error.to_string().starts_with("a secret is in both"),
+            "{error}"
+        );
+        assert_eq!(error.exit_code(), 64, "the same secret on both routes");
+        check_args(&["--actions-signing-secrets", "t"]).unwrap();
     }
 }

@@ -2,7 +2,7 @@
 //! `--help` heading and its own rules, plus the rules between groups in [`Config::validate`].
 //!
 //! Every field is a `--flag` with a `BP_RELAY_*` environment variable. Nothing here touches the
-//! network. File-backed secrets are read by [`Signing::secrets`] and [`Kafka::sasl_password`],
+//! network. File-backed secrets are read by [`SecretLists::read`] and [`Kafka::sasl_password`],
 //! which `App::build` calls before any port is bound, so every configuration mistake ends the
 //! process with exit code 64 and one line.
 
@@ -24,7 +24,7 @@ pub use kafka::{
 };
 pub use lifecycle::Lifecycle;
 pub use listeners::Listeners;
-pub use signing::Signing;
+pub use signing::{RouteSecrets, SecretList, SecretLists, Signing};
 pub use telemetry::{AccessLog, LogFormat, Telemetry};
 
 /// The relay's configuration. Field docs become `--help` and the README's table.
@@ -420,9 +420,100 @@ mod tests {
         ])
         .unwrap();
         config.validate().unwrap();
-        let secrets = config.signing.secrets().unwrap();
+        let secrets = config.signing.secret_lists().read().unwrap().processes;
         let exposed: Vec<&str> = secrets.iter().map(|s| s.expose_secret()).collect();
         assert_eq!(exposed, ["old-secret", "new-secret"]);
+    }
+
+    #[test]
+    fn the_actions_route_has_its_own_list_only_when_given_one() {
+        let lists = parse(&[]).unwrap().signing.secret_lists();
+        assert!(lists.actions.is_none(), "by default it shares the list");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("actions");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let config = parse(&[
+            "--actions-signing-secrets",
+            "a1,a2",
+            "--actions-signing-secrets-file",
+            path.to_str().unwrap(),
+        ])
+        .unwrap();
+        let secrets = config.signing.secret_lists().read().unwrap();
+        let exposed = |list: &[SecretString]| -> Vec<String> {
+            list.iter().map(|s| s.expose_secret().to_owned()).collect()
+        };
+        assert_eq!(exposed(&secrets.processes), ["s3cret"]);
+        assert_eq!(
+            exposed(secrets.actions.as_deref().unwrap()),
+            ["a1", "a2", "from-file"]
+        );
+    }
+
+    #[test]
+    fn an_actions_list_needs_the_processes_list_and_contradicts_skipping_signatures() {
+        let only_actions = Config::try_parse_from([
+            "bp-relay",
+            "--kafka-brokers",
+            "k:9092",
+            "--actions-signing-secrets",
+            "a",
+        ])
+        .unwrap();
+        let error = only_actions.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("needs the business-processes route's list too: set --signing-secrets"),
+            "{error}"
+        );
+        let skipped = Config::try_parse_from([
+            "bp-relay",
+            "--kafka-brokers",
+            "k:9092",
+            "--actions-signing-secrets",
+            "a",
+            "--insecure-skip-signature",
+        ])
+        .unwrap();
+        let error = skipped.validate().unwrap_err().to_string();
+        assert!(error.contains("contradicts"), "{error}");
+    }
+
+    #[test]
+    fn one_secret_in_both_lists_is_refused_without_echoing_it() {
+        let config = parse(&["--actions-signing-secrets", "other,s3cret"]).unwrap();
+        let error = config
+            .signing
+            .secret_lists()
+            .read()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.starts_with("a secret is in both the business-processes route's list"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cret"), "{error}");
+        assert!(!error.contains('\n'), "one line: {error}");
+    }
+
+    #[test]
+    fn an_empty_actions_secrets_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("actions");
+        std::fs::write(&path, "\n").unwrap();
+        let config = parse(&["--actions-signing-secrets-file", path.to_str().unwrap()]).unwrap();
+        let error = config
+            .signing
+            .secret_lists()
+            .read()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.starts_with("--actions-signing-secrets-file ")
+                && error.ends_with("holds no secret"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -435,7 +526,13 @@ mod tests {
             "/nonexistent/secrets",
         ])
         .unwrap();
-        let error = config.signing.secrets().unwrap_err().to_string();
+        let error = config
+            .signing
+            .secret_lists()
+            .read()
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             error.starts_with("--signing-secrets-file /nonexistent/secrets"),
             "{error}"

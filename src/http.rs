@@ -117,9 +117,9 @@ impl<P: Publish> Ingress<P> {
         self.started.clone()
     }
 
-    /// The signature verifier, if signatures are checked: the app rotates its secrets.
-    pub fn verifier(&self) -> Option<&Arc<crate::signature::Verifier>> {
-        self.authenticator.verifier()
+    /// Each route's signature verifier, if signatures are checked: the app rotates their secrets.
+    pub fn verifiers(&self) -> Option<&crate::signature::RouteVerifiers> {
+        self.authenticator.verifiers()
     }
 
     /// The request-side metrics.
@@ -218,7 +218,9 @@ impl<P: Publish> Ingress<P> {
             tokio::time::Instant::now() + self.ack_timeout.saturating_sub(started.elapsed());
         let received = record::now_millis();
         let (parts, body) = request.into_parts();
-        let verified = self.authenticator.verify(&parts.headers, (self.clock)())?;
+        let verified = self
+            .authenticator
+            .verify(kind, &parts.headers, (self.clock)())?;
         // Held until the answer: the body lives in this request until then.
         let mut share = self.body_budget.share();
         let body = read_body(body, &parts.headers, self.max_body, deadline, &mut share).await?;
@@ -413,11 +415,14 @@ fn authenticator(config: &Config, metrics: &Metrics) -> Result<Authenticator, Co
         tolerance: signing.signature_tolerance,
         margin: config.kafka.ack_timeout + signing.clock_skew,
     };
-    Ok(Authenticator::signed(
-        &signing.secrets()?,
-        window,
-        replay_guard(config, metrics)?,
-    ))
+    let secrets = signing.secret_lists().read()?;
+    let replay = replay_guard(config, metrics)?;
+    Ok(match &secrets.actions {
+        None => Authenticator::signed(&secrets.processes, window, replay),
+        Some(actions) => {
+            Authenticator::signed_per_route(&secrets.processes, actions, window, replay)
+        }
+    })
 }
 
 /// The shared replay store if one is configured, else the in-memory guard.

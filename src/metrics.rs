@@ -142,10 +142,10 @@ impl Metrics {
             )?,
             ready: IntGauge::new("bp_relay_ready", "1 while the relay reports ready.")?,
             replay_guard: GuardMetrics::register(registry)?,
-            signing_secrets_reloads: IntCounter::new("bp_relay_signing_secrets_reloads_total", "Changes of the signing secrets file applied without a restart.")?,
+            signing_secrets_reloads: IntCounter::new("bp_relay_signing_secrets_reloads_total", "Changes of a route's signing secrets file applied without a restart.")?,
             signing_secrets_readable: IntGauge::new(
                 "bp_relay_signing_secrets_readable",
-                "1 while the signing secrets file could be read at its last reload (0: the last good secrets stay in force).",
+                "1 while the signing secrets files could be read, each route's list its own, at their last reload (0: the last good secrets stay in force).",
             )?,
             subscription_disabled: IntCounter::new(
                 "bp_relay_subscription_disabled_total",

@@ -21,7 +21,10 @@ use secrecy::SecretString;
 use sha2::Sha256;
 
 use self::keys::Keys;
-use crate::replay::{Digest, ReplayError, ReplayGuard, Signing, StoreError};
+use crate::{
+    replay::{Digest, ReplayError, ReplayGuard, Signing, StoreError},
+    webhook::EventKind,
+};
 
 /// Header carrying the Base64 signature.
 pub const SIGNATURE_HEADER: &str = "x-authvia-signature";
@@ -115,13 +118,54 @@ pub struct Window {
     pub margin: Duration,
 }
 
+/// The verifier of each route. Each Authvia Subscription has its own secret: with one list per
+/// route, a signing made for one route does not even verify on the other. With one shared list
+/// both routes hold the same verifier (and the replay guard binds a signing to its route).
+#[derive(Clone)]
+pub struct RouteVerifiers {
+    processes: Arc<Verifier>,
+    actions: Arc<Verifier>,
+}
+
+impl RouteVerifiers {
+    /// Both routes verify with `verifier`.
+    pub fn shared(verifier: Verifier) -> Self {
+        let verifier = Arc::new(verifier);
+        Self {
+            processes: verifier.clone(),
+            actions: verifier,
+        }
+    }
+
+    /// Each route verifies with its own.
+    pub fn per_route(processes: Verifier, actions: Verifier) -> Self {
+        Self {
+            processes: Arc::new(processes),
+            actions: Arc::new(actions),
+        }
+    }
+
+    /// The verifier of `route` (shared with the task that reloads the secrets).
+    pub fn of(&self, route: EventKind) -> &Arc<Verifier> {
+        match route {
+            EventKind::BusinessProcess => &self.processes,
+            EventKind::Action => &self.actions,
+        }
+    }
+
+    /// Whether the actions route has a verifier of its own.
+    pub fn actions_has_its_own(&self) -> bool {
+        !Arc::ptr_eq(&self.processes, &self.actions)
+    }
+}
+
 /// How requests are authenticated: the headers before the body is read, the window again and
 /// the replay guard after.
 pub enum Authenticator {
     /// X-AUTHVIA-* signatures with a replay guard.
     Signed {
-        /// Checks the headers (shared with the task that reloads the secrets).
-        verifier: Arc<Verifier>,
+        /// Checks the headers, with the key set of the request's route.
+        verifiers: RouteVerifiers,
         /// Remembers signings and the route and body each came with.
         replay: ReplayGuard,
         /// Whole seconds the guard remembers a signing past its window (rounded up).
@@ -156,20 +200,45 @@ pub enum AdmitError {
 }
 
 impl Authenticator {
-    /// Signature checks with these secrets and window, and this replay guard.
+    /// Signature checks with these secrets on both routes, this window and this replay guard.
     pub fn signed(secrets: &[SecretString], window: Window, replay: ReplayGuard) -> Self {
+        Self::with_verifiers(
+            RouteVerifiers::shared(Verifier::new(secrets, window.tolerance)),
+            window,
+            replay,
+        )
+    }
+
+    /// Signature checks with each route's own secrets, this window and this replay guard.
+    pub fn signed_per_route(
+        processes: &[SecretString],
+        actions: &[SecretString],
+        window: Window,
+        replay: ReplayGuard,
+    ) -> Self {
+        Self::with_verifiers(
+            RouteVerifiers::per_route(
+                Verifier::new(processes, window.tolerance),
+                Verifier::new(actions, window.tolerance),
+            ),
+            window,
+            replay,
+        )
+    }
+
+    fn with_verifiers(verifiers: RouteVerifiers, window: Window, replay: ReplayGuard) -> Self {
         let margin = window.margin.as_secs() + u64::from(window.margin.subsec_nanos() > 0);
         Self::Signed {
-            verifier: Arc::new(Verifier::new(secrets, window.tolerance)),
+            verifiers,
             replay,
             margin: i64::try_from(margin).unwrap_or(i64::MAX),
         }
     }
 
-    /// The verifier, if signatures are checked: secret rotation replaces its keys.
-    pub fn verifier(&self) -> Option<&Arc<Verifier>> {
+    /// Each route's verifier, if signatures are checked: secret rotation replaces their keys.
+    pub fn verifiers(&self) -> Option<&RouteVerifiers> {
         match self {
-            Self::Signed { verifier, .. } => Some(verifier),
+            Self::Signed { verifiers, .. } => Some(verifiers),
             Self::Skipped => None,
         }
     }
@@ -182,23 +251,25 @@ impl Authenticator {
         }
     }
 
-    /// Checks the headers of a request at time `now`, before its body is read.
+    /// Checks the headers of a request to `route` at time `now`, before its body is read,
+    /// with that route's secrets.
     ///
     /// # Errors
     /// The first check that fails; see [`Verifier::verify`].
     pub fn verify(
         &self,
+        route: EventKind,
         headers: &HeaderMap,
         now: SystemTime,
     ) -> Result<Verified<'_>, SignatureError> {
         match self {
             Self::Signed {
-                verifier,
+                verifiers,
                 replay,
                 margin,
             } => Ok(Verified {
                 signing: Some(Pending {
-                    signed: verifier.verify(headers, now)?,
+                    signed: verifiers.of(route).verify(headers, now)?,
                     replay,
                     margin: *margin,
                 }),
@@ -559,7 +630,7 @@ mod tests {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         let admit = |body: u8| {
             authenticator
-                .verify(&example(), at(TIMESTAMP))
+                .verify(EventKind::BusinessProcess, &example(), at(TIMESTAMP))
                 .unwrap()
                 .admit("bp", [body; 32], at(TIMESTAMP), deadline)
         };
@@ -570,15 +641,65 @@ mod tests {
             Err(AdmitError::Refused(SignatureError::Replayed))
         ));
         assert!(matches!(
-            authenticator.verify(&HeaderMap::new(), at(TIMESTAMP)),
+            authenticator.verify(EventKind::BusinessProcess, &HeaderMap::new(), at(TIMESTAMP)),
             Err(SignatureError::MissingHeader)
         ));
         assert!(Authenticator::Skipped
-            .verify(&HeaderMap::new(), at(TIMESTAMP))
+            .verify(EventKind::BusinessProcess, &HeaderMap::new(), at(TIMESTAMP))
             .unwrap()
             .admit("bp", [3; 32], at(TIMESTAMP), deadline)
             .await
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn with_a_list_per_route_a_signing_verifies_only_on_its_own_route() {
+        let processes = [SecretString::from(SECRET)];
+        let actions = [SecretString::from("whsec_actions")];
+        let authenticator =
+            Authenticator::signed_per_route(&processes, &actions, WINDOW, memory_guard());
+        let for_processes = example();
+        let for_actions = signed_headers("whsec_actions", VALUE, TIMESTAMP).unwrap();
+        let verify = |route, headers| authenticator.verify(route, headers, at(TIMESTAMP)).err();
+        assert_eq!(verify(EventKind::BusinessProcess, &for_processes), None);
+        assert_eq!(verify(EventKind::Action, &for_actions), None);
+        assert_eq!(
+            verify(EventKind::Action, &for_processes),
+            Some(SignatureError::Mismatch),
+            "the processes route's signing on the actions route"
+        );
+        assert_eq!(
+            verify(EventKind::BusinessProcess, &for_actions),
+            Some(SignatureError::Mismatch),
+            "the actions route's signing on the processes route"
+        );
+        let verifiers = authenticator.verifiers().unwrap();
+        assert!(verifiers.actions_has_its_own());
+        verifiers
+            .of(EventKind::Action)
+            .rotate(&[SecretString::from("whsec_actions_2")], Duration::ZERO);
+        assert_eq!(
+            verify(EventKind::Action, &for_actions),
+            Some(SignatureError::Mismatch),
+            "rotating the actions route's list replaced its key"
+        );
+        assert_eq!(
+            verify(EventKind::BusinessProcess, &for_processes),
+            None,
+            "and left the other route's alone"
+        );
+    }
+
+    #[test]
+    fn with_one_shared_list_both_routes_verify_with_it() {
+        let authenticator =
+            Authenticator::signed(&[SecretString::from(SECRET)], WINDOW, memory_guard());
+        for route in EventKind::ALL {
+            assert!(authenticator
+                .verify(route, &example(), at(TIMESTAMP))
+                .is_ok());
+        }
+        assert!(!authenticator.verifiers().unwrap().actions_has_its_own());
     }
 
     const WINDOW: Window = Window {
@@ -601,13 +722,19 @@ mod tests {
         let head_at_the_last_second = at(TIMESTAMP + 300);
         let body_after_it = head_at_the_last_second + Duration::from_secs(1);
         let verified = authenticator
-            .verify(&example(), head_at_the_last_second)
+            .verify(
+                EventKind::BusinessProcess,
+                &example(),
+                head_at_the_last_second,
+            )
             .expect("the head arrived inside the window");
         assert!(matches!(
             verified.admit("bp", [2; 32], body_after_it, deadline).await,
             Err(AdmitError::Refused(SignatureError::StaleTimestamp))
         ));
-        let verified = authenticator.verify(&example(), at(TIMESTAMP)).unwrap();
+        let verified = authenticator
+            .verify(EventKind::BusinessProcess, &example(), at(TIMESTAMP))
+            .unwrap();
         verified
             .admit(
                 "bp",

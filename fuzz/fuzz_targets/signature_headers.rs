@@ -8,7 +8,8 @@
 //!
 //! Fails on: a panic; a pass without the HMAC of a secret over the value and timestamp given,
 //! or outside the window; a passed signing that does not admit its body again on its route, or
-//! admits another body, or any body on the other route.
+//! admits another body, or any body on the other route; a pass on the actions route when that
+//! route has its own secret (the fuzzer holds only signings made for the other one).
 #![no_main]
 
 use std::{
@@ -22,6 +23,7 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use bp_relay::{
     replay::{GuardMetrics, MemoryGuard, ReplayGuard},
     signature::{self, AdmitError, Authenticator, SignatureError, Verifier, Window},
+    webhook::EventKind,
 };
 use bp_relay_fuzz::header_map;
 use http::HeaderMap;
@@ -49,7 +51,24 @@ fuzz_target!(|data: &[u8]| {
     );
     assert_eq!(
         verdict.as_ref().err(),
-        authenticator.verify(&headers, now).err().as_ref()
+        authenticator
+            .verify(EventKind::BusinessProcess, &headers, now)
+            .err()
+            .as_ref()
+    );
+    let metrics = GuardMetrics::register(&prometheus::Registry::new()).expect("a fresh registry");
+    let per_route = Authenticator::signed_per_route(
+        &secrets,
+        &[SecretString::from("whsec_actions_own")],
+        Window {
+            tolerance: WINDOW,
+            margin: Duration::from_secs(6),
+        },
+        ReplayGuard::Memory(MemoryGuard::new(4, metrics)),
+    );
+    assert!(
+        per_route.verify(EventKind::Action, &headers, now).is_err(),
+        "a signing for the processes route passed on the actions route's own secret: {headers:?}"
     );
     let Ok(signed) = verdict else { return };
 
@@ -75,7 +94,9 @@ fuzz_target!(|data: &[u8]| {
     );
 
     let admit_on = |route, digest| {
-        let verified = authenticator.verify(&headers, now).expect("it passed once");
+        let verified = authenticator
+            .verify(EventKind::BusinessProcess, &headers, now)
+            .expect("it passed once");
         ready(verified.admit(
             route,
             digest,

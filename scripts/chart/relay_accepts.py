@@ -49,7 +49,8 @@ def stand_in_files(env, mounts, workdir):
         elif value.endswith((".crt", ".pem")):
             content = open(cert).read()
         else:
-            content = "stand-in-secret\n"
+            # One per file: the relay refuses one secret in both routes' signing lists.
+            content = "stand-in-secret-%s\n" % os.path.basename(value)
         with open(path, "w") as handle:
             handle.write(content)
         env[name] = path

@@ -11,16 +11,27 @@ use super::{parse_secret, read_secret_file, ConfigError};
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Signing")]
 pub struct Signing {
-    /// Subscription signing secrets, comma-separated; several are accepted during rotation.
+    /// Signing secrets of the business-processes route's Subscription, and of the actions
+    /// route's unless it has its own list; comma-separated, several accepted during rotation.
     #[arg(long, env = "BP_RELAY_SIGNING_SECRETS", value_delimiter = ',', value_parser = parse_secret, hide_env_values = true)]
     pub signing_secrets: Vec<SecretString>,
 
-    /// File with signing secrets, one per line (as a Kubernetes Secret is mounted).
+    /// File with the --signing-secrets list, one per line (as a Kubernetes Secret is mounted).
     #[arg(long, env = "BP_RELAY_SIGNING_SECRETS_FILE")]
     pub signing_secrets_file: Option<PathBuf>,
 
-    /// How long a secret removed from --signing-secrets-file stays valid after the file
-    /// changed (the file is read again every 2 s).
+    /// The actions route's own signing secrets (its Subscription's), comma-separated: then the
+    /// actions route verifies only with these and the business-processes route never does.
+    #[arg(long, env = "BP_RELAY_ACTIONS_SIGNING_SECRETS", value_delimiter = ',', value_parser = parse_secret, hide_env_values = true)]
+    pub actions_signing_secrets: Vec<SecretString>,
+
+    /// File with the --actions-signing-secrets list, one per line (as a Kubernetes Secret is
+    /// mounted).
+    #[arg(long, env = "BP_RELAY_ACTIONS_SIGNING_SECRETS_FILE")]
+    pub actions_signing_secrets_file: Option<PathBuf>,
+
+    /// How long a secret removed from a secrets file (either route's) stays valid after the
+    /// file changed (the files are read again every 2 s).
     #[arg(long, env = "BP_RELAY_SIGNING_SECRETS_GRACE", default_value = "10m", value_parser = super::parse_duration)]
     pub signing_secrets_grace: Duration,
 
@@ -63,12 +74,17 @@ pub struct Signing {
 
 impl Signing {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        let has_secrets = !self.signing_secrets.is_empty() || self.signing_secrets_file.is_some();
+        let lists = self.secret_lists();
+        let has_secrets = lists.processes.is_given();
+        let actions_own = lists.actions.is_some();
         match (has_secrets, self.insecure_skip_signature) {
+            (false, false) if actions_own => Err(ConfigError::new(
+                "--actions-signing-secrets(-file) needs the business-processes route's list too: set --signing-secrets or --signing-secrets-file",
+            )),
             (false, false) => Err(ConfigError::new(
                 "no signing secret: set --signing-secrets or --signing-secrets-file (or, for local experiments only, --insecure-skip-signature)",
             )),
-            (true, true) => Err(ConfigError::new(
+            (_, true) if has_secrets || actions_own => Err(ConfigError::new(
                 "--insecure-skip-signature contradicts the signing secrets given; drop one",
             )),
             _ if self.signature_tolerance.is_zero() => Err(ConfigError::new("--signature-tolerance must be above 0")),
@@ -97,14 +113,51 @@ impl Signing {
         })
     }
 
-    /// The signing secrets from the flag and the file together.
+    /// Where each route's signing secrets come from.
+    pub fn secret_lists(&self) -> SecretLists {
+        let actions = SecretList {
+            file_flag: "--actions-signing-secrets-file",
+            values: self.actions_signing_secrets.clone(),
+            file: self.actions_signing_secrets_file.clone(),
+        };
+        SecretLists {
+            processes: SecretList {
+                file_flag: "--signing-secrets-file",
+                values: self.signing_secrets.clone(),
+                file: self.signing_secrets_file.clone(),
+            },
+            actions: actions.is_given().then_some(actions),
+        }
+    }
+}
+
+/// One list of signing secrets: its flag's values and the lines of its file, which is read
+/// again on rotation.
+#[derive(Debug, Clone)]
+pub struct SecretList {
+    file_flag: &'static str,
+    values: Vec<SecretString>,
+    file: Option<PathBuf>,
+}
+
+impl SecretList {
+    fn is_given(&self) -> bool {
+        !self.values.is_empty() || self.file.is_some()
+    }
+
+    /// Whether part of the list is a file (which rotation reads again).
+    pub fn has_file(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// The secrets from the flag and the file together.
     ///
     /// # Errors
     /// The secrets file cannot be read or holds no secret.
-    pub fn secrets(&self) -> Result<Vec<SecretString>, ConfigError> {
-        let mut secrets = self.signing_secrets.clone();
-        if let Some(path) = &self.signing_secrets_file {
-            let text = read_secret_file(path, "--signing-secrets-file")?;
+    pub fn read(&self) -> Result<Vec<SecretString>, ConfigError> {
+        let mut secrets = self.values.clone();
+        if let Some(path) = &self.file {
+            let text = read_secret_file(path, self.file_flag)?;
             let from_file: Vec<SecretString> = text
                 .expose_secret()
                 .lines()
@@ -113,12 +166,62 @@ impl Signing {
                 .collect();
             if from_file.is_empty() {
                 return Err(ConfigError::new(format!(
-                    "--signing-secrets-file {} holds no secret",
+                    "{} {} holds no secret",
+                    self.file_flag,
                     path.display()
                 )));
             }
             secrets.extend(from_file);
         }
         Ok(secrets)
+    }
+}
+
+/// Each route's list: the business-processes route's, which is the actions route's too unless
+/// that has its own.
+#[derive(Debug, Clone)]
+pub struct SecretLists {
+    /// The business-processes route's list (`--signing-secrets`, `--signing-secrets-file`).
+    pub processes: SecretList,
+    /// The actions route's own list (`--actions-signing-secrets[-file]`), if it has one.
+    pub actions: Option<SecretList>,
+}
+
+/// The secrets of each route, read from [`SecretLists`].
+pub struct RouteSecrets {
+    /// The business-processes route's (and the actions route's, without `actions`).
+    pub processes: Vec<SecretString>,
+    /// The actions route's own, if it has a list of its own.
+    pub actions: Option<Vec<SecretString>>,
+}
+
+impl SecretLists {
+    /// Whether a list has a file (which rotation reads again).
+    pub fn has_file(&self) -> bool {
+        self.processes.has_file() || self.actions.as_ref().is_some_and(SecretList::has_file)
+    }
+
+    /// Both routes' secrets.
+    ///
+    /// # Errors
+    /// A file cannot be read or holds no secret, or one secret is in both lists: a route's own
+    /// list is there so that a signing for one route does not verify on the other, which a
+    /// secret in both would silently undo.
+    pub fn read(&self) -> Result<RouteSecrets, ConfigError> {
+        let processes = self.processes.read()?;
+        let actions = self.actions.as_ref().map(SecretList::read).transpose()?;
+        let shared = actions.as_ref().is_some_and(|actions| {
+            actions.iter().any(|action| {
+                processes
+                    .iter()
+                    .any(|process| process.expose_secret() == action.expose_secret())
+            })
+        });
+        if shared {
+            return Err(ConfigError::new(
+                "a secret is in both the business-processes route's list (--signing-secrets, --signing-secrets-file) and the actions route's (--actions-signing-secrets, --actions-signing-secrets-file): give each route its Subscription's own secret, or drop the actions route's list to share one",
+            ));
+        }
+        Ok(RouteSecrets { processes, actions })
     }
 }

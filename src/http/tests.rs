@@ -250,6 +250,71 @@ async fn captured_headers_on_the_other_route_or_with_another_body_write_nothing(
     assert_eq!(&published[0].1.value[..], samples::BUSINESS_PROCESS);
 }
 
+const ACTIONS_SECRET: &str = "whsec_handler_tests_actions";
+
+fn signed_with(secret: &str, path: &str, body: &[u8], value: &str) -> Request<Full<Bytes>> {
+    let mut request = Request::post(path)
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
+    *request.headers_mut() = signature::signed_headers(secret, value, now()).unwrap();
+    request
+}
+
+#[tokio::test]
+async fn with_a_secret_per_route_a_signing_for_one_route_does_not_verify_on_the_other() {
+    let (ingress, registry) = ingress(&["--actions-signing-secrets", ACTIONS_SECRET]);
+    let captured = signed_with(SECRET, PROCESS_PATH, samples::BUSINESS_PROCESS, "captured");
+    let headers = captured.headers().clone();
+    assert_eq!(ingress.handle(captured).await.status(), StatusCode::OK);
+    let mut rerouted = Request::post(ACTION_PATH)
+        .body(Full::new(Bytes::from_static(samples::ACTION)))
+        .unwrap();
+    *rerouted.headers_mut() = headers;
+    let forgeries = [
+        ("captured headers on the actions route", rerouted),
+        (
+            "a fresh signing with the processes route's secret",
+            signed_with(SECRET, ACTION_PATH, samples::ACTION, "fresh"),
+        ),
+        (
+            "a signing with the actions route's secret on the processes route",
+            signed_with(
+                ACTIONS_SECRET,
+                PROCESS_PATH,
+                samples::BUSINESS_PROCESS,
+                "crossed",
+            ),
+        ),
+    ];
+    for (attempt, request) in forgeries {
+        let response = ingress.handle(request).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{attempt}");
+        assert_eq!(
+            json(response).await["code"],
+            "signature_mismatch",
+            "{attempt}: it does not even verify"
+        );
+    }
+    let own = signed_with(ACTIONS_SECRET, ACTION_PATH, samples::ACTION, "own");
+    assert_eq!(ingress.handle(own).await.status(), StatusCode::OK);
+    let published = ingress.publisher().published();
+    let topics: Vec<&str> = published.iter().map(|(topic, _)| topic.as_str()).collect();
+    assert_eq!(
+        topics,
+        [
+            "authvia.business-processes",
+            "authvia.business-process-actions"
+        ],
+        "only the two genuine deliveries"
+    );
+    assert_eq!(&published[1].1.value[..], samples::ACTION);
+    let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
+    assert!(
+        text.contains("bp_relay_signature_failures_total{reason=\"signature_mismatch\"} 3"),
+        "{text}"
+    );
+}
+
 /// A body that waits until `at` (tokio's clock) before its only piece.
 struct ArrivesAt(Option<(tokio::time::Instant, Bytes)>);
 

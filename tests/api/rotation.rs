@@ -130,3 +130,77 @@ async fn a_rotated_secret_applies_within_seconds_and_the_old_one_lasts_the_grace
     );
     relay.stop().await;
 }
+
+const PROCESSES: &str = "whsec_rotation_processes";
+const ACTIONS_OLD: &str = "whsec_rotation_actions_old";
+const ACTIONS_NEW: &str = "whsec_rotation_actions_new";
+
+async fn action_signed_with(relay: &TestRelay, secret: &str) -> StatusCode {
+    post(
+        &relay.url(ACTION_PATH),
+        signed_headers(secret),
+        bp_relay::samples::ACTION.to_vec(),
+    )
+    .await
+    .status
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_actions_routes_own_secrets_file_rotates_and_never_verifies_the_other_route() {
+    let mut mounted = MountedSecret::new(ACTIONS_OLD);
+    let file = mounted.file().display().to_string();
+    let relay = spawn_relay(RelayOptions::default().secrets(&[PROCESSES]).flags(&[
+        "--actions-signing-secrets-file",
+        &file,
+        "--signing-secrets-grace",
+        "4s",
+    ]))
+    .await;
+    assert_eq!(
+        action_signed_with(&relay, ACTIONS_OLD).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        action_signed_with(&relay, PROCESSES).await,
+        StatusCode::UNAUTHORIZED,
+        "the business-processes route's secret does not verify on the actions route"
+    );
+
+    mounted.update(ACTIONS_NEW);
+    eventually(
+        "the actions route's new secret to verify",
+        Duration::from_secs(10),
+        || async { action_signed_with(&relay, ACTIONS_NEW).await == StatusCode::OK },
+    )
+    .await;
+    assert_eq!(
+        action_signed_with(&relay, ACTIONS_OLD).await,
+        StatusCode::OK,
+        "the replaced secret is valid during the grace"
+    );
+    for secret in [ACTIONS_NEW, ACTIONS_OLD] {
+        assert_eq!(
+            status_signed_with(&relay, secret, "crossed").await,
+            StatusCode::UNAUTHORIZED,
+            "the actions route's secret never verifies on the business-processes route"
+        );
+    }
+    assert_eq!(
+        status_signed_with(&relay, PROCESSES, "own").await,
+        StatusCode::OK
+    );
+    eventually(
+        "the actions route's old secret to be refused after the grace",
+        Duration::from_secs(10),
+        || async { action_signed_with(&relay, ACTIONS_OLD).await == StatusCode::UNAUTHORIZED },
+    )
+    .await;
+    assert_eq!(
+        relay
+            .metrics()
+            .await
+            .get("bp_relay_signing_secrets_reloads_total"),
+        Some(1.0)
+    );
+    relay.stop().await;
+}

@@ -107,10 +107,18 @@ Grafana. Grafana allows 40 characters; a longer one keeps its start and a hash o
 {{- if has .Values.kafka.securityProtocol (list "sasl_plaintext" "sasl_ssl") }}true{{ end }}
 {{- end }}
 
+{{/* True when the actions route has its own signing secrets (`signing.actions`). */}}
+{{- define "bp-relay.actionsSigning" -}}
+{{- if or .Values.signing.actions.existingSecret .Values.signing.actions.secrets }}true{{ end }}
+{{- end }}
+
 {{/* Data of the Secret the chart creates; empty when every credential comes from an existing Secret. */}}
 {{- define "bp-relay.secretData" -}}
 {{- if not .Values.signing.existingSecret }}
 signing-secrets: {{ join "\n" .Values.signing.secrets | b64enc | quote }}
+{{- end }}
+{{- if and .Values.signing.actions.secrets (not .Values.signing.actions.existingSecret) }}
+actions-signing-secrets: {{ join "\n" .Values.signing.actions.secrets | b64enc | quote }}
 {{- end }}
 {{- if and (include "bp-relay.kafkaSASL" .) (not .Values.kafka.sasl.existingSecret) }}
 kafka-sasl-password: {{ .Values.kafka.sasl.password | b64enc | quote }}
@@ -138,6 +146,14 @@ budgets that do not add up.
 {{- end }}
 {{- if and (not .Values.signing.existingSecret) (not .Values.signing.secrets) }}
 {{- fail "signing: set signing.existingSecret (recommended) or signing.secrets" }}
+{{- end }}
+{{- if and .Values.signing.actions.existingSecret .Values.signing.actions.secrets }}
+{{- fail "signing.actions: set existingSecret or secrets, not both" }}
+{{- end }}
+{{- range .Values.signing.actions.secrets }}
+{{- if has . $.Values.signing.secrets }}
+{{- fail "signing.actions.secrets: a secret is also in signing.secrets; each route needs its Subscription's own secret (or leave signing.actions empty to share one list)" }}
+{{- end }}
 {{- end }}
 {{- if include "bp-relay.kafkaSASL" . }}
 {{- if or (not .Values.kafka.sasl.mechanism) (not .Values.kafka.sasl.username) }}
@@ -191,7 +207,7 @@ so rotating one and running `helm upgrade` rolls the pods.
 */}}
 {{- define "bp-relay.secretChecksum" -}}
 {{- $parts := list (include "bp-relay.secretData" .) }}
-{{- $names := list .Values.signing.existingSecret .Values.replayStore.existingSecret }}
+{{- $names := list .Values.signing.existingSecret .Values.signing.actions.existingSecret .Values.replayStore.existingSecret }}
 {{- if .Values.replayStore.redis.enabled }}
 {{- $names = append $names .Values.replayStore.redis.existingSecret }}
 {{- end }}
