@@ -2,8 +2,8 @@
 //! signing before its `remember_until`.
 //!
 //! Memory is bounded by `capacity` entries of fixed size (a 128-bit fingerprint of the signing,
-//! its 128-bit binding to a route and body, and its expiry in a heap: under 100 bytes each with
-//! the map's own overhead). Expired signings are reclaimed first, in expiry order. When every
+//! its 128-bit binding to a route and body, and its expiry in a heap: about 100 bytes each with
+//! the map's own overhead), reserved up front, so a request never allocates. Expired signings are reclaimed first, in expiry order. When every
 //! entry is still live the guard is full: a new signing is refused (503, counted and logged, for
 //! the operator to raise `--replay-capacity` or use a shared store) rather than let an evicted
 //! live signing carry a second body. A signing already remembered is still answered.
@@ -102,10 +102,11 @@ impl MemoryGuard {
         let shards = (0..count)
             .map(|n| {
                 let share = capacity / count + u64::from(n < capacity % count);
+                let share = usize::try_from(share).unwrap_or(usize::MAX);
                 Mutex::new(Shard {
-                    seen: HashMap::new(),
-                    expiries: BinaryHeap::new(),
-                    capacity: usize::try_from(share).unwrap_or(usize::MAX),
+                    seen: HashMap::with_capacity(share),
+                    expiries: BinaryHeap::with_capacity(share),
+                    capacity: share,
                 })
             })
             .collect();
