@@ -6,7 +6,7 @@ use http::StatusCode;
 
 use crate::{
     kafka::PublishError,
-    replay::StoreError,
+    replay::{GuardFull, StoreError},
     signature::{AdmitError, SignatureError},
 };
 
@@ -55,6 +55,10 @@ pub enum Error {
     /// The shared replay store did not answer: the body cannot be checked, so it is not taken.
     #[error(transparent)]
     ReplayStoreUnavailable(#[from] StoreError),
+    /// The in-memory replay guard is full of signings still inside the window: a new signing
+    /// is not taken rather than forget one that could carry a second body.
+    #[error(transparent)]
+    ReplayGuardFull(#[from] GuardFull),
 }
 
 impl From<AdmitError> for Error {
@@ -62,6 +66,7 @@ impl From<AdmitError> for Error {
         match error {
             AdmitError::Refused(reason) => Self::Unauthorized(reason),
             AdmitError::StoreUnavailable(error) => Self::ReplayStoreUnavailable(error),
+            AdmitError::GuardFull(error) => Self::ReplayGuardFull(error),
         }
     }
 }
@@ -79,7 +84,8 @@ impl Error {
             Self::Overloaded
             | Self::OverloadedBytes
             | Self::Starting
-            | Self::ReplayStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::ReplayStoreUnavailable(_)
+            | Self::ReplayGuardFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Publish(error) if error.reason.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Publish(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -99,6 +105,7 @@ impl Error {
             Self::OverloadedBytes => "overloaded_bytes",
             Self::Publish(error) => error.reason.code(),
             Self::ReplayStoreUnavailable(_) => "replay_store_unavailable",
+            Self::ReplayGuardFull(_) => "replay_guard_full",
         }
     }
 
@@ -159,6 +166,14 @@ mod tests {
         let error = Error::OverloadedBytes;
         assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(error.code(), "overloaded_bytes");
+        assert_eq!(error.retry_after(), Some(RETRY_AFTER_SECONDS));
+    }
+
+    #[test]
+    fn a_full_replay_guard_is_503_with_retry_after_and_its_own_code() {
+        let error = Error::from(AdmitError::from(GuardFull));
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code(), "replay_guard_full");
         assert_eq!(error.retry_after(), Some(RETRY_AFTER_SECONDS));
     }
 

@@ -6,9 +6,10 @@
 //! a duplicate of its own body on its own route.
 //!
 //! Two stores: [`MemoryGuard`] in the process (the default, for one replica), and
-//! [`RedisGuard`] shared by every replica and surviving restarts (`--replay-store`). A shared
-//! store that cannot answer fails closed: the request is refused with 503, never let through
-//! unguarded.
+//! [`RedisGuard`] shared by every replica and surviving restarts (`--replay-store`). Both fail
+//! closed: a shared store that cannot answer, or a memory guard full of signings still inside
+//! the window, refuses the request with 503; a signing is never let through unguarded, nor
+//! forgotten while it could still be admitted.
 
 mod memory;
 mod redis;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
-pub use memory::{GuardMetrics, MemoryGuard};
+pub use memory::{GuardFull, GuardMetrics, MemoryGuard};
 pub use redis::{RedisGuard, StoreError};
 
 /// SHA-256 of a body.
@@ -33,6 +34,9 @@ pub enum ReplayError {
     /// The shared store did not answer in time: the body cannot be checked.
     #[error(transparent)]
     Unavailable(#[from] StoreError),
+    /// The in-memory guard holds only live signings: a new one cannot be remembered.
+    #[error(transparent)]
+    Full(#[from] GuardFull),
 }
 
 /// One signing, as the guard keys it: the route is not part of it, so the same headers on
@@ -85,21 +89,23 @@ pub enum ReplayGuard {
 
 impl ReplayGuard {
     /// Records `signing` bound to the body with SHA-256 `digest` on `route`, or refuses it
-    /// when it was seen on another route or with another body. Waits for a shared store until
-    /// `deadline` at most.
+    /// when it was seen on another route or with another body, at Unix second `now`. Waits for
+    /// a shared store until `deadline` at most.
     ///
     /// # Errors
-    /// [`ReplayError::Replayed`]; [`ReplayError::Unavailable`] when the shared store did not answer.
+    /// [`ReplayError::Replayed`]; [`ReplayError::Unavailable`] when the shared store did not
+    /// answer; [`ReplayError::Full`] when the memory guard has no room for a new signing.
     pub async fn check(
         &self,
         signing: Signing<'_>,
         route: &str,
         digest: &Digest,
+        now: i64,
         deadline: Instant,
     ) -> Result<(), ReplayError> {
         let bound = binding(route, digest);
         let remembered = match self {
-            Self::Memory(guard) => guard.remember(signing, bound),
+            Self::Memory(guard) => guard.remember(signing, bound, now)?,
             Self::Shared(guard) => guard.remember(signing, bound, deadline).await?,
         };
         if remembered == bound {
@@ -156,6 +162,7 @@ mod tests {
                 signing,
                 route,
                 &[body; 32],
+                AT,
                 Instant::now() + Duration::from_secs(1),
             )
             .await

@@ -22,7 +22,7 @@ use sha2::Sha256;
 
 use self::keys::Keys;
 use crate::{
-    replay::{Digest, ReplayError, ReplayGuard, Signing, StoreError},
+    replay::{Digest, GuardFull, ReplayError, ReplayGuard, Signing, StoreError},
     webhook::EventKind,
 };
 
@@ -197,6 +197,9 @@ pub enum AdmitError {
     /// The shared replay store cannot tell: 503, never admitted unguarded.
     #[error(transparent)]
     StoreUnavailable(#[from] StoreError),
+    /// The in-memory replay guard has no room for a new signing: 503, never admitted unguarded.
+    #[error(transparent)]
+    GuardFull(#[from] GuardFull),
 }
 
 impl Authenticator {
@@ -287,8 +290,8 @@ impl Verified<'_> {
     /// store until `deadline` at most.
     ///
     /// # Errors
-    /// [`SignatureError::StaleTimestamp`], [`SignatureError::Replayed`], or the shared store
-    /// did not answer.
+    /// [`SignatureError::StaleTimestamp`], [`SignatureError::Replayed`], the shared store
+    /// did not answer, or the in-memory guard is full.
     pub async fn admit(
         self,
         route: &str,
@@ -313,10 +316,14 @@ impl Verified<'_> {
             timestamp: signed.timestamp,
             remember_until: signed.expires_at.saturating_add(1).saturating_add(margin),
         };
-        match replay.check(signing, route, &digest, deadline).await {
+        match replay
+            .check(signing, route, &digest, unix_seconds(now), deadline)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(ReplayError::Replayed) => Err(SignatureError::Replayed.into()),
             Err(ReplayError::Unavailable(error)) => Err(error.into()),
+            Err(ReplayError::Full(error)) => Err(error.into()),
         }
     }
 }

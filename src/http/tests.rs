@@ -315,6 +315,43 @@ async fn with_a_secret_per_route_a_signing_for_one_route_does_not_verify_on_the_
     );
 }
 
+#[tokio::test]
+async fn a_full_replay_guard_refuses_a_new_signing_with_503_and_still_knows_the_old_ones() {
+    let (ingress, registry) = ingress(&["--replay-capacity", "2"]);
+    let timestamp = now();
+    let deliver =
+        |path, body: &[u8], value: &str| ingress.handle(signed(path, body, value, timestamp));
+    for value in ["first", "second"] {
+        let response = deliver(PROCESS_PATH, samples::BUSINESS_PROCESS, value).await;
+        assert_eq!(response.status(), StatusCode::OK, "{value}");
+    }
+
+    let refused = deliver(PROCESS_PATH, samples::BUSINESS_PROCESS, "third").await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()[http::header::RETRY_AFTER], "5");
+    assert_eq!(json(refused).await["code"], "replay_guard_full");
+    assert_eq!(
+        ingress.publisher().published().len(),
+        2,
+        "nothing written for it"
+    );
+
+    // The guard forgot nothing to make room: a redelivery passes, a forgery does not.
+    let redelivery = deliver(PROCESS_PATH, samples::BUSINESS_PROCESS, "first").await;
+    assert_eq!(redelivery.status(), StatusCode::OK);
+    let forged = deliver(ACTION_PATH, samples::ACTION, "first").await;
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json(forged).await["code"], "replayed_signature");
+    assert_eq!(ingress.publisher().published().len(), 3);
+
+    let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
+    assert!(
+        text.contains("bp_relay_replay_guard_refusals_total 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("bp_relay_replay_guard_entries 2\n"), "{text}");
+}
+
 /// A body that waits until `at` (tokio's clock) before its only piece.
 struct ArrivesAt(Option<(tokio::time::Instant, Bytes)>);
 
@@ -473,7 +510,7 @@ async fn body_bytes_beyond_the_budget_are_refused_with_503_and_given_back_when_a
     assert_eq!(gauge(&registry), "8000");
     let refused = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(refused.headers()[header::RETRY_AFTER], "5");
+    assert_eq!(refused.headers()[http::header::RETRY_AFTER], "5");
     assert_eq!(json(refused).await["code"], "overloaded_bytes");
     // Answering (here: the client going away) gives the bytes back.
     drop((first, second));

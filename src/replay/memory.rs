@@ -1,21 +1,23 @@
-//! The in-process replay store: a bounded cache of signing fingerprints.
+//! The in-process replay store: a bounded map of signing fingerprints that never forgets a
+//! signing before its `remember_until`.
 //!
 //! Memory is bounded by `capacity` entries of fixed size (a 128-bit fingerprint of the signing,
-//! its 128-bit binding to a route and body, and an expiry: well under 100 bytes each with the cache's own
-//! overhead). Past capacity the cache evicts: an expired signing costs nothing, but evicting
-//! one still inside the window weakens the guard for it, so those evictions are counted apart,
-//! and logged, for the operator to raise `--replay-capacity` or use a shared store.
+//! its 128-bit binding to a route and body, and its expiry in a heap: about 100 bytes each with
+//! the map's own overhead), reserved up front, so a request never allocates. Expired signings are reclaimed first, in expiry order. When every
+//! entry is still live the guard is full: a new signing is refused (503, counted and logged, for
+//! the operator to raise `--replay-capacity` or use a shared store) rather than let an evicted
+//! live signing carry a second body. A signing already remembered is still answered.
 
 use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
     sync::{
         atomic::{AtomicI64, Ordering},
-        Arc,
+        Mutex, PoisonError,
     },
-    time::{SystemTime, UNIX_EPOCH},
 };
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
-use quick_cache::{sync::Cache, DefaultHashBuilder, Lifecycle, UnitWeighter};
+use prometheus::{IntCounter, IntGauge, Registry};
 
 use super::{Binding, Signing};
 
@@ -23,7 +25,7 @@ use super::{Binding, Signing};
 #[derive(Clone)]
 pub struct GuardMetrics {
     entries: IntGauge,
-    evictions: IntCounterVec,
+    refusals: IntCounter,
 }
 
 impl GuardMetrics {
@@ -34,126 +36,167 @@ impl GuardMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<GuardMetrics> {
         let metrics = GuardMetrics {
             entries: IntGauge::new("bp_relay_replay_guard_entries", "Signings the in-memory replay guard remembers.")?,
-            evictions: IntCounterVec::new(
-                Opts::new(
-                    "bp_relay_replay_guard_evictions_total",
-                    "Signings the in-memory replay guard forgot to make room, by whether they were still inside the timestamp window (live) or not (expired).",
-                ),
-                &["state"],
+            refusals: IntCounter::new(
+                "bp_relay_replay_guard_refusals_total",
+                "New signings the in-memory replay guard refused (503 replay_guard_full) because it was full of signings still inside the timestamp window.",
             )?,
         };
-        for state in [LIVE, EXPIRED] {
-            metrics.evictions.with_label_values(&[state]);
-        }
         registry.register(Box::new(metrics.entries.clone()))?;
-        registry.register(Box::new(metrics.evictions.clone()))?;
+        registry.register(Box::new(metrics.refusals.clone()))?;
         Ok(metrics)
     }
 }
 
-const LIVE: &str = "live";
-const EXPIRED: &str = "expired";
+/// The guard holds `--replay-capacity` signings still inside the window: a new one cannot be
+/// remembered without forgetting one that could still carry a second body.
+#[derive(Debug, thiserror::Error)]
+#[error("the in-memory replay guard is full of signings still inside the timestamp window")]
+pub struct GuardFull;
 
-/// What is remembered of a signing: the route and body it came with, and until when it matters.
-#[derive(Clone, Copy)]
-struct Entry {
-    bound: Binding,
-    remember_until: i64,
-}
-
-/// The warning about live evictions is logged at most once per this many seconds.
+/// The warning about a full guard is logged at most once per this many seconds.
 const WARN_INTERVAL_SECONDS: i64 = 60;
 
-/// Counts what the cache evicts.
-#[derive(Clone)]
-struct Evictions {
-    metrics: GuardMetrics,
-    last_warned: Arc<AtomicI64>,
+/// Shards split the lock; a shard holds at least this many entries, so a small guard is one
+/// shard and its bound is exact whichever signings come.
+const MIN_SHARD_CAPACITY: u64 = 1024;
+const MAX_SHARDS: u64 = 16;
+
+/// One lock's worth of signings.
+struct Shard {
+    /// Fingerprint → binding.
+    seen: HashMap<u128, Binding>,
+    /// Each remembered fingerprint once, soonest expiry on top: expired ones are reclaimed
+    /// from the top, without a scan.
+    expiries: BinaryHeap<Reverse<(i64, u128)>>,
+    capacity: usize,
 }
 
-impl Lifecycle<u128, Entry> for Evictions {
-    type RequestState = ();
+impl Shard {
+    /// Forgets the signings whose `remember_until` is not after `now`; returns how many.
+    fn reclaim(&mut self, now: i64) -> usize {
+        let mut reclaimed = 0;
+        while let Some(&Reverse((until, key))) = self.expiries.peek() {
+            if until > now {
+                break;
+            }
+            self.expiries.pop();
+            self.seen.remove(&key);
+            reclaimed += 1;
+        }
+        reclaimed
+    }
+}
 
-    fn on_evict(&self, (): &mut (), _key: u128, entry: Entry) {
-        let now = unix_now();
-        let live = entry.remember_until > now;
-        self.metrics
-            .evictions
-            .with_label_values(&[if live { LIVE } else { EXPIRED }])
-            .inc();
+/// Remembers the binding of each recently verified signing, in this process.
+pub struct MemoryGuard {
+    shards: Box<[Mutex<Shard>]>,
+    metrics: GuardMetrics,
+    last_warned: AtomicI64,
+}
+
+impl MemoryGuard {
+    /// A guard holding at most `capacity` signings.
+    pub fn new(capacity: u64, metrics: GuardMetrics) -> Self {
+        let count = (capacity / MIN_SHARD_CAPACITY).clamp(1, MAX_SHARDS);
+        // The capacity is split exactly: the shards together hold `capacity` at most.
+        let shards = (0..count)
+            .map(|n| {
+                let share = capacity / count + u64::from(n < capacity % count);
+                let share = usize::try_from(share).unwrap_or(usize::MAX);
+                Mutex::new(Shard {
+                    seen: HashMap::with_capacity(share),
+                    expiries: BinaryHeap::with_capacity(share),
+                    capacity: share,
+                })
+            })
+            .collect();
+        metrics.entries.set(0);
+        Self {
+            shards,
+            metrics,
+            last_warned: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// The binding remembered for `signing` at Unix second `now`: `bound` if it is new.
+    ///
+    /// # Errors
+    /// [`GuardFull`]: the signing is new and its shard holds only signings still live at `now`.
+    pub fn remember(
+        &self,
+        signing: Signing<'_>,
+        bound: Binding,
+        now: i64,
+    ) -> Result<Binding, GuardFull> {
+        let key = signing.fingerprint();
+        let index = (key % self.shards.len() as u128) as usize;
+        // Under the shard's lock: of two racing requests with one signing, one inserts, the
+        // other sees it. A panic elsewhere cannot leave a shard half-updated, so a poisoned
+        // lock's data is still sound.
+        let mut shard = self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A redelivery is answered from memory, full or not.
+        if let Some(&remembered) = shard.seen.get(&key) {
+            return Ok(remembered);
+        }
+        let reclaimed = shard.reclaim(now);
+        if reclaimed > 0 {
+            self.metrics.entries.sub(reclaimed as i64);
+        }
+        if shard.seen.len() >= shard.capacity {
+            drop(shard);
+            self.refuse(now);
+            return Err(GuardFull);
+        }
+        shard.seen.insert(key, bound);
+        shard.expiries.push(Reverse((signing.remember_until, key)));
+        drop(shard);
+        self.metrics.entries.inc();
+        Ok(bound)
+    }
+
+    /// Counts a refusal, and warns at most once per [`WARN_INTERVAL_SECONDS`].
+    fn refuse(&self, now: i64) {
+        self.metrics.refusals.inc();
         let last = self.last_warned.load(Ordering::Relaxed);
-        if live
-            && now - last >= WARN_INTERVAL_SECONDS
+        if now.saturating_sub(last) >= WARN_INTERVAL_SECONDS
             && self
                 .last_warned
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
             tracing::warn!(
-                "The replay guard is full and forgets signings still inside the timestamp window: raise --replay-capacity or use --replay-store (bp_relay_replay_guard_evictions_total counts them)."
+                "The replay guard is full of signings still inside the timestamp window: new deliveries get 503 replay_guard_full until some expire. Raise --replay-capacity or use --replay-store (bp_relay_replay_guard_refusals_total counts them)."
             );
         }
-    }
-}
-
-/// Remembers the binding of each recently verified signing, in this process.
-pub struct MemoryGuard {
-    seen: Cache<u128, Entry, UnitWeighter, DefaultHashBuilder, Evictions>,
-    metrics: GuardMetrics,
-}
-
-impl MemoryGuard {
-    /// A guard holding at most `capacity` signings.
-    pub fn new(capacity: u64, metrics: GuardMetrics) -> Self {
-        let items = usize::try_from(capacity).unwrap_or(usize::MAX);
-        let seen = Cache::with(
-            items,
-            capacity,
-            UnitWeighter,
-            DefaultHashBuilder::default(),
-            Evictions {
-                metrics: metrics.clone(),
-                last_warned: Arc::new(AtomicI64::new(0)),
-            },
-        );
-        Self { seen, metrics }
-    }
-
-    /// The binding remembered for `signing`: `bound` if it is new.
-    pub fn remember(&self, signing: Signing<'_>, bound: Binding) -> Binding {
-        // Atomic: of two racing requests with one signing, one inserts, the other sees it.
-        let entry = Entry {
-            bound,
-            remember_until: signing.remember_until,
-        };
-        let remembered = self
-            .seen
-            .get_or_insert_with(&signing.fingerprint(), || Ok::<_, ()>(entry))
-            .map_or(bound, |entry| entry.bound);
-        self.metrics.entries.set(self.seen.len() as i64);
-        remembered
     }
 
     /// Signings remembered now.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .seen
+                    .len()
+            })
+            .sum()
     }
 
     /// Whether no signing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.len() == 0
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs() as i64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NOW: i64 = 1_767_225_600;
 
     fn signing(value: &str, remember_until: i64) -> Signing<'_> {
         Signing {
@@ -163,31 +206,111 @@ mod tests {
         }
     }
 
+    fn guard(capacity: u64) -> (MemoryGuard, GuardMetrics) {
+        let metrics = GuardMetrics::register(&Registry::new()).unwrap();
+        (MemoryGuard::new(capacity, metrics.clone()), metrics)
+    }
+
     #[test]
-    fn memory_stays_within_capacity_and_evictions_are_counted_by_state() {
-        let registry = Registry::new();
-        let metrics = GuardMetrics::register(&registry).unwrap();
-        let guard = MemoryGuard::new(1_000, metrics.clone());
-        let live = unix_now() + 300;
-        for n in 0..5_000 {
-            guard.remember(signing(&n.to_string(), 0), 7);
+    fn a_guard_full_of_live_signings_refuses_a_new_one_and_forgets_none() {
+        let (guard, metrics) = guard(3);
+        for value in ["a", "b", "c"] {
+            assert_eq!(guard.remember(signing(value, NOW + 10), 1, NOW).unwrap(), 1);
         }
-        for n in 5_000..10_000 {
-            guard.remember(signing(&n.to_string(), live), 7);
+        assert!(guard.remember(signing("d", NOW + 10), 2, NOW).is_err());
+        assert_eq!(metrics.refusals.get(), 1);
+        for value in ["a", "b", "c"] {
+            assert_eq!(
+                guard
+                    .remember(signing(value, NOW + 10), 2, NOW + 9)
+                    .unwrap(),
+                1,
+                "{value} is still bound to its first body until it expires"
+            );
         }
-        assert!(guard.len() <= 1_000, "{}", guard.len());
+        assert_eq!(guard.len(), 3);
+        assert_eq!(metrics.entries.get(), 3);
+    }
+
+    #[test]
+    fn a_redelivery_is_answered_while_the_guard_is_full() {
+        let (guard, metrics) = guard(1);
+        assert_eq!(guard.remember(signing("a", NOW + 10), 1, NOW).unwrap(), 1);
+        assert!(guard.remember(signing("b", NOW + 10), 1, NOW).is_err());
         assert_eq!(
-            guard.remember(signing("9999", live), 8),
-            7,
-            "the newest signing is remembered"
+            guard.remember(signing("a", NOW + 10), 1, NOW).unwrap(),
+            1,
+            "the same signing is a redelivery"
         );
-        let evicted = |state: &str| metrics.evictions.with_label_values(&[state]).get();
         assert_eq!(
-            evicted(LIVE) + evicted(EXPIRED),
-            9_000,
-            "every signing beyond capacity was evicted and counted"
+            guard.remember(signing("a", NOW + 10), 2, NOW).unwrap(),
+            1,
+            "another body with it is still told apart"
         );
-        assert!(evicted(LIVE) > 0, "live signings had to go too");
+        assert_eq!(metrics.refusals.get(), 1);
+    }
+
+    #[test]
+    fn expired_signings_are_reclaimed_first_in_expiry_order() {
+        let (guard, metrics) = guard(2);
+        guard.remember(signing("early", NOW + 5), 1, NOW).unwrap();
+        guard.remember(signing("late", NOW + 50), 1, NOW).unwrap();
+        assert!(guard
+            .remember(signing("new", NOW + 60), 1, NOW + 4)
+            .is_err());
+        // At `remember_until` no replica can admit "early" any more: its room is free.
+        assert_eq!(
+            guard
+                .remember(signing("new", NOW + 60), 3, NOW + 5)
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            guard
+                .remember(signing("late", NOW + 50), 2, NOW + 5)
+                .unwrap(),
+            1,
+            "the live signing was kept"
+        );
+        assert_eq!(guard.len(), 2);
+        assert_eq!(metrics.entries.get(), 2);
+        assert_eq!(metrics.refusals.get(), 1);
+    }
+
+    #[test]
+    fn memory_stays_within_capacity_across_shards() {
+        let capacity = 5_000;
+        let (guard, metrics) = guard(capacity);
+        assert!(guard.shards.len() > 1, "a guard this size is sharded");
+        let mut accepted = 0;
+        for n in 0..10_000 {
+            if guard
+                .remember(signing(&n.to_string(), NOW + 10), 7, NOW)
+                .is_ok()
+            {
+                accepted += 1;
+            }
+        }
+        assert!(guard.len() <= capacity as usize, "{}", guard.len());
+        assert_eq!(guard.len(), accepted);
+        assert!(
+            accepted as u64 > capacity * 9 / 10,
+            "refusals start only near capacity: {accepted}"
+        );
+        assert_eq!(metrics.refusals.get(), 10_000 - accepted as u64);
+        // Once they expire, the room is back.
+        for n in 10_000..20_000 {
+            guard
+                .remember(signing(&n.to_string(), NOW + 20), 7, NOW + 10)
+                .ok();
+        }
+        assert!(guard.len() <= capacity as usize);
         assert_eq!(metrics.entries.get(), guard.len() as i64);
+        assert!(
+            guard
+                .remember(signing("new", NOW + 30), 8, NOW + 20)
+                .is_ok(),
+            "an expired signing's room is reused"
+        );
     }
 }
