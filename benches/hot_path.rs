@@ -43,6 +43,10 @@ fn config() -> Config {
         "unused:9092",
         "--signing-secrets",
         "whsec_old,whsec_bench",
+        // Room for every signing of a run (each iteration is a new one): a full guard answers
+        // 503 at once (or, before, evicted live signings), which would measure a short cut.
+        "--replay-capacity",
+        "5000000",
     ])
     .unwrap()
 }
