@@ -6,6 +6,7 @@ use http::StatusCode;
 
 use crate::{
     kafka::PublishError,
+    redrive::RedrivePending,
     replay::{GuardFull, StoreError},
     signature::{AdmitError, SignatureError},
 };
@@ -59,6 +60,10 @@ pub enum Error {
     /// is not taken rather than forget one that could carry a second body.
     #[error(transparent)]
     ReplayGuardFull(#[from] GuardFull),
+    /// Another copy of this delivery waits for its record, which may still land: this one is
+    /// not written meanwhile.
+    #[error(transparent)]
+    RedrivePending(#[from] RedrivePending),
 }
 
 impl From<AdmitError> for Error {
@@ -85,7 +90,8 @@ impl Error {
             | Self::OverloadedBytes
             | Self::Starting
             | Self::ReplayStoreUnavailable(_)
-            | Self::ReplayGuardFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::ReplayGuardFull(_)
+            | Self::RedrivePending(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Publish(error) if error.reason.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Publish(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -106,6 +112,7 @@ impl Error {
             Self::Publish(error) => error.reason.code(),
             Self::ReplayStoreUnavailable(_) => "replay_store_unavailable",
             Self::ReplayGuardFull(_) => "replay_guard_full",
+            Self::RedrivePending(_) => "redrive_pending",
         }
     }
 

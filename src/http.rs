@@ -28,9 +28,10 @@ use crate::{
     error::Error,
     kafka::Delivered,
     metrics::{self, Metrics},
-    publish::Publish,
+    publish::{Publish, Unacknowledged},
     record::{self, Envelope, Outgoing, Routes},
-    replay::{MemoryGuard, RedisGuard, ReplayGuard},
+    redrive::{self, Claim, Failed, Redrives},
+    replay::{self as replay_guard, MemoryGuard, RedisGuard, ReplayGuard},
     response,
     signature::{Authenticator, Window},
     telemetry,
@@ -53,6 +54,8 @@ pub const DISABLED_PATH: &str = "/webhooks/subscription-disabled";
 /// Everything the webhook handler needs, shared by all connections.
 pub struct Ingress<P> {
     authenticator: Authenticator,
+    // Deliveries answered 5xx, for Authvia's retries of them.
+    redrives: Arc<Redrives>,
     rules: Rules,
     routes: Routes,
     publisher: P,
@@ -76,6 +79,9 @@ struct Ack<'a> {
     offset: i64,
     #[serde(rename = "deadLetterReason", skip_serializing_if = "Option::is_none")]
     dead_letter_reason: Option<&'static str>,
+    /// A redrive answered with the record an earlier copy left: nothing was written.
+    #[serde(rename = "storedBefore", skip_serializing_if = "std::ops::Not::not")]
+    stored_before: bool,
 }
 
 impl<P: Publish> Ingress<P> {
@@ -84,8 +90,15 @@ impl<P: Publish> Ingress<P> {
     /// # Errors
     /// The secrets file cannot be read or holds no secret.
     pub fn build(config: &Config, publisher: P, metrics: Metrics) -> Result<Self, ConfigError> {
+        let (authenticator, shared) = authenticator(config, &metrics)?;
         Ok(Self {
-            authenticator: authenticator(config, &metrics)?,
+            authenticator,
+            redrives: Arc::new(Redrives::new(
+                config.signing.redrive_horizon,
+                config.signing.redrive_capacity,
+                shared,
+                metrics.redrive(),
+            )),
             rules: config.rules.clone(),
             routes: config.routes.clone(),
             publisher,
@@ -218,17 +231,21 @@ impl<P: Publish> Ingress<P> {
             tokio::time::Instant::now() + self.ack_timeout.saturating_sub(started.elapsed());
         let received = record::now_millis();
         let (parts, body) = request.into_parts();
-        let verified = self
-            .authenticator
-            .verify(kind, &parts.headers, (self.clock)())?;
+        let now = (self.clock)();
+        let mut verified = self.authenticator.verify(kind, &parts.headers, now)?;
+        if let Some(signed_at) = verified.signed_at() {
+            self.metrics.signing_received(kind, signed_at, now);
+        }
+        // Outside the window only a remembered 5xx'd delivery's signing goes on.
+        verified.recall(&self.redrives, deadline).await?;
         // Held until the answer: the body lives in this request until then.
         let mut share = self.body_budget.share();
         let body = read_body(body, &parts.headers, self.max_body, deadline, &mut share).await?;
         let digest: [u8; 32] = Sha256::digest(&body).into();
         // The window again, now that the body is here: a body trickled past the window's end
         // must not reach the guard after it forgot the signing.
-        verified
-            .admit(kind.label(), digest, (self.clock)(), deadline)
+        let admitted = verified
+            .admit(kind.label(), digest, (self.clock)(), &self.redrives, deadline)
             .await?;
         let envelope = Envelope {
             kind,
@@ -244,26 +261,59 @@ impl<P: Publish> Ingress<P> {
         } = self.routes.route(&envelope, parsed, body);
         access.key.clone_from(&record.key);
         access.topic = Some(topic.to_owned());
-        let delivered = self
-            .publisher
-            .publish(topic, record, deadline)
-            .await
-            .inspect_err(|error| {
+        let binding = replay_guard::binding(kind.label(), &digest);
+        let writer = match self.redrives.claim(binding, deadline).await? {
+            Claim::Stored(delivered) => {
+                return Ok(Stored {
+                    topic,
+                    delivered,
+                    rejection,
+                    stored_before: true,
+                })
+            }
+            Claim::Write(writer) => writer,
+        };
+        let subject = || redrive::subject(topic, access.key.as_deref());
+        match self.publisher.publish(topic, record, deadline).await {
+            Ok(delivered) => {
+                match writer {
+                    Some(writer) => writer.landed(subject(), delivered),
+                    None if self.redrives.watches() => self.redrives.written(subject(), delivered),
+                    None => {}
+                }
+                self.count_stored(kind, rejection.as_ref(), started);
+                Ok(Stored {
+                    topic,
+                    delivered,
+                    rejection,
+                    stored_before: false,
+                })
+            }
+            Err(Unacknowledged { error, report }) => {
                 self.metrics
                     .delivery_failed(kind, error.reason, started.elapsed());
-            })?;
-        match &rejection {
+                self.redrives.failed(Failed {
+                    signing: admitted.signing,
+                    binding,
+                    subject: subject(),
+                    report,
+                    now: unix_seconds(now),
+                });
+                // After the memory took over: the writer's claim is settled by it.
+                drop(writer);
+                Err(error.into())
+            }
+        }
+    }
+
+    fn count_stored(&self, kind: EventKind, rejection: Option<&Rejection>, started: Instant) {
+        match rejection {
             None => self.metrics.published(kind, started.elapsed()),
             Some(rejection) => {
                 self.metrics
                     .dead_lettered(kind, rejection.reason, started.elapsed())
             }
         }
-        Ok(Stored {
-            topic,
-            delivered,
-            rejection,
-        })
     }
 
     /// Authvia disabled the Subscription: log it at error level, count it (a critical alert
@@ -305,6 +355,8 @@ struct Stored<'a> {
     topic: &'a str,
     delivered: Delivered,
     rejection: Option<Rejection>,
+    /// Answered with the record an earlier copy of a redriven delivery left.
+    stored_before: bool,
 }
 
 /// What one request's log line says: ids and outcomes, never bodies or secrets.
@@ -326,6 +378,13 @@ impl Access {
         let trace_id = tracing::field::display(TraceId(&self.traceparent));
         let (key, topic) = (self.key.as_deref(), self.topic.as_deref());
         match outcome {
+            Ok(Stored {
+                delivered,
+                stored_before: true,
+                ..
+            }) => {
+                info!(target: telemetry::REQUEST_TARGET, route, key, topic, partition = delivered.partition, offset = delivered.offset, trace_id, status, latency_us, outcome = "stored_before", "Request answered with the record an earlier copy of this delivery left: nothing written.");
+            }
             Ok(Stored {
                 delivered,
                 rejection: None,
@@ -389,7 +448,9 @@ fn record_on(span: &Span, access: &Access, outcome: &Result<Stored<'_>, Error>) 
             span.record("offset", stored.delivered.offset);
             span.record(
                 "outcome",
-                if stored.rejection.is_some() {
+                if stored.stored_before {
+                    "stored_before"
+                } else if stored.rejection.is_some() {
                     "dead_lettered"
                 } else {
                     "published"
@@ -405,11 +466,16 @@ fn record_on(span: &Span, access: &Access, outcome: &Result<Stored<'_>, Error>) 
     }
 }
 
-fn authenticator(config: &Config, metrics: &Metrics) -> Result<Authenticator, ConfigError> {
+/// The authenticator for `config`, and the shared replay store if there is one (the redrive
+/// memory keeps its signings there too).
+fn authenticator(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<(Authenticator, Option<Arc<RedisGuard>>), ConfigError> {
     let signing = &config.signing;
     if signing.insecure_skip_signature {
         warn!("SIGNATURE VERIFICATION IS OFF (--insecure-skip-signature): anyone who can reach this port can write to Kafka. Never run like this in production.");
-        return Ok(Authenticator::Skipped);
+        return Ok((Authenticator::Skipped, None));
     }
     let window = Window {
         tolerance: signing.signature_tolerance,
@@ -417,12 +483,17 @@ fn authenticator(config: &Config, metrics: &Metrics) -> Result<Authenticator, Co
     };
     let secrets = signing.secret_lists().read()?;
     let replay = replay_guard(config, metrics)?;
-    Ok(match &secrets.actions {
+    let shared = match &replay {
+        ReplayGuard::Shared(store) => Some(store.clone()),
+        ReplayGuard::Memory(_) => None,
+    };
+    let authenticator = match &secrets.actions {
         None => Authenticator::signed(&secrets.processes, window, replay),
         Some(actions) => {
             Authenticator::signed_per_route(&secrets.processes, actions, window, replay)
         }
-    })
+    };
+    Ok((authenticator, shared))
 }
 
 /// The shared replay store if one is configured, else the in-memory guard.
@@ -443,6 +514,11 @@ fn replay_guard(config: &Config, metrics: &Metrics) -> Result<ReplayGuard, Confi
     // Redis' messages name the part of the URL that is wrong, never the password.
     .map_err(|error| ConfigError::new(format!("--replay-store: {error}")))?;
     Ok(ReplayGuard::Shared(Arc::new(store)))
+}
+
+fn unix_seconds(time: SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The route of a path, if it is a webhook route.
@@ -503,6 +579,7 @@ fn acknowledge(stored: &Stored<'_>) -> Response<response::Body> {
             .rejection
             .as_ref()
             .map(|rejection| rejection.reason.code()),
+        stored_before: stored.stored_before,
     };
     response::json(StatusCode::OK, &ack)
 }

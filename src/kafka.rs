@@ -21,7 +21,7 @@ use std::{
 use arc_swap::ArcSwap;
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
-    producer::{FutureRecord, Producer},
+    producer::{future_producer::OwnedDeliveryResult, FutureRecord, Producer},
     ClientConfig,
 };
 use tokio::{sync::Notify, time::Instant};
@@ -34,7 +34,11 @@ pub use supervisor::ProducerGaveUp;
 
 use generation::Generation;
 
-use crate::{health::Health, record::Record};
+use crate::{
+    health::Health,
+    publish::{Fate, Unacknowledged},
+    record::Record,
+};
 
 /// How often startup asks again for topics that are not there yet: soon at first (they may be
 /// created together with the relay), then every few seconds.
@@ -180,6 +184,26 @@ pub struct Delivered {
     pub offset: i64,
 }
 
+/// A record's fate from its delivery report, once the request was answered.
+fn fate<Canceled>(report: Result<OwnedDeliveryResult, Canceled>) -> Fate {
+    match report {
+        Ok(Ok(delivery)) => Fate::Landed(Delivered {
+            partition: delivery.partition,
+            offset: delivery.offset,
+        }),
+        // librdkafka gave up on it, possibly while a produce request carrying it was in
+        // flight: the broker may have stored it.
+        Ok(Err((error, _)))
+            if error.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut) =>
+        {
+            Fate::TimedOut
+        }
+        Ok(Err(_)) => Fate::Failed,
+        // The producer was dropped with the record (replaced after a fatal error): unknown.
+        Err(_canceled) => Fate::TimedOut,
+    }
+}
+
 /// Why a record was not acknowledged in time: a slow broker while one is up, else no broker.
 fn timed_out(generation: &Generation) -> FailureReason {
     if generation.any_broker_up.load(Ordering::Relaxed) {
@@ -298,15 +322,14 @@ impl Publisher {
     ///
     /// # Errors
     /// A full queue at once; the classified delivery error; at the deadline
-    /// [`FailureReason::Transport`] when no broker is up, else [`FailureReason::Timeout`] (the
-    /// record may still be delivered later: the sender's retry is then a duplicate with the
-    /// same `ce_id`).
+    /// [`FailureReason::Transport`] when no broker is up, else [`FailureReason::Timeout`],
+    /// together with the record's report still to come: it may land after its 503.
     pub async fn publish(
         &self,
         topic: &str,
         record: Record,
         deadline: Instant,
-    ) -> Result<Delivered, PublishError> {
+    ) -> Result<Delivered, Unacknowledged> {
         // librdkafka copies key and value into its queue; the headers move.
         let mut future_record = FutureRecord::<str, [u8]>::to(topic)
             .payload(&record.value[..])
@@ -316,19 +339,25 @@ impl Publisher {
         }
         let generation = self.shared.current.load_full();
         if generation.is_fatal() {
-            return Err(PublishError::because(FailureReason::Transport));
+            return Err(PublishError::because(FailureReason::Transport).into());
         }
-        let delivery = generation
+        let mut delivery = generation
             .producer
             .send_result(future_record)
             .map_err(|(error, _)| self.failed(error, &generation))?;
-        match tokio::time::timeout_at(deadline, delivery).await {
-            Err(_elapsed) => Err(PublishError::because(timed_out(&generation))),
+        match tokio::time::timeout_at(deadline, &mut delivery).await {
+            Err(_elapsed) => Err(Unacknowledged {
+                error: PublishError::because(timed_out(&generation)),
+                // librdkafka reports within `message.timeout.ms` of the send, or drops the
+                // sender with the producer: the report is bounded.
+                report: Some(Box::pin(async move { fate(delivery.await) })),
+            }),
             Ok(Err(_canceled)) => Err(PublishError {
                 reason: FailureReason::Other,
                 source: Some(KafkaError::Canceled),
-            }),
-            Ok(Ok(Err((error, _message)))) => Err(self.failed(error, &generation)),
+            }
+            .into()),
+            Ok(Ok(Err((error, _message)))) => Err(self.failed(error, &generation).into()),
             Ok(Ok(Ok(delivery))) => Ok(Delivered {
                 partition: delivery.partition,
                 offset: delivery.offset,

@@ -39,6 +39,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod publish;
 pub mod record;
+pub mod redrive;
 pub mod replay;
 pub mod response;
 pub mod rotation;

@@ -16,6 +16,7 @@ use prometheus::{
 
 use crate::{
     kafka::FailureReason,
+    redrive::RedriveMetrics,
     replay::GuardMetrics,
     signature::SignatureError,
     webhook::{EventKind, RejectReason},
@@ -24,6 +25,13 @@ use crate::{
 /// Latency buckets from 0.5 ms to Authvia's 5 s deadline.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Signing ages from one second to past Authvia's four days of retries: how old the signings
+/// of its deliveries are when they arrive tells whether its retries are signed afresh.
+const SIGNING_AGE_BUCKETS: &[f64] = &[
+    1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 10_800.0, 21_600.0, 43_200.0, 86_400.0,
+    172_800.0, 259_200.0, 345_600.0, 432_000.0,
 ];
 
 /// Route label for requests that matched no webhook route.
@@ -80,6 +88,8 @@ pub struct Metrics {
     connection_timeouts: IntCounterVec,
     ready: IntGauge,
     replay_guard: GuardMetrics,
+    redrive: RedriveMetrics,
+    signing_age: HistogramVec,
     subscription_disabled: IntCounter,
     signing_secrets_reloads: IntCounter,
     signing_secrets_readable: IntGauge,
@@ -111,6 +121,14 @@ impl Metrics {
             "Records acknowledged by Kafka on the route's topic (dead letters not included).",
             &["route"],
         )?;
+        let signing_age = HistogramVec::new(
+            HistogramOpts::new(
+                "bp_relay_signature_age_seconds",
+                "Age of each genuine signing when its request arrived (now minus X-AUTHVIA-TIMESTAMP, 0 for one from the future), by route: retries signed with their first attempt's headers show as ages past the window.",
+            )
+            .buckets(SIGNING_AGE_BUCKETS.to_vec()),
+            &["route"],
+        )?;
         let per_route = EventKind::ALL.map(|kind| {
             let route = kind.label();
             RouteSeries {
@@ -118,6 +136,7 @@ impl Metrics {
                 duration: http_request_duration.with_label_values(&[route]),
                 delivery_lag: delivery_lag.with_label_values(&[route, PUBLISHED]),
                 published: published.with_label_values(&[route]),
+                signing_age: signing_age.with_label_values(&[route]),
             }
         });
         let metrics = Metrics {
@@ -142,6 +161,8 @@ impl Metrics {
             )?,
             ready: IntGauge::new("bp_relay_ready", "1 while the relay reports ready.")?,
             replay_guard: GuardMetrics::register(registry)?,
+            redrive: RedriveMetrics::register(registry)?,
+            signing_age,
             signing_secrets_reloads: IntCounter::new("bp_relay_signing_secrets_reloads_total", "Changes of a route's signing secrets file applied without a restart.")?,
             signing_secrets_readable: IntGauge::new(
                 "bp_relay_signing_secrets_readable",
@@ -173,6 +194,7 @@ impl Metrics {
         registry.register(Box::new(self.inflight_body_bytes.clone()))?;
         registry.register(Box::new(self.open_connections.clone()))?;
         registry.register(Box::new(self.connection_timeouts.clone()))?;
+        registry.register(Box::new(self.signing_age.clone()))?;
         registry.register(Box::new(self.ready.clone()))
     }
 
@@ -185,6 +207,7 @@ impl Metrics {
                 self.delivery_lag.with_label_values(&[route, outcome]);
             }
             self.http_request_duration.with_label_values(&[route]);
+            self.signing_age.with_label_values(&[route]);
             self.published.with_label_values(&[route]);
             for reason in RejectReason::ALL {
                 self.dead_letters.with_label_values(&[route, reason.code()]);
@@ -201,6 +224,15 @@ impl Metrics {
             self.connection_timeouts
                 .with_label_values(&[deadline.label()]);
         }
+    }
+
+    /// A genuine signing made at Unix second `signed_at` arrived at `now` on `kind`'s route.
+    pub fn signing_received(&self, kind: EventKind, signed_at: i64, now: std::time::SystemTime) {
+        let now = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs() as i64);
+        let age = now.saturating_sub(signed_at).max(0);
+        self.route(kind).signing_age.observe(age as f64);
     }
 
     /// One request answered with `status` after `elapsed`.
@@ -290,6 +322,12 @@ impl Metrics {
     }
 
     /// The in-memory replay guard's own metrics.
+    /// The redrive memory's metrics.
+    pub fn redrive(&self) -> RedriveMetrics {
+        self.redrive.clone()
+    }
+
+    /// The in-memory replay guard's metrics.
     pub fn replay_guard(&self) -> GuardMetrics {
         self.replay_guard.clone()
     }
@@ -338,6 +376,7 @@ struct RouteSeries {
     duration: Histogram,
     delivery_lag: Histogram,
     published: IntCounter,
+    signing_age: Histogram,
 }
 
 /// One request in `bp_relay_inflight_requests`, on every exit path (including a client that

@@ -56,7 +56,7 @@ pub struct Signing<'a> {
 impl Signing<'_> {
     /// A fixed-size name for the signing: 128 bits of SHA-256, so an entry's size does not
     /// depend on the header's length and two signings do not collide by chance.
-    fn fingerprint(&self) -> u128 {
+    pub fn fingerprint(&self) -> u128 {
         let mut hasher = Sha256::new();
         // The separator keeps ("a1", 2) and ("a", 12) apart.
         hasher.update(self.value.as_bytes());
@@ -118,7 +118,7 @@ impl ReplayGuard {
 
 /// The first 128 bits of a SHA-256: forging a second body with the same 128 bits is as out of
 /// reach as with all 256, at half the memory.
-fn first_128_bits(hash: &[u8; 32]) -> u128 {
+pub(crate) fn first_128_bits(hash: &[u8; 32]) -> u128 {
     let mut first = [0u8; 16];
     first.copy_from_slice(&hash[..16]);
     u128::from_be_bytes(first)

@@ -22,7 +22,8 @@ use sha2::Sha256;
 
 use self::keys::Keys;
 use crate::{
-    replay::{Digest, GuardFull, ReplayError, ReplayGuard, Signing, StoreError},
+    redrive::{Fingerprint, Redrives},
+    replay::{binding, Binding, Digest, GuardFull, ReplayError, ReplayGuard, Signing, StoreError},
     webhook::EventKind,
 };
 
@@ -186,6 +187,27 @@ struct Pending<'a> {
     signed: Signed,
     replay: &'a ReplayGuard,
     margin: i64,
+    window: Admission,
+}
+
+/// How a verified signing may be admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// Inside the window: through the replay guard.
+    Window,
+    /// Older than the window: only as the original signing of a delivery answered 5xx, with
+    /// the route and body it came with (once recalled).
+    Redrive(Option<Binding>),
+}
+
+/// A request whose body was admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// Its signing and the Unix second it was signed at (none without signatures): the redrive
+    /// memory remembers them if the answer is 5xx.
+    pub signing: Option<(Fingerprint, i64)>,
+    /// Admitted outside the window, as the original signing of a delivery answered 5xx.
+    pub redrive: bool,
 }
 
 /// Why a verified request's body was not admitted.
@@ -255,7 +277,9 @@ impl Authenticator {
     }
 
     /// Checks the headers of a request to `route` at time `now`, before its body is read,
-    /// with that route's secrets.
+    /// with that route's secrets. A genuine signing older than the window is not refused yet:
+    /// it may be the original signing of a delivery answered 5xx, which [`Verified::recall`]
+    /// tells.
     ///
     /// # Errors
     /// The first check that fails; see [`Verifier::verify`].
@@ -270,61 +294,132 @@ impl Authenticator {
                 verifiers,
                 replay,
                 margin,
-            } => Ok(Verified {
-                signing: Some(Pending {
-                    signed: verifiers.of(route).verify(headers, now)?,
-                    replay,
-                    margin: *margin,
-                }),
-            }),
+            } => {
+                let verifier = verifiers.of(route);
+                let signed = verifier.verify_signature(headers)?;
+                let window = match verifier.check_window(signed.timestamp, now) {
+                    Ok(()) => Admission::Window,
+                    Err(SignatureError::StaleTimestamp) => Admission::Redrive(None),
+                    Err(error) => return Err(error),
+                };
+                Ok(Verified {
+                    signing: Some(Pending {
+                        signed,
+                        replay,
+                        margin: *margin,
+                        window,
+                    }),
+                })
+            }
             Self::Skipped => Ok(Verified { signing: None }),
         }
     }
 }
 
 impl Verified<'_> {
+    /// When the signing was made (Unix seconds), if signatures are checked.
+    pub fn signed_at(&self) -> Option<i64> {
+        self.signing.as_ref().map(|pending| pending.signed.timestamp)
+    }
+
+    /// For a signing older than the window, before its body is read: refused unless `redrives`
+    /// remembers it as the signing of a delivery answered 5xx. Waits for a shared store until
+    /// `deadline` at most.
+    ///
+    /// # Errors
+    /// [`SignatureError::StaleTimestamp`] when it is not remembered; the shared store did not
+    /// answer.
+    pub async fn recall(
+        &mut self,
+        redrives: &Redrives,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), AdmitError> {
+        let Some(pending) = &mut self.signing else {
+            return Ok(());
+        };
+        if pending.window != Admission::Redrive(None) {
+            return Ok(());
+        }
+        let fingerprint = signing_of(&pending.signed, pending.margin).fingerprint();
+        match redrives.recall(fingerprint, deadline).await? {
+            Some(binding) => {
+                pending.window = Admission::Redrive(Some(binding));
+                Ok(())
+            }
+            None => Err(SignatureError::StaleTimestamp.into()),
+        }
+    }
+
     /// Admits the body with this SHA-256 `digest` on `route` once it has arrived, at time
-    /// `now`: the window is checked again (a body trickled in past the window's end is
-    /// stale), then a redelivery of the same body on the same route passes, and the same
-    /// signing on another route or with another body does not. Waits for a shared replay
-    /// store until `deadline` at most.
+    /// `now`. Inside the window (checked again: a body trickled in past the window's end is
+    /// stale), a redelivery of the same body on the same route passes, and the same signing on
+    /// another route or with another body does not. Outside it, only the route and body
+    /// recalled for it pass. Waits for a shared replay store until `deadline` at most.
     ///
     /// # Errors
     /// [`SignatureError::StaleTimestamp`], [`SignatureError::Replayed`], the shared store
     /// did not answer, or the in-memory guard is full.
     pub async fn admit(
-        self,
+        mut self,
         route: &str,
         digest: Digest,
         now: SystemTime,
+        redrives: &Redrives,
         deadline: tokio::time::Instant,
-    ) -> Result<(), AdmitError> {
+    ) -> Result<Admitted, AdmitError> {
+        let Some(pending) = &mut self.signing else {
+            return Ok(Admitted {
+                signing: None,
+                redrive: false,
+            });
+        };
+        // The window ends after the whole second `expires_at` (the check is in whole seconds).
+        if pending.window == Admission::Window && unix_seconds(now) > pending.signed.expires_at {
+            pending.window = Admission::Redrive(None);
+        }
+        if pending.window == Admission::Redrive(None) {
+            self.recall(redrives, deadline).await?;
+        }
         let Some(Pending {
             signed,
             replay,
             margin,
+            window,
         }) = self.signing
         else {
-            return Ok(());
+            unreachable!("checked above");
         };
-        // The window ends after the whole second `expires_at` (the check is in whole seconds).
-        if unix_seconds(now) > signed.expires_at {
-            return Err(SignatureError::StaleTimestamp.into());
+        let signing = signing_of(&signed, margin);
+        let admitted = Admitted {
+            signing: Some((signing.fingerprint(), signed.timestamp)),
+            redrive: window != Admission::Window,
+        };
+        if let Admission::Redrive(recalled) = window {
+            return if recalled == Some(binding(route, &digest)) {
+                redrives.original_signing_accepted();
+                Ok(admitted)
+            } else {
+                Err(SignatureError::StaleTimestamp.into())
+            };
         }
-        let signing = Signing {
-            value: &signed.value,
-            timestamp: signed.timestamp,
-            remember_until: signed.expires_at.saturating_add(1).saturating_add(margin),
-        };
         match replay
             .check(signing, route, &digest, unix_seconds(now), deadline)
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(admitted),
             Err(ReplayError::Replayed) => Err(SignatureError::Replayed.into()),
             Err(ReplayError::Unavailable(error)) => Err(error.into()),
             Err(ReplayError::Full(error)) => Err(error.into()),
         }
+    }
+}
+
+/// The replay guard's view of a signing: remembered until no replica can admit it in the window.
+fn signing_of(signed: &Signed, margin: i64) -> Signing<'_> {
+    Signing {
+        value: &signed.value,
+        timestamp: signed.timestamp,
+        remember_until: signed.expires_at.saturating_add(1).saturating_add(margin),
     }
 }
 
@@ -361,6 +456,17 @@ impl Verifier {
     /// signature, timestamp window. The signature comes before the window so that a refusal for
     /// the window means a genuine signing (a late redelivery, or a replay), never garbage.
     pub fn verify(&self, headers: &HeaderMap, now: SystemTime) -> Result<Signed, SignatureError> {
+        let signed = self.verify_signature(headers)?;
+        self.check_window(signed.timestamp, now)?;
+        Ok(signed)
+    }
+
+    /// Verifies the X-AUTHVIA-* headers of a delivery, whenever it was signed.
+    ///
+    /// # Errors
+    /// The first check that fails, in the order: headers, algorithm, timestamp format,
+    /// signature.
+    pub fn verify_signature(&self, headers: &HeaderMap) -> Result<Signed, SignatureError> {
         let signature = header(headers, SIGNATURE_HEADER)?;
         let value = header(headers, VALUE_HEADER)?;
         let timestamp_text = header(headers, TIMESTAMP_HEADER)?;
@@ -379,7 +485,6 @@ impl Verifier {
         {
             return Err(SignatureError::Mismatch);
         }
-        self.check_window(timestamp, now)?;
         let expires_at = timestamp.saturating_add(self.tolerance.as_secs() as i64);
         Ok(Signed {
             value: value.to_owned(),
@@ -634,12 +739,13 @@ mod tests {
             crate::replay::GuardMetrics::register(&prometheus::Registry::new()).unwrap(),
         ));
         let authenticator = Authenticator::signed(&[SecretString::from(SECRET)], WINDOW, guard);
+        let redrives = redrives();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         let admit = |body: u8| {
             authenticator
                 .verify(EventKind::BusinessProcess, &example(), at(TIMESTAMP))
                 .unwrap()
-                .admit("bp", [body; 32], at(TIMESTAMP), deadline)
+                .admit("bp", [body; 32], at(TIMESTAMP), &redrives, deadline)
         };
         admit(1).await.unwrap();
         admit(1).await.unwrap();
@@ -654,7 +760,7 @@ mod tests {
         assert!(Authenticator::Skipped
             .verify(EventKind::BusinessProcess, &HeaderMap::new(), at(TIMESTAMP))
             .unwrap()
-            .admit("bp", [3; 32], at(TIMESTAMP), deadline)
+            .admit("bp", [3; 32], at(TIMESTAMP), &redrives, deadline)
             .await
             .is_ok());
     }
@@ -714,6 +820,69 @@ mod tests {
         margin: Duration::from_millis(6_500),
     };
 
+    fn redrives() -> Arc<Redrives> {
+        Arc::new(Redrives::new(
+            Duration::from_secs(108 * 3600),
+            100,
+            None,
+            crate::redrive::RedriveMetrics::register(&prometheus::Registry::new()).unwrap(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn outside_the_window_only_a_remembered_5xx_signing_with_its_route_and_body_passes() {
+        let authenticator =
+            Authenticator::signed(&[SecretString::from(SECRET)], WINDOW, memory_guard());
+        let redrives = redrives();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let a_day_later = at(TIMESTAMP + 86_400);
+        let stale = || {
+            authenticator
+                .verify(EventKind::BusinessProcess, &example(), a_day_later)
+                .expect("a genuine signing is not refused before the redrive memory is asked")
+        };
+        let mut never_failed = stale();
+        assert!(matches!(
+            never_failed.recall(&redrives, deadline).await,
+            Err(AdmitError::Refused(SignatureError::StaleTimestamp))
+        ));
+        let admitted = authenticator
+            .verify(EventKind::BusinessProcess, &example(), at(TIMESTAMP))
+            .unwrap()
+            .admit("bp", [1; 32], at(TIMESTAMP), &redrives, deadline)
+            .await
+            .unwrap();
+        assert!(!admitted.redrive);
+        redrives.failed(crate::redrive::Failed {
+            signing: admitted.signing,
+            binding: binding("bp", &[1; 32]),
+            subject: 7,
+            report: None,
+            now: TIMESTAMP,
+        });
+        for (route, body) in [("bp", 2), ("other", 1)] {
+            let mut verified = stale();
+            verified.recall(&redrives, deadline).await.unwrap();
+            assert!(
+                matches!(
+                    verified.admit(route, [body; 32], a_day_later, &redrives, deadline).await,
+                    Err(AdmitError::Refused(SignatureError::StaleTimestamp))
+                ),
+                "the remembered signing with body {body} on route {route}"
+            );
+        }
+        let retried = stale()
+            .admit("bp", [1; 32], a_day_later, &redrives, deadline)
+            .await
+            .expect("the original signing with its route and body");
+        assert!(retried.redrive);
+        let future = at(TIMESTAMP - 301);
+        assert!(matches!(
+            authenticator.verify(EventKind::BusinessProcess, &example(), future),
+            Err(SignatureError::FutureTimestamp)
+        ));
+    }
+
     fn memory_guard() -> ReplayGuard {
         ReplayGuard::Memory(crate::replay::MemoryGuard::new(
             10,
@@ -725,6 +894,7 @@ mod tests {
     async fn a_body_that_arrives_after_the_window_is_stale_and_not_remembered() {
         let authenticator =
             Authenticator::signed(&[SecretString::from(SECRET)], WINDOW, memory_guard());
+        let redrives = redrives();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         let head_at_the_last_second = at(TIMESTAMP + 300);
         let body_after_it = head_at_the_last_second + Duration::from_secs(1);
@@ -736,7 +906,9 @@ mod tests {
             )
             .expect("the head arrived inside the window");
         assert!(matches!(
-            verified.admit("bp", [2; 32], body_after_it, deadline).await,
+            verified
+                .admit("bp", [2; 32], body_after_it, &redrives, deadline)
+                .await,
             Err(AdmitError::Refused(SignatureError::StaleTimestamp))
         ));
         let verified = authenticator
@@ -747,6 +919,7 @@ mod tests {
                 "bp",
                 [1; 32],
                 head_at_the_last_second + Duration::from_millis(999),
+                &redrives,
                 deadline,
             )
             .await

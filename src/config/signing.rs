@@ -67,6 +67,18 @@ pub struct Signing {
     )]
     pub replay_store_prefix: String,
 
+    /// How long after its signing a delivery answered 5xx is remembered for Authvia's retries:
+    /// a retry with its original signing, route and body is accepted outside the window, and
+    /// a retry of one whose record landed after all is answered with that record. Authvia
+    /// retries for about 102 hours; 0 turns the memory off.
+    #[arg(long, env = "BP_RELAY_REDRIVE_HORIZON", default_value = "108h", value_parser = super::parse_duration)]
+    pub redrive_horizon: Duration,
+
+    /// Entries of the redrive memory in this process (its memory bound, about 200 bytes
+    /// each): a 5xx'd delivery takes one for its fate and one per signing it came with.
+    #[arg(long, env = "BP_RELAY_REDRIVE_CAPACITY", default_value_t = 100_000)]
+    pub redrive_capacity: u64,
+
     /// Accept unsigned deliveries. For local experiments only: logs a warning at startup.
     #[arg(long, env = "BP_RELAY_INSECURE_SKIP_SIGNATURE", value_parser = super::on_off())]
     pub insecure_skip_signature: bool,
@@ -89,6 +101,14 @@ impl Signing {
             )),
             _ if self.signature_tolerance.is_zero() => Err(ConfigError::new("--signature-tolerance must be above 0")),
             _ if self.replay_capacity == 0 => Err(ConfigError::new("--replay-capacity must be at least 1")),
+            _ if self.redrive_capacity == 0 => Err(ConfigError::new("--redrive-capacity must be at least 1")),
+            _ if !self.redrive_horizon.is_zero() && self.redrive_horizon <= self.signature_tolerance => {
+                Err(ConfigError::new(format!(
+                    "--redrive-horizon must be longer than --signature-tolerance ({}), or 0 to turn the redrive memory off, got {}",
+                    humantime::format_duration(self.signature_tolerance),
+                    humantime::format_duration(self.redrive_horizon)
+                )))
+            }
             _ if self.replay_store_password_file.is_some() && self.replay_store.is_none() => {
                 Err(ConfigError::new("--replay-store-password-file needs --replay-store"))
             }

@@ -865,3 +865,136 @@ fn every_5xx_is_logged_at_warn_and_a_senders_own_mistake_at_info() {
     assert_eq!(level_of("starting"), "WARN", "{log}");
     assert_eq!(level_of("not_found"), "INFO", "{log}");
 }
+
+/// Issue 17's table at the handler: Authvia's redrive of a delivery answered 503, with its
+/// original signing after the window or with a fresh one, against an in-memory publisher.
+mod redrive {
+    use std::cell::Cell;
+
+    use super::*;
+
+    thread_local! {
+        // How far the handler's clock is ahead of the system's, on this test's thread (a
+        // current-thread runtime runs the handler there).
+        static AHEAD: Cell<u64> = const { Cell::new(0) };
+    }
+
+    fn clock() -> SystemTime {
+        SystemTime::now() + Duration::from_secs(AHEAD.get())
+    }
+
+    /// Moves the handler's clock a day on: every signing made now is outside the window.
+    fn a_day_later() {
+        AHEAD.set(86_400);
+    }
+
+    fn redriving_ingress() -> Ingress<Memory> {
+        AHEAD.set(0);
+        let (ingress, _) = ingress(&[]);
+        ingress.with_clock(clock)
+    }
+
+    fn original(body: &[u8]) -> Request<Full<Bytes>> {
+        signed(PROCESS_PATH, body, "first-attempt", now())
+    }
+
+    async fn answer(ingress: &Ingress<Memory>, request: Request<Full<Bytes>>) -> (StatusCode, serde_json::Value) {
+        let response = ingress.handle(request).await;
+        (response.status(), json(response).await)
+    }
+
+    #[tokio::test]
+    async fn a_503d_delivery_redriven_with_its_original_signing_after_the_window_is_written_once() {
+        let ingress = redriving_ingress();
+        ingress.publisher().fail_with(Some(FailureReason::Transport));
+        let (status, _) = answer(&ingress, original(samples::BUSINESS_PROCESS)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        ingress.publisher().fail_with(None);
+        a_day_later();
+        let (status, body) = answer(&ingress, original(samples::BUSINESS_PROCESS)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body.get("storedBefore"), None, "it was written now");
+        let (status, body) = answer(&ingress, original(samples::BUSINESS_PROCESS)).await;
+        assert_eq!((status, &body["storedBefore"]), (StatusCode::OK, &serde_json::json!(true)), "the first 2xx closed it: {body}");
+        assert_eq!(ingress.publisher().published().len(), 1, "written once");
+    }
+
+    #[tokio::test]
+    async fn the_same_stale_signing_with_another_body_or_on_the_other_route_writes_nothing() {
+        let ingress = redriving_ingress();
+        ingress.publisher().fail_with(Some(FailureReason::Transport));
+        let (status, _) = answer(&ingress, original(samples::BUSINESS_PROCESS)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        ingress.publisher().fail_with(None);
+        a_day_later();
+        let other_bodies: [&[u8]; 3] = [
+            samples::get("bp-minimal.json"),
+            b"{}",
+            b"not json: a dead letter if it were admitted",
+        ];
+        for body in other_bodies {
+            let (status, answer) = answer(&ingress, original(body)).await;
+            assert_eq!((status, &answer["code"]), (StatusCode::UNAUTHORIZED, &serde_json::json!("stale_timestamp")));
+        }
+        let rerouted = signed(ACTION_PATH, samples::BUSINESS_PROCESS, "first-attempt", now());
+        assert_eq!(answer(&ingress, rerouted).await.0, StatusCode::UNAUTHORIZED);
+        assert!(ingress.publisher().published().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stale_signing_the_relay_never_answered_5xx_is_401() {
+        let ingress = redriving_ingress();
+        let (status, _) = answer(&ingress, original(samples::BUSINESS_PROCESS)).await;
+        assert_eq!(status, StatusCode::OK, "answered 2xx: nothing to remember");
+        a_day_later();
+        for value in ["first-attempt", "never-seen"] {
+            let request = signed(PROCESS_PATH, samples::BUSINESS_PROCESS, value, now());
+            let (status, body) = answer(&ingress, request).await;
+            assert_eq!((status, &body["code"]), (StatusCode::UNAUTHORIZED, &serde_json::json!("stale_timestamp")), "{value}");
+        }
+        assert_eq!(ingress.publisher().published().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_record_that_landed_after_its_503_answers_the_redrive_and_is_not_written_again() {
+        let ingress = redriving_ingress();
+        ingress.publisher().hold_acknowledgements();
+        let (status, body) = answer(&ingress, process(samples::BUSINESS_PROCESS)).await;
+        assert_eq!((status, &body["code"]), (StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!("kafka_timeout")));
+        ingress.publisher().land_held();
+        let (status, body) = answer(&ingress, process(samples::BUSINESS_PROCESS)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["storedBefore"], true);
+        assert_eq!(body["offset"], 0, "the record that landed");
+        assert_eq!(ingress.publisher().published().len(), 1, "no second record");
+
+        // A → B → A: a newer record of the same process was written; the repeat is a real event.
+        let mut changed: serde_json::Value = serde_json::from_slice(samples::BUSINESS_PROCESS).unwrap();
+        changed["status"] = serde_json::json!("changed-by-test");
+        let changed = serde_json::to_vec(&changed).unwrap();
+        assert_eq!(answer(&ingress, process(&changed)).await.0, StatusCode::OK);
+        let (status, body) = answer(&ingress, process(samples::BUSINESS_PROCESS)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body.get("storedBefore"), None, "written again: {body}");
+        assert_eq!(ingress.publisher().published().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_age_of_every_genuine_signing_is_exported_by_route() {
+        AHEAD.set(0);
+        let (ingress, registry) = ingress(&[]);
+        let ingress = ingress.with_clock(clock);
+        let old = signed(PROCESS_PATH, samples::BUSINESS_PROCESS, "aged", now() - 100);
+        assert_eq!(ingress.handle(old).await.status(), StatusCode::OK);
+        let forged = signed_with("whsec_not_ours", PROCESS_PATH, samples::BUSINESS_PROCESS, "forged");
+        assert_eq!(ingress.handle(forged).await.status(), StatusCode::UNAUTHORIZED);
+        let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
+        for line in [
+            "bp_relay_signature_age_seconds_bucket{route=\"business_processes\",le=\"60\"} 0",
+            "bp_relay_signature_age_seconds_bucket{route=\"business_processes\",le=\"300\"} 1",
+            "bp_relay_signature_age_seconds_count{route=\"business_processes\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+}

@@ -102,6 +102,61 @@ impl RedisGuard {
         Ok(previous.map_or(bound, |bytes| remembered_binding(&bytes)))
     }
 
+    /// Remembers a 5xx'd delivery's signing bound to its route and body for `ttl` seconds, under
+    /// the redrive memory's own prefix (`<prefix>:redrive:`), within [`RESPONSE_TIMEOUT`].
+    ///
+    /// # Errors
+    /// No answer in time, a failed connection, or the store refused the command (out of memory).
+    pub(crate) async fn remember_redrive(
+        &self,
+        signing: u128,
+        bound: Binding,
+        ttl: i64,
+    ) -> Result<(), StoreError> {
+        let key = self.redrive_key(signing);
+        let exchange = async {
+            let mut connection = self.connection().await?;
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&bound.to_be_bytes()[..])
+                .arg("EX")
+                .arg(ttl.max(1))
+                .query_async::<()>(&mut connection)
+                .await
+        };
+        tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
+            .await
+            .map_err(|_| StoreError::Timeout)??;
+        Ok(())
+    }
+
+    /// The route and body a 5xx'd `signing` is bound to, if the store remembers it.
+    ///
+    /// # Errors
+    /// No answer before `deadline`, or a failed connection.
+    pub(crate) async fn recall_redrive(
+        &self,
+        signing: u128,
+        deadline: Instant,
+    ) -> Result<Option<Binding>, StoreError> {
+        let key = self.redrive_key(signing);
+        let exchange = async {
+            let mut connection = self.connection().await?;
+            redis::cmd("GET")
+                .arg(&key)
+                .query_async::<Option<Vec<u8>>>(&mut connection)
+                .await
+        };
+        let found = tokio::time::timeout_at(deadline, exchange)
+            .await
+            .map_err(|_| StoreError::Timeout)??;
+        Ok(found.map(|bytes| remembered_binding(&bytes)))
+    }
+
+    fn redrive_key(&self, signing: u128) -> String {
+        format!("{}:redrive:{signing:032x}", self.prefix)
+    }
+
     /// Probes the store every [`PROBE_INTERVAL`], forever, with the guard's own command on a
     /// key under the guard's own prefix, and tells `health` whether it was carried out within
     /// [`RESPONSE_TIMEOUT`], and if not, why: a store that answers `PING` but refuses the guard

@@ -477,6 +477,7 @@ fn every_error_code_of_the_code_is_in_the_readme_table() {
         (503, "starting"),
         (503, "replay_store_unavailable"),
         (503, "replay_guard_full"),
+        (503, "redrive_pending"),
     ];
     for (status, code) in others {
         assert!(
