@@ -31,7 +31,7 @@ use crate::{
     publish::{Publish, Unacknowledged},
     record::{self, Envelope, Outgoing, Routes},
     redrive::{self, Claim, Failed, Redrives},
-    replay::{self as replay_guard, MemoryGuard, RedisGuard, ReplayGuard},
+    replay::{MemoryGuard, RedisGuard, ReplayGuard},
     response,
     signature::{Authenticator, Window},
     telemetry,
@@ -245,7 +245,13 @@ impl<P: Publish> Ingress<P> {
         // The window again, now that the body is here: a body trickled past the window's end
         // must not reach the guard after it forgot the signing.
         let admitted = verified
-            .admit(kind.label(), digest, (self.clock)(), &self.redrives, deadline)
+            .admit(
+                kind.label(),
+                digest,
+                (self.clock)(),
+                &self.redrives,
+                deadline,
+            )
             .await?;
         let envelope = Envelope {
             kind,
@@ -261,7 +267,7 @@ impl<P: Publish> Ingress<P> {
         } = self.routes.route(&envelope, parsed, body);
         access.key.clone_from(&record.key);
         access.topic = Some(topic.to_owned());
-        let binding = replay_guard::binding(kind.label(), &digest);
+        let binding = admitted.binding;
         let writer = match self.redrives.claim(binding, deadline).await? {
             Claim::Stored(delivered) => {
                 return Ok(Stored {
@@ -518,7 +524,9 @@ fn replay_guard(config: &Config, metrics: &Metrics) -> Result<ReplayGuard, Confi
 
 fn unix_seconds(time: SystemTime) -> i64 {
     time.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX))
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 /// The route of a path, if it is a webhook route.

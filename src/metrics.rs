@@ -30,8 +30,8 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Signing ages from one second to past Authvia's four days of retries: how old the signings
 /// of its deliveries are when they arrive tells whether its retries are signed afresh.
 const SIGNING_AGE_BUCKETS: &[f64] = &[
-    1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 10_800.0, 21_600.0, 43_200.0, 86_400.0,
-    172_800.0, 259_200.0, 345_600.0, 432_000.0,
+    1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 10_800.0, 21_600.0, 43_200.0, 86_400.0, 172_800.0,
+    259_200.0, 345_600.0, 432_000.0,
 ];
 
 /// Route label for requests that matched no webhook route.

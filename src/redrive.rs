@@ -185,7 +185,8 @@ impl Drop for Writer<'_> {
     fn drop(&mut self) {
         // Landed, or taken over by a newer state (a 5xx remembered with its report): a no-op.
         if !self.settled {
-            self.redrives.settle(self.binding, self.ticket, Fate::Failed);
+            self.redrives
+                .settle(self.binding, self.ticket, Fate::Failed);
         }
     }
 }
@@ -409,7 +410,10 @@ impl Redrives {
     }
 
     fn answered(&self, answer: Answer) {
-        self.metrics.answers.with_label_values(&[answer.label()]).inc();
+        self.metrics
+            .answers
+            .with_label_values(&[answer.label()])
+            .inc();
     }
 
     /// A record of `subject` landed at `delivered`: a remembered record of the same subject is
@@ -516,7 +520,9 @@ impl Redrives {
                 until,
             },
         );
-        ledger.expiries.push(Reverse((until, Slot::Signing(fingerprint))));
+        ledger
+            .expiries
+            .push(Reverse((until, Slot::Signing(fingerprint))));
         self.metrics.entries.inc();
     }
 
@@ -535,7 +541,9 @@ impl Redrives {
             if !matches!(known.value.state, State::Landed(_)) {
                 known.value.state = state;
             }
-            ledger.expiries.push(Reverse((known.until, Slot::Fate(binding))));
+            ledger
+                .expiries
+                .push(Reverse((known.until, Slot::Fate(binding))));
             return;
         }
         self.make_room(ledger, now);

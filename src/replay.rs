@@ -88,7 +88,7 @@ pub enum ReplayGuard {
 }
 
 impl ReplayGuard {
-    /// Records `signing` bound to the body with SHA-256 `digest` on `route`, or refuses it
+    /// Records `signing` bound to a route and body (`bound`, see [`binding`]), or refuses it
     /// when it was seen on another route or with another body, at Unix second `now`. Waits for
     /// a shared store until `deadline` at most.
     ///
@@ -98,12 +98,10 @@ impl ReplayGuard {
     pub async fn check(
         &self,
         signing: Signing<'_>,
-        route: &str,
-        digest: &Digest,
+        bound: Binding,
         now: i64,
         deadline: Instant,
     ) -> Result<(), ReplayError> {
-        let bound = binding(route, digest);
         let remembered = match self {
             Self::Memory(guard) => guard.remember(signing, bound, now)?,
             Self::Shared(guard) => guard.remember(signing, bound, deadline).await?,
@@ -160,8 +158,7 @@ mod tests {
         guard
             .check(
                 signing,
-                route,
-                &[body; 32],
+                binding(route, &[body; 32]),
                 AT,
                 Instant::now() + Duration::from_secs(1),
             )

@@ -203,6 +203,8 @@ enum Admission {
 /// A request whose body was admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admitted {
+    /// Its route and body (see [`binding`]).
+    pub binding: Binding,
     /// Its signing and the Unix second it was signed at (none without signatures): the redrive
     /// memory remembers them if the answer is 5xx.
     pub signing: Option<(Fingerprint, i64)>,
@@ -319,7 +321,9 @@ impl Authenticator {
 impl Verified<'_> {
     /// When the signing was made (Unix seconds), if signatures are checked.
     pub fn signed_at(&self) -> Option<i64> {
-        self.signing.as_ref().map(|pending| pending.signed.timestamp)
+        self.signing
+            .as_ref()
+            .map(|pending| pending.signed.timestamp)
     }
 
     /// For a signing older than the window, before its body is read: refused unless `redrives`
@@ -367,8 +371,10 @@ impl Verified<'_> {
         redrives: &Redrives,
         deadline: tokio::time::Instant,
     ) -> Result<Admitted, AdmitError> {
+        let bound = binding(route, &digest);
         let Some(pending) = &mut self.signing else {
             return Ok(Admitted {
+                binding: bound,
                 signing: None,
                 redrive: false,
             });
@@ -391,11 +397,12 @@ impl Verified<'_> {
         };
         let signing = signing_of(&signed, margin);
         let admitted = Admitted {
+            binding: bound,
             signing: Some((signing.fingerprint(), signed.timestamp)),
             redrive: window != Admission::Window,
         };
         if let Admission::Redrive(recalled) = window {
-            return if recalled == Some(binding(route, &digest)) {
+            return if recalled == Some(bound) {
                 redrives.original_signing_accepted();
                 Ok(admitted)
             } else {
@@ -403,7 +410,7 @@ impl Verified<'_> {
             };
         }
         match replay
-            .check(signing, route, &digest, unix_seconds(now), deadline)
+            .check(signing, bound, unix_seconds(now), deadline)
             .await
         {
             Ok(()) => Ok(admitted),
@@ -865,7 +872,9 @@ mod tests {
             verified.recall(&redrives, deadline).await.unwrap();
             assert!(
                 matches!(
-                    verified.admit(route, [body; 32], a_day_later, &redrives, deadline).await,
+                    verified
+                        .admit(route, [body; 32], a_day_later, &redrives, deadline)
+                        .await,
                     Err(AdmitError::Refused(SignatureError::StaleTimestamp))
                 ),
                 "the remembered signing with body {body} on route {route}"

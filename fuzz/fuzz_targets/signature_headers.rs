@@ -7,9 +7,10 @@
 //! header that is missing, repeated, malformed, outside the window, or signed otherwise.
 //!
 //! Fails on: a panic; a pass without the HMAC of a secret over the value and timestamp given,
-//! or outside the window; a passed signing that does not admit its body again on its route, or
-//! admits another body, or any body on the other route; a pass on the actions route when that
-//! route has its own secret (the fuzzer holds only signings made for the other one).
+//! or outside the window; a genuine signing older than the window that an empty redrive memory
+//! does not refuse as stale; a passed signing that does not admit its body again on its route,
+//! or admits another body, or any body on the other route; a pass on the actions route when
+//! that route has its own secret (the fuzzer holds only signings made for the other one).
 #![no_main]
 
 use std::{
@@ -21,6 +22,7 @@ use std::{
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bp_relay::{
+    redrive::{RedriveMetrics, Redrives},
     replay::{GuardMetrics, MemoryGuard, ReplayGuard},
     signature::{self, AdmitError, Authenticator, SignatureError, Verifier, Window},
     webhook::EventKind,
@@ -49,13 +51,25 @@ fuzz_target!(|data: &[u8]| {
         },
         ReplayGuard::Memory(MemoryGuard::new(4, metrics)),
     );
-    assert_eq!(
-        verdict.as_ref().err(),
-        authenticator
-            .verify(EventKind::BusinessProcess, &headers, now)
-            .err()
-            .as_ref()
+    let redrives = Redrives::new(
+        Duration::from_secs(108 * 3600),
+        4,
+        None,
+        RedriveMetrics::register(&prometheus::Registry::new()).expect("a fresh registry"),
     );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    match authenticator.verify(EventKind::BusinessProcess, &headers, now) {
+        // A genuine signing older than the window waits for the redrive memory, which holds
+        // nothing here: refused as stale before any body.
+        Ok(mut verified) if verdict == Err(SignatureError::StaleTimestamp) => assert!(
+            matches!(
+                ready(verified.recall(&redrives, deadline)),
+                Err(AdmitError::Refused(SignatureError::StaleTimestamp))
+            ),
+            "a stale signing passed an empty redrive memory: {headers:?}"
+        ),
+        outcome => assert_eq!(verdict.as_ref().err(), outcome.err().as_ref()),
+    }
     let metrics = GuardMetrics::register(&prometheus::Registry::new()).expect("a fresh registry");
     let per_route = Authenticator::signed_per_route(
         &secrets,
@@ -97,12 +111,7 @@ fuzz_target!(|data: &[u8]| {
         let verified = authenticator
             .verify(EventKind::BusinessProcess, &headers, now)
             .expect("it passed once");
-        ready(verified.admit(
-            route,
-            digest,
-            now,
-            tokio::time::Instant::now() + Duration::from_secs(1),
-        ))
+        ready(verified.admit(route, digest, now, &redrives, deadline))
     };
     let admit = |digest| admit_on("business_processes", digest);
     assert!(admit([1; 32]).is_ok());

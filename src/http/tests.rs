@@ -898,7 +898,10 @@ mod redrive {
         signed(PROCESS_PATH, body, "first-attempt", now())
     }
 
-    async fn answer(ingress: &Ingress<Memory>, request: Request<Full<Bytes>>) -> (StatusCode, serde_json::Value) {
+    async fn answer(
+        ingress: &Ingress<Memory>,
+        request: Request<Full<Bytes>>,
+    ) -> (StatusCode, serde_json::Value) {
         let response = ingress.handle(request).await;
         (response.status(), json(response).await)
     }
@@ -906,7 +909,9 @@ mod redrive {
     #[tokio::test]
     async fn a_503d_delivery_redriven_with_its_original_signing_after_the_window_is_written_once() {
         let ingress = redriving_ingress();
-        ingress.publisher().fail_with(Some(FailureReason::Transport));
+        ingress
+            .publisher()
+            .fail_with(Some(FailureReason::Transport));
         let (status, _) = answer(&ingress, original(samples::BUSINESS_PROCESS)).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         ingress.publisher().fail_with(None);
@@ -915,14 +920,20 @@ mod redrive {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body.get("storedBefore"), None, "it was written now");
         let (status, body) = answer(&ingress, original(samples::BUSINESS_PROCESS)).await;
-        assert_eq!((status, &body["storedBefore"]), (StatusCode::OK, &serde_json::json!(true)), "the first 2xx closed it: {body}");
+        assert_eq!(
+            (status, &body["storedBefore"]),
+            (StatusCode::OK, &serde_json::json!(true)),
+            "the first 2xx closed it: {body}"
+        );
         assert_eq!(ingress.publisher().published().len(), 1, "written once");
     }
 
     #[tokio::test]
     async fn the_same_stale_signing_with_another_body_or_on_the_other_route_writes_nothing() {
         let ingress = redriving_ingress();
-        ingress.publisher().fail_with(Some(FailureReason::Transport));
+        ingress
+            .publisher()
+            .fail_with(Some(FailureReason::Transport));
         let (status, _) = answer(&ingress, original(samples::BUSINESS_PROCESS)).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         ingress.publisher().fail_with(None);
@@ -934,9 +945,20 @@ mod redrive {
         ];
         for body in other_bodies {
             let (status, answer) = answer(&ingress, original(body)).await;
-            assert_eq!((status, &answer["code"]), (StatusCode::UNAUTHORIZED, &serde_json::json!("stale_timestamp")));
+            assert_eq!(
+                (status, &answer["code"]),
+                (
+                    StatusCode::UNAUTHORIZED,
+                    &serde_json::json!("stale_timestamp")
+                )
+            );
         }
-        let rerouted = signed(ACTION_PATH, samples::BUSINESS_PROCESS, "first-attempt", now());
+        let rerouted = signed(
+            ACTION_PATH,
+            samples::BUSINESS_PROCESS,
+            "first-attempt",
+            now(),
+        );
         assert_eq!(answer(&ingress, rerouted).await.0, StatusCode::UNAUTHORIZED);
         assert!(ingress.publisher().published().is_empty());
     }
@@ -950,7 +972,14 @@ mod redrive {
         for value in ["first-attempt", "never-seen"] {
             let request = signed(PROCESS_PATH, samples::BUSINESS_PROCESS, value, now());
             let (status, body) = answer(&ingress, request).await;
-            assert_eq!((status, &body["code"]), (StatusCode::UNAUTHORIZED, &serde_json::json!("stale_timestamp")), "{value}");
+            assert_eq!(
+                (status, &body["code"]),
+                (
+                    StatusCode::UNAUTHORIZED,
+                    &serde_json::json!("stale_timestamp")
+                ),
+                "{value}"
+            );
         }
         assert_eq!(ingress.publisher().published().len(), 1);
     }
@@ -960,7 +989,13 @@ mod redrive {
         let ingress = redriving_ingress();
         ingress.publisher().hold_acknowledgements();
         let (status, body) = answer(&ingress, process(samples::BUSINESS_PROCESS)).await;
-        assert_eq!((status, &body["code"]), (StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!("kafka_timeout")));
+        assert_eq!(
+            (status, &body["code"]),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!("kafka_timeout")
+            )
+        );
         ingress.publisher().land_held();
         let (status, body) = answer(&ingress, process(samples::BUSINESS_PROCESS)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -969,7 +1004,8 @@ mod redrive {
         assert_eq!(ingress.publisher().published().len(), 1, "no second record");
 
         // A → B → A: a newer record of the same process was written; the repeat is a real event.
-        let mut changed: serde_json::Value = serde_json::from_slice(samples::BUSINESS_PROCESS).unwrap();
+        let mut changed: serde_json::Value =
+            serde_json::from_slice(samples::BUSINESS_PROCESS).unwrap();
         changed["status"] = serde_json::json!("changed-by-test");
         let changed = serde_json::to_vec(&changed).unwrap();
         assert_eq!(answer(&ingress, process(&changed)).await.0, StatusCode::OK);
@@ -986,8 +1022,16 @@ mod redrive {
         let ingress = ingress.with_clock(clock);
         let old = signed(PROCESS_PATH, samples::BUSINESS_PROCESS, "aged", now() - 100);
         assert_eq!(ingress.handle(old).await.status(), StatusCode::OK);
-        let forged = signed_with("whsec_not_ours", PROCESS_PATH, samples::BUSINESS_PROCESS, "forged");
-        assert_eq!(ingress.handle(forged).await.status(), StatusCode::UNAUTHORIZED);
+        let forged = signed_with(
+            "whsec_not_ours",
+            PROCESS_PATH,
+            samples::BUSINESS_PROCESS,
+            "forged",
+        );
+        assert_eq!(
+            ingress.handle(forged).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
         let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
         for line in [
             "bp_relay_signature_age_seconds_bucket{route=\"business_processes\",le=\"60\"} 0",

@@ -55,7 +55,11 @@ fn counted(redrives: &Redrives, name: &str, label: Option<&str>) -> i64 {
 async fn settled(redrives: &Redrives, binding: Binding) {
     for _ in 0..1000 {
         let pending = matches!(
-            redrives.ledger().fates.get(&binding).map(|entry| &entry.value.state),
+            redrives
+                .ledger()
+                .fates
+                .get(&binding)
+                .map(|entry| &entry.value.state),
             Some(State::Pending { .. })
         );
         if !pending {
@@ -69,7 +73,10 @@ async fn settled(redrives: &Redrives, binding: Binding) {
 #[tokio::test]
 async fn a_delivery_never_answered_5xx_is_written_and_not_looked_up() {
     let (redrives, _) = redrives(10);
-    assert!(matches!(redrives.claim(1, soon()).await, Ok(Claim::Write(None))));
+    assert!(matches!(
+        redrives.claim(1, soon()).await,
+        Ok(Claim::Write(None))
+    ));
     assert!(!redrives.watches());
     assert_eq!(redrives.recall(9, soon()).await.unwrap(), None);
 }
@@ -101,8 +108,14 @@ async fn a_lost_record_is_written_again_and_the_first_2xx_closes_the_delivery() 
             Ok(Claim::Stored(delivered)) if delivered == at(10)
         ));
     }
-    assert_eq!(counted(&redrives, "redrive_answers_total", Some("stored")), 2);
-    assert_eq!(counted(&redrives, "redrive_answers_total", Some("written")), 1);
+    assert_eq!(
+        counted(&redrives, "redrive_answers_total", Some("stored")),
+        2
+    );
+    assert_eq!(
+        counted(&redrives, "redrive_answers_total", Some("written")),
+        1
+    );
 }
 
 #[tokio::test]
@@ -113,16 +126,18 @@ async fn a_writer_that_goes_away_leaves_the_delivery_to_the_next_copy() {
         panic!("written again");
     };
     drop(writer);
-    assert!(matches!(redrives.claim(1, soon()).await, Ok(Claim::Write(Some(_)))));
+    assert!(matches!(
+        redrives.claim(1, soon()).await,
+        Ok(Claim::Write(Some(_)))
+    ));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_record_that_lands_after_its_503_answers_its_redrive() {
     let (redrives, _registry) = redrives(10);
     let (land, landing) = tokio::sync::oneshot::channel::<Delivered>();
-    let report: LateReport = Box::pin(async move {
-        landing.await.map_or(Fate::Failed, Fate::Landed)
-    });
+    let report: LateReport =
+        Box::pin(async move { landing.await.map_or(Fate::Failed, Fate::Landed) });
     redrives.failed(failed(9, 1, Some(report)));
     let waiter = {
         let redrives = redrives.clone();
@@ -135,12 +150,19 @@ async fn a_record_that_lands_after_its_503_answers_its_redrive() {
     };
     // The waiter is parked on the record; a further copy is not kept waiting.
     while !matches!(
-        redrives.ledger().fates.get(&1).map(|entry| &entry.value.state),
+        redrives
+            .ledger()
+            .fates
+            .get(&1)
+            .map(|entry| &entry.value.state),
         Some(State::Pending { waited: true, .. })
     ) {
         tokio::task::yield_now().await;
     }
-    assert!(matches!(redrives.claim(1, soon()).await, Err(RedrivePending)));
+    assert!(matches!(
+        redrives.claim(1, soon()).await,
+        Err(RedrivePending)
+    ));
     land.send(at(10)).unwrap();
     assert_eq!(waiter.await.unwrap(), Some(at(10)));
     assert_eq!(counted(&redrives, "late_reports_total", Some("landed")), 1);
@@ -151,11 +173,14 @@ async fn a_record_still_on_its_way_at_the_deadline_gets_503_and_a_later_copy_may
     let (redrives, _) = redrives(10);
     let report: LateReport = Box::pin(std::future::pending());
     redrives.failed(failed(9, 1, Some(report)));
-    assert!(matches!(redrives.claim(1, soon()).await, Err(RedrivePending)));
     assert!(matches!(
-        redrives.claim(1, Instant::now()).await,
+        redrives.claim(1, soon()).await,
         Err(RedrivePending)
-    ), "waits again, until its own deadline");
+    ));
+    assert!(
+        matches!(redrives.claim(1, Instant::now()).await, Err(RedrivePending)),
+        "waits again, until its own deadline"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -163,8 +188,14 @@ async fn a_record_that_timed_out_in_flight_is_written_again() {
     let (redrives, _registry) = redrives(10);
     redrives.failed(failed(9, 1, Some(Box::pin(ready(Fate::TimedOut)))));
     settled(&redrives, 1).await;
-    assert!(matches!(redrives.claim(1, soon()).await, Ok(Claim::Write(Some(_)))));
-    assert_eq!(counted(&redrives, "late_reports_total", Some("timed_out")), 1);
+    assert!(matches!(
+        redrives.claim(1, soon()).await,
+        Ok(Claim::Write(Some(_)))
+    ));
+    assert_eq!(
+        counted(&redrives, "late_reports_total", Some("timed_out")),
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -180,7 +211,10 @@ async fn a_repeat_after_a_newer_record_of_its_key_is_written_again() {
         "another key's record changes nothing"
     );
     redrives.written(SUBJECT, at(11));
-    assert!(matches!(redrives.claim(1, soon()).await, Ok(Claim::Write(Some(_)))));
+    assert!(matches!(
+        redrives.claim(1, soon()).await,
+        Ok(Claim::Write(Some(_)))
+    ));
 }
 
 #[tokio::test]
@@ -197,9 +231,16 @@ async fn a_full_memory_forgets_the_oldest_first_and_counts_it() {
     }
     assert_eq!(counted(&redrives, "redrive_entries", None), 4);
     assert_eq!(counted(&redrives, "redrive_forgotten_total", None), 2);
-    assert_eq!(redrives.recall(100, soon()).await.unwrap(), None, "the oldest signing");
+    assert_eq!(
+        redrives.recall(100, soon()).await.unwrap(),
+        None,
+        "the oldest signing"
+    );
     assert_eq!(redrives.recall(102, soon()).await.unwrap(), Some(2));
-    assert!(matches!(redrives.claim(0, soon()).await, Ok(Claim::Write(None))), "the oldest fate");
+    assert!(
+        matches!(redrives.claim(0, soon()).await, Ok(Claim::Write(None))),
+        "the oldest fate"
+    );
 }
 
 #[tokio::test]
@@ -215,7 +256,11 @@ async fn entries_expire_at_the_horizon() {
         now: NOW + horizon,
     });
     assert_eq!(redrives.recall(9, soon()).await.unwrap(), None);
-    assert_eq!(counted(&redrives, "redrive_forgotten_total", None), 0, "expired, not forgotten");
+    assert_eq!(
+        counted(&redrives, "redrive_forgotten_total", None),
+        0,
+        "expired, not forgotten"
+    );
     assert_eq!(counted(&redrives, "redrive_entries", None), 2);
 }
 

@@ -19,6 +19,7 @@ mod java_consumer;
 mod otlp;
 mod outage;
 mod publish;
+mod redrive;
 mod replay;
 mod rotation;
 mod sasl;

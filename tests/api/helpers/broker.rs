@@ -367,6 +367,19 @@ impl DedicatedBroker {
     pub async fn freeze(&self) {
         self.signal("STOP").await;
         self.frozen.store(true, Ordering::SeqCst);
+        // The signal is delivered asynchronously: a request sent before the process stops
+        // would still be answered.
+        let status = self.data_dir.path().join("kafka.pid");
+        let pid = std::fs::read_to_string(&status).unwrap_or_default();
+        let proc_status = format!("/proc/{}/status", pid.trim());
+        crate::helpers::eventually("the broker to be stopped", Duration::from_secs(5), || {
+            let proc_status = proc_status.clone();
+            async move {
+                std::fs::read_to_string(&proc_status)
+                    .is_ok_and(|text| text.lines().any(|line| line.starts_with("State:\tT")))
+            }
+        })
+        .await;
     }
 
     /// Lets a frozen broker run again (SIGCONT).
