@@ -467,17 +467,23 @@ impl Redrives {
             self.remember_fate(&mut ledger, binding, subject, state, until, now);
         }
         if let (Some((fingerprint, _)), Some(store)) = (signing, &self.shared) {
+            let redrives = self.clone();
             let store = store.clone();
-            let ttl = until.saturating_sub(now).max(1);
-            let metrics = self.metrics.clone();
             tokio::spawn(async move {
-                if store
-                    .remember_redrive(fingerprint, binding, ttl)
+                let capacity = redrives.capacity as u64;
+                match store
+                    .remember_redrive(fingerprint, binding, until, capacity)
                     .await
-                    .is_err()
                 {
-                    metrics.forgotten.inc();
-                    tracing::warn!("The replay store did not take a 5xx'd delivery's signing: its original-signed retries will get 401 stale_timestamp (bp_relay_redrive_forgotten_total).");
+                    Ok(0) => {}
+                    Ok(forgotten) => {
+                        redrives.metrics.forgotten.inc_by(forgotten);
+                        redrives.warn_full(now);
+                    }
+                    Err(error) => {
+                        redrives.metrics.forgotten.inc();
+                        tracing::warn!(%error, "The replay store did not take a 5xx'd delivery's signing: its original-signed retries will get 401 stale_timestamp (bp_relay_redrive_forgotten_total).");
+                    }
                 }
             });
         }

@@ -3,11 +3,11 @@
 //! of headers cannot carry a second body through another replica, or after a restart.
 
 use std::{
-    sync::Arc,
+    sync::{Arc, LazyLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use redis::{aio::ConnectionManager, aio::ConnectionManagerConfig, Client, RedisError};
+use redis::{aio::ConnectionManager, aio::ConnectionManagerConfig, Client, RedisError, Script};
 use tokio::{sync::OnceCell, time::Instant};
 
 use super::{Binding, Signing};
@@ -102,32 +102,39 @@ impl RedisGuard {
         Ok(previous.map_or(bound, |bytes| remembered_binding(&bytes)))
     }
 
-    /// Remembers a 5xx'd delivery's signing bound to its route and body for `ttl` seconds, under
-    /// the redrive memory's own prefix (`<prefix>:redrive:`), within [`RESPONSE_TIMEOUT`].
+    /// Remembers a 5xx'd delivery's signing bound to its route and body until Unix second
+    /// `until`, in the redrive memory's own keys (`<prefix>:redrive:*`) and budget: at most
+    /// `capacity` signings, the soonest to expire forgotten first when full. Returns how many
+    /// live signings it forgot for room.
     ///
     /// # Errors
-    /// No answer in time, a failed connection, or the store refused the command (out of memory).
+    /// No answer within [`RESPONSE_TIMEOUT`], a failed connection, or the store refused the
+    /// script (out of memory, an ACL without scripting).
     pub(crate) async fn remember_redrive(
         &self,
         signing: u128,
         bound: Binding,
-        ttl: i64,
-    ) -> Result<(), StoreError> {
-        let key = self.redrive_key(signing);
+        until: i64,
+        capacity: u64,
+    ) -> Result<u64, StoreError> {
+        let (expiries, bindings) = self.redrive_keys();
         let exchange = async {
             let mut connection = self.connection().await?;
-            redis::cmd("SET")
-                .arg(&key)
+            REMEMBER_REDRIVE
+                .key(expiries)
+                .key(bindings)
+                .arg(format!("{signing:032x}"))
                 .arg(&bound.to_be_bytes()[..])
-                .arg("EX")
-                .arg(ttl.max(1))
-                .query_async::<()>(&mut connection)
+                .arg(until)
+                .arg(unix_now())
+                .arg(capacity)
+                .invoke_async::<u64>(&mut connection)
                 .await
         };
-        tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
+        let forgotten = tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
             .await
             .map_err(|_| StoreError::Timeout)??;
-        Ok(())
+        Ok(forgotten)
     }
 
     /// The route and body a 5xx'd `signing` is bound to, if the store remembers it.
@@ -139,12 +146,15 @@ impl RedisGuard {
         signing: u128,
         deadline: Instant,
     ) -> Result<Option<Binding>, StoreError> {
-        let key = self.redrive_key(signing);
+        let (expiries, bindings) = self.redrive_keys();
         let exchange = async {
             let mut connection = self.connection().await?;
-            redis::cmd("GET")
-                .arg(&key)
-                .query_async::<Option<Vec<u8>>>(&mut connection)
+            RECALL_REDRIVE
+                .key(expiries)
+                .key(bindings)
+                .arg(format!("{signing:032x}"))
+                .arg(unix_now())
+                .invoke_async::<Option<Vec<u8>>>(&mut connection)
                 .await
         };
         let found = tokio::time::timeout_at(deadline, exchange)
@@ -153,8 +163,12 @@ impl RedisGuard {
         Ok(found.map(|bytes| remembered_binding(&bytes)))
     }
 
-    fn redrive_key(&self, signing: u128) -> String {
-        format!("{}:redrive:{signing:032x}", self.prefix)
+    /// The redrive memory's keys: each signing's expiry (a sorted set), its binding (a hash).
+    fn redrive_keys(&self) -> (String, String) {
+        (
+            format!("{}:redrive:expiries", self.prefix),
+            format!("{}:redrive:bindings", self.prefix),
+        )
     }
 
     /// Probes the store every [`PROBE_INTERVAL`], forever, with the guard's own command on a
@@ -232,6 +246,45 @@ impl RedisGuard {
         unsupported_server(&info)
     }
 }
+
+/// Remembers a signing (ARGV[1]) bound to ARGV[2] until ARGV[3], at ARGV[4], in at most ARGV[5]
+/// entries: drops up to 100 expired ones, then, for a new signing while full, the soonest to
+/// expire (returning how many of those). `GT` keeps the later expiry of a signing seen again.
+static REMEMBER_REDRIVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[4], 'LIMIT', 0, 100)
+for _, member in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('HDEL', KEYS[2], member)
+end
+local forgotten = 0
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  while redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[5]) do
+    local oldest = redis.call('ZPOPMIN', KEYS[1])
+    redis.call('HDEL', KEYS[2], oldest[1])
+    forgotten = forgotten + 1
+  end
+end
+redis.call('ZADD', KEYS[1], 'GT', ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return forgotten
+",
+    )
+});
+
+/// The binding of signing ARGV[1] if it has not expired at ARGV[2].
+static RECALL_REDRIVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not expiry or tonumber(expiry) <= tonumber(ARGV[2]) then
+  return false
+end
+return redis.call('HGET', KEYS[2], ARGV[1])
+",
+    )
+});
 
 /// The probe's key, under the guard's prefix: no fingerprint (32 hex digits) looks like it.
 const PROBE_KEY: &str = "readiness-probe";

@@ -179,32 +179,40 @@ async fn with_a_shared_store_another_replica_takes_the_original_signing_of_a_503
         ])
     };
     let broker = DedicatedBroker::start().await;
-    let failing = spawn_relay(store(redriving(&broker.bootstrap()))).await;
+    // Room for one 5xx'd signing in the store: the older of two is forgotten.
+    let failing =
+        spawn_relay(store(redriving(&broker.bootstrap())).flags(&["--redrive-capacity", "1"]))
+            .await;
     let other = spawn_relay(store(redriving(&bootstrap()))).await;
     ready(&failing).await;
     ready(&other).await;
 
     broker.stop().await;
     let signed_at = unix_now();
+    let forgotten = signed_headers_at(SECRET, "shared-forgotten", signed_at);
     let original = signed_headers_at(SECRET, "shared-first-attempt", signed_at);
-    let during = post(&failing.url(PROCESS_PATH), original.clone(), body("shared")).await;
-    assert_eq!(
-        during.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        during.text()
-    );
+    for (headers, id) in [(&forgotten, "forgotten"), (&original, "shared")] {
+        let during = post(&failing.url(PROCESS_PATH), headers.clone(), body(id)).await;
+        assert_eq!(during.status, StatusCode::SERVICE_UNAVAILABLE, "{}", during.text());
+    }
     eventually(
-        "the 5xx'd signing in the shared store",
+        "the store to forget the older 5xx'd signing",
         Duration::from_secs(10),
         || async {
-            matches!(
-                redis.command(&["KEYS", "bp-relay:replay:redrive:*"]).await,
-                redis::Value::Array(keys) if keys.len() == 1
-            )
+            failing
+                .metrics()
+                .await
+                .get("bp_relay_redrive_forgotten_total")
+                .is_some_and(|forgotten| forgotten >= 2.0)
         },
     )
     .await;
+    assert_eq!(
+        redis
+            .command(&["ZCARD", "bp-relay:replay:redrive:expiries"])
+            .await,
+        redis::Value::Int(1)
+    );
     until_stale(signed_at).await;
 
     let forged = post(&other.url(PROCESS_PATH), original.clone(), body("forged")).await;
@@ -213,6 +221,13 @@ async fn with_a_shared_store_another_replica_takes_the_original_signing_of_a_503
         (StatusCode::UNAUTHORIZED, "stale_timestamp"),
         "{}",
         forged.text()
+    );
+    let lost = post(&other.url(PROCESS_PATH), forgotten, body("forgotten")).await;
+    assert_eq!(
+        (lost.status, lost.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "stale_timestamp"),
+        "a forgotten signing: {}",
+        lost.text()
     );
     let redriven = post(&other.url(PROCESS_PATH), original, body("shared")).await;
     assert_eq!(redriven.status, StatusCode::OK, "{}", redriven.text());
