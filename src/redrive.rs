@@ -67,6 +67,9 @@ pub fn subject(topic: &str, key: Option<&str>) -> Subject {
 /// (at most 5 minutes), or drops the report with the producer. A bound all the same.
 const REPORT_BOUND: Duration = Duration::from_secs(600);
 
+/// The late reports' label of a report not awaited (see [`Fate::LABELS`]).
+const UNTRACKED: &str = "untracked";
+
 /// The warning about a full memory is logged at most once per this many seconds.
 const WARN_INTERVAL_SECONDS: i64 = 60;
 
@@ -218,6 +221,8 @@ pub struct Redrives {
     shared: Option<Arc<RedisGuard>>,
     metrics: RedriveMetrics,
     tickets: AtomicU64,
+    // Late reports being awaited, each by a task: at most `capacity`.
+    awaiting: AtomicUsize,
     last_warned: AtomicI64,
 }
 
@@ -286,6 +291,7 @@ impl Redrives {
             shared,
             metrics,
             tickets: AtomicU64::new(0),
+            awaiting: AtomicUsize::new(0),
             last_warned: AtomicI64::new(i64::MIN),
         }
     }
@@ -449,6 +455,7 @@ impl Redrives {
             .map_or(now, |(_, signed_at)| signed_at)
             .saturating_add(self.horizon);
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        let report = report.filter(|_| self.await_report());
         let awaited = report.is_some();
         {
             let mut ledger = self.ledger();
@@ -502,8 +509,27 @@ impl Redrives {
                 if let Fate::Landed(delivered) = fate {
                     redrives.written(subject, delivered);
                 }
+                redrives.awaiting.fetch_sub(1, Ordering::Release);
             });
         }
+    }
+
+    /// Takes one of the `--redrive-capacity` places for a report to await, or counts it as
+    /// untracked (its record's fate unknown: a redrive writes it again).
+    fn await_report(&self) -> bool {
+        let taken = self
+            .awaiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |awaiting| {
+                (awaiting < self.capacity).then_some(awaiting + 1)
+            })
+            .is_ok();
+        if !taken {
+            self.metrics
+                .late_reports
+                .with_label_values(&[UNTRACKED])
+                .inc();
+        }
+        taken
     }
 
     fn remember_signing(
@@ -514,8 +540,8 @@ impl Redrives {
         until: i64,
         now: i64,
     ) {
-        if let Some(known) = ledger.signings.get_mut(&fingerprint) {
-            known.until = known.until.max(until);
+        if ledger.signings.contains_key(&fingerprint) {
+            // The same signing: the same timestamp, the same expiry.
             return;
         }
         self.make_room(ledger, now);

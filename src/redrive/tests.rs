@@ -283,3 +283,15 @@ fn of_two_records_of_one_partition_the_higher_offset_is_newer() {
     };
     assert_eq!(newer(Some(at(5)), elsewhere), elsewhere);
 }
+
+#[tokio::test(start_paused = true)]
+async fn reports_beyond_the_capacity_are_not_awaited_and_counted() {
+    let (redrives, _registry) = redrives(1);
+    redrives.failed(failed(9, 1, Some(Box::pin(std::future::pending()))));
+    redrives.failed(failed(10, 2, Some(Box::pin(std::future::pending()))));
+    assert_eq!(
+        counted(&redrives, "late_reports_total", Some("untracked")),
+        1
+    );
+    assert_eq!(redrives.awaiting.load(Ordering::Relaxed), 1);
+}

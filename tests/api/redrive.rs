@@ -193,7 +193,12 @@ async fn with_a_shared_store_another_replica_takes_the_original_signing_of_a_503
     let original = signed_headers_at(SECRET, "shared-first-attempt", signed_at);
     for (headers, id) in [(&forgotten, "forgotten"), (&original, "shared")] {
         let during = post(&failing.url(PROCESS_PATH), headers.clone(), body(id)).await;
-        assert_eq!(during.status, StatusCode::SERVICE_UNAVAILABLE, "{}", during.text());
+        assert_eq!(
+            during.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            during.text()
+        );
     }
     eventually(
         "the store to forget the older 5xx'd signing",
