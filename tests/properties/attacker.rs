@@ -3,10 +3,18 @@
 //! bodies) and sends them to either route, with any body, at any time, as slowly as the
 //! deadlines allow, while Authvia's clock is up to 2 s off the relay's.
 //!
-//! The property, on what the publisher received: every record is byte for byte a body Authvia
-//! sent, on the route it sent it to (dead letters included: Authvia's bodies here are all valid,
-//! so there must be none). And every genuine first delivery is taken (the guard is not "safe"
-//! by refusing everything).
+//! The broker goes down (503, nothing written) or turns slow (503, the record lands after its
+//! answer) at random, and Authvia redrives what it was not answered 2xx for, with its original
+//! headers (after the window too) or signed afresh.
+//!
+//! The properties, on what the publisher received and what was answered: every record is byte
+//! for byte a body Authvia sent, on the route it sent it to (dead letters included: Authvia's
+//! bodies here are all valid, so there must be none); every genuine first delivery is taken
+//! while the broker is up (the guard is not "safe" by refusing everything); a redrive is never
+//! refused (401), and once the broker is back every delivery is answered 2xx naming a record of
+//! its own body; and no redrive writes a second record: a body is in the topic at most once
+//! more than the copies of it sent with its own headers (a redelivery inside the window is
+//! written again; those are the attacker's duplicates).
 //!
 //! Time is tokio's paused clock: the relay's wall clock (`Ingress::with_clock`) is a base plus
 //! the paused clock's progress, so a trickled body or a wait to the window's edge costs nothing.
@@ -22,6 +30,7 @@ use std::{
 
 use bp_relay::{
     http::{Ingress, ACTION_PATH, PROCESS_PATH},
+    kafka::FailureReason,
     metrics::Metrics,
     publish::Memory,
     samples, signature, Config,
@@ -29,6 +38,7 @@ use bp_relay::{
 use bytes::Bytes;
 use clap::Parser;
 use http::{HeaderMap, Request};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use proptest::prelude::*;
 use tokio::time::{Instant, Sleep};
@@ -134,6 +144,22 @@ enum Move {
     },
     /// Time passes.
     Wait { ms: u64 },
+    /// The broker changes.
+    Broker(Broker),
+    /// Authvia retries a delivery it has not been answered 2xx for: with its original headers,
+    /// or signed afresh.
+    Redrive { which: usize, fresh: bool },
+}
+
+/// The broker behind the in-memory publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broker {
+    /// Acknowledges at once (and lands every record held back).
+    Up,
+    /// Every record fails at once: 503 `kafka_unavailable`, nothing written.
+    Down,
+    /// Acknowledges only after the answer: 503 `kafka_timeout`, the record lands later.
+    Slow,
 }
 
 fn forged() -> impl Strategy<Value = Forged> {
@@ -156,10 +182,12 @@ fn a_move() -> impl Strategy<Value = Move> {
         2 => (which.clone(), forged()).prop_map(|(which, body)| Move::OtherBody { which, body }),
         2 => (which.clone(), prop::option::of(forged()))
             .prop_map(|(which, body)| Move::OtherRoute { which, body }),
-        2 => (which, any::<bool>(), forged(), 200u64..3_000).prop_map(
+        2 => (which.clone(), any::<bool>(), forged(), 200u64..3_000).prop_map(
             |(which, other_route, body, trickle_ms)| Move::EdgeTrickle { which, other_route, body, trickle_ms }
         ),
         1 => (0u64..8_000).prop_map(|ms| Move::Wait { ms }),
+        1 => prop_oneof![Just(Broker::Up), Just(Broker::Down), Just(Broker::Slow)].prop_map(Move::Broker),
+        2 => (which.clone(), any::<bool>()).prop_map(|(which, fresh)| Move::Redrive { which, fresh }),
     ]
 }
 
@@ -169,6 +197,10 @@ struct Genuine {
     timestamp: i64,
     route: Route,
     body: Vec<u8>,
+    /// Authvia was answered 2xx for it.
+    taken: bool,
+    /// Copies sent with its own headers, route and body, besides the first and the redrives.
+    copies: usize,
 }
 
 /// A body sent in pieces, `pause` apart on tokio's clock.
@@ -220,15 +252,59 @@ fn full(bytes: &[u8]) -> http_body_util::Full<Bytes> {
     http_body_util::Full::new(Bytes::copy_from_slice(bytes))
 }
 
-/// Authvia's body for its `n`th delivery on `route`: a valid sample made unique by trailing
-/// whitespace (still the same JSON).
+/// Authvia's body for its `n`th delivery on `route`: a valid sample of a process of its own
+/// (so no later record of its key is newer than its own).
 fn genuine_body(route: Route, n: usize) -> Vec<u8> {
-    let mut body = match route {
-        Route::Processes => samples::BUSINESS_PROCESS.to_vec(),
-        Route::Actions => samples::ACTION.to_vec(),
+    let (sample, key) = match route {
+        Route::Processes => (samples::BUSINESS_PROCESS, "id"),
+        Route::Actions => (samples::ACTION, "businessProcess"),
     };
-    body.extend(std::iter::repeat_n(b' ', n + 1));
-    body
+    let mut body: serde_json::Value = serde_json::from_slice(sample).unwrap();
+    body[key] = serde_json::Value::String(format!("process-{n}"));
+    serde_json::to_vec(&body).unwrap()
+}
+
+/// Sets the publisher's broker.
+fn set_broker(ingress: &Ingress<Memory>, broker: Broker) {
+    let publisher = ingress.publisher();
+    match broker {
+        Broker::Up => {
+            publisher.fail_with(None);
+            publisher.land_held();
+        }
+        Broker::Down => publisher.fail_with(Some(FailureReason::Transport)),
+        Broker::Slow => {
+            publisher.fail_with(None);
+            publisher.hold_acknowledgements();
+        }
+    }
+}
+
+/// What Authvia's request for `delivery` was answered: a 2xx must name a record of its body.
+async fn answered(
+    ingress: &Ingress<Memory>,
+    delivery: &mut Genuine,
+    headers: &HeaderMap,
+) -> Result<u16, TestCaseError> {
+    let answer = ingress
+        .handle(request(delivery.route, headers, full(&delivery.body)))
+        .await;
+    let status = answer.status().as_u16();
+    if status == 200 {
+        let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+        let ack: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let offset = usize::try_from(ack["offset"].as_i64().unwrap()).unwrap();
+        let published = ingress.publisher().published();
+        let (topic, record) = &published[offset];
+        prop_assert_eq!(topic.as_str(), delivery.route.topic());
+        prop_assert!(
+            record.value[..] == delivery.body[..],
+            "a 2xx named another delivery's record: {}",
+            ack
+        );
+        delivery.taken = true;
+    }
+    Ok(status)
 }
 
 /// Runs one case and returns what the publisher received, checking each genuine first delivery
@@ -236,6 +312,7 @@ fn genuine_body(route: Route, n: usize) -> Vec<u8> {
 async fn play(moves: &[Move]) -> Result<(), TestCaseError> {
     let ingress = ingress();
     let mut genuine: Vec<Genuine> = Vec::new();
+    let mut broker = Broker::Up;
     for step in moves {
         match step {
             Move::Deliver { route, skew_ms } => {
@@ -247,20 +324,38 @@ async fn play(moves: &[Move]) -> Result<(), TestCaseError> {
                 let timestamp = authvia_ms.div_euclid(1000);
                 let value = format!("authvia-{}", genuine.len());
                 let headers = signature::signed_headers(SECRET, &value, timestamp).unwrap();
-                let body = genuine_body(*route, genuine.len());
-                let answer = ingress.handle(request(*route, &headers, full(&body))).await;
-                prop_assert_eq!(answer.status().as_u16(), 200, "a genuine delivery is taken");
-                genuine.push(Genuine {
-                    headers,
+                let mut delivery = Genuine {
+                    headers: headers.clone(),
                     timestamp,
                     route: *route,
-                    body,
-                });
+                    body: genuine_body(*route, genuine.len()),
+                    taken: false,
+                    copies: 0,
+                };
+                let status = answered(&ingress, &mut delivery, &headers).await?;
+                if broker == Broker::Up {
+                    prop_assert_eq!(status, 200, "a genuine delivery is taken");
+                } else {
+                    prop_assert_eq!(status, 503, "a delivery the broker did not take");
+                }
+                genuine.push(delivery);
             }
             Move::Wait { ms } => tokio::time::sleep(Duration::from_millis(*ms)).await,
+            Move::Broker(next) => {
+                set_broker(&ingress, *next);
+                broker = *next;
+            }
             _ if genuine.is_empty() => {}
+            Move::Redrive { which, fresh } => {
+                let n = which % genuine.len();
+                if !genuine[n].taken {
+                    redrive(&ingress, &mut genuine[n], *fresh, n).await?;
+                }
+            }
             Move::Redeliver { which } => {
-                let captured = &genuine[which % genuine.len()];
+                let n = which % genuine.len();
+                let captured = &mut genuine[n];
+                captured.copies += 1;
                 ingress
                     .handle(request(
                         captured.route,
@@ -270,8 +365,10 @@ async fn play(moves: &[Move]) -> Result<(), TestCaseError> {
                     .await;
             }
             Move::OtherBody { which, body } => {
-                let captured = &genuine[which % genuine.len()];
+                let n = which % genuine.len();
                 let body = bytes_of(body, &genuine);
+                let captured = &mut genuine[n];
+                captured.copies += usize::from(body == captured.body);
                 ingress
                     .handle(request(captured.route, &captured.headers, full(&body)))
                     .await;
@@ -295,7 +392,9 @@ async fn play(moves: &[Move]) -> Result<(), TestCaseError> {
                 body,
                 trickle_ms,
             } => {
-                let captured = &genuine[which % genuine.len()];
+                let n = which % genuine.len();
+                let body = bytes_of(body, &genuine);
+                let captured = &mut genuine[n];
                 let last_second = captured.timestamp + TOLERANCE_SECONDS;
                 let wait = last_second - relay_seconds();
                 if wait >= 0 {
@@ -311,7 +410,7 @@ async fn play(moves: &[Move]) -> Result<(), TestCaseError> {
                 } else {
                     captured.route
                 };
-                let body = bytes_of(body, &genuine);
+                captured.copies += usize::from(route == captured.route && body == captured.body);
                 let trickled = Trickle::new(&body, Duration::from_millis(*trickle_ms));
                 ingress
                     .handle(request(route, &captured.headers, trickled))
@@ -319,7 +418,16 @@ async fn play(moves: &[Move]) -> Result<(), TestCaseError> {
             }
         }
     }
-    for (topic, record) in ingress.publisher().published() {
+    // The broker is back: Authvia redrives what it was not answered 2xx for, and gets it.
+    set_broker(&ingress, Broker::Up);
+    for (n, delivery) in genuine.iter_mut().enumerate() {
+        if !delivery.taken {
+            let status = redrive(&ingress, delivery, n % 2 == 0, n).await?;
+            prop_assert_eq!(status, 200, "a redrive once the broker is back");
+        }
+    }
+    let published = ingress.publisher().published();
+    for (topic, record) in &published {
         let sent = genuine.iter().any(|delivery| {
             delivery.route.topic() == topic && delivery.body[..] == record.value[..]
         });
@@ -329,7 +437,55 @@ async fn play(moves: &[Move]) -> Result<(), TestCaseError> {
             String::from_utf8_lossy(&record.value)
         );
     }
+    for delivery in &genuine {
+        let written = published
+            .iter()
+            .filter(|(topic, record)| {
+                topic == delivery.route.topic() && record.value[..] == delivery.body[..]
+            })
+            .count();
+        prop_assert!(
+            written <= 1 + delivery.copies,
+            "written {} times with {} copies: a redrive wrote again",
+            written,
+            delivery.copies
+        );
+    }
     Ok(())
+}
+
+/// Authvia retries the `n`th delivery with its original headers or signed afresh: never 401.
+async fn redrive(
+    ingress: &Ingress<Memory>,
+    delivery: &mut Genuine,
+    fresh: bool,
+    n: usize,
+) -> Result<u16, TestCaseError> {
+    let headers = if fresh {
+        let value = format!("authvia-{n}-retry-{}", rand_suffix());
+        signature::signed_headers(SECRET, &value, relay_seconds()).unwrap()
+    } else {
+        delivery.headers.clone()
+    };
+    let status = answered(ingress, delivery, &headers).await?;
+    prop_assert_ne!(
+        status,
+        401,
+        "Authvia's redrive was refused (fresh signing: {})",
+        fresh
+    );
+    Ok(status)
+}
+
+/// A counter for fresh signings' values within the thread's cases.
+fn rand_suffix() -> u64 {
+    thread_local! {
+        static NEXT: Cell<u64> = const { Cell::new(0) };
+    }
+    NEXT.with(|next| {
+        next.set(next.get() + 1);
+        next.get()
+    })
 }
 
 fn bytes_of(body: &Forged, genuine: &[Genuine]) -> Vec<u8> {
