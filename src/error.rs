@@ -5,7 +5,7 @@
 use http::StatusCode;
 
 use crate::{
-    kafka::PublishError,
+    publish::PublishError,
     redrive::RedrivePending,
     replay::{GuardFull, StoreError},
     signature::{AdmitError, SignatureError},
@@ -136,7 +136,7 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::FailureReason;
+    use crate::publish::FailureReason;
 
     fn publish(reason: FailureReason) -> Error {
         Error::Publish(PublishError::because(reason))

@@ -36,7 +36,7 @@ use generation::Generation;
 
 use crate::{
     health::Health,
-    publish::{Fate, Unacknowledged},
+    publish::{Delivered, FailureReason, Fate, Publish, PublishError, Unacknowledged},
     record::Record,
 };
 
@@ -53,135 +53,50 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the topics' durability is read from the brokers.
 const DURABILITY_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Why a record did not reach Kafka (a closed set: metric label and error code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureReason {
-    /// No acknowledgement before the deadline while a broker was up (broker slow).
-    Timeout,
-    /// The producer queue is full: back-pressure.
-    QueueFull,
-    /// Connection, leadership or replication trouble that retrying can cure, including no
-    /// acknowledgement before the deadline while no broker was up.
-    Transport,
-    /// The broker refused our credentials or ACLs.
-    Authorization,
-    /// The record exceeds a size limit of the producer, broker or topic.
-    MessageTooLarge,
-    /// The topic does not exist.
-    UnknownTopic,
-    /// Anything else.
-    Other,
-}
-
-impl FailureReason {
-    /// Every reason, for pre-registering metric series.
-    pub const ALL: [FailureReason; 7] = [
-        Self::Timeout,
-        Self::QueueFull,
-        Self::Transport,
-        Self::Authorization,
-        Self::MessageTooLarge,
-        Self::UnknownTopic,
-        Self::Other,
-    ];
-
-    /// The stable code: the answer's `code` and the metric's `reason` label.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Timeout => "kafka_timeout",
-            Self::QueueFull => "kafka_queue_full",
-            Self::Transport => "kafka_unavailable",
-            Self::Authorization => "kafka_authorization",
-            Self::MessageTooLarge => "kafka_message_too_large",
-            Self::UnknownTopic => "kafka_unknown_topic",
-            Self::Other => "kafka_error",
+/// Classifies a librdkafka error.
+pub fn classify(error: &KafkaError) -> FailureReason {
+    use RDKafkaErrorCode as Code;
+    let Some(code) = error.rdkafka_error_code() else {
+        return FailureReason::Other;
+    };
+    match code {
+        Code::QueueFull => FailureReason::QueueFull,
+        Code::MessageTimedOut | Code::RequestTimedOut | Code::OperationTimedOut => FailureReason::Timeout,
+        Code::MessageSizeTooLarge | Code::InvalidMessageSize | Code::MessageBatchTooLarge => {
+            FailureReason::MessageTooLarge
         }
-    }
-
-    /// Whether a retry by the sender can succeed without an operator fixing something.
-    pub fn is_transient(self) -> bool {
-        matches!(self, Self::Timeout | Self::QueueFull | Self::Transport)
-    }
-
-    /// Classifies a librdkafka error.
-    pub fn of(error: &KafkaError) -> FailureReason {
-        use RDKafkaErrorCode as Code;
-        let Some(code) = error.rdkafka_error_code() else {
-            return Self::Other;
-        };
-        match code {
-            Code::QueueFull => Self::QueueFull,
-            Code::MessageTimedOut | Code::RequestTimedOut | Code::OperationTimedOut => Self::Timeout,
-            Code::MessageSizeTooLarge | Code::InvalidMessageSize | Code::MessageBatchTooLarge => {
-                Self::MessageTooLarge
-            }
-            Code::UnknownTopic | Code::UnknownTopicOrPartition | Code::UnknownPartition | Code::InvalidTopic => {
-                Self::UnknownTopic
-            }
-            Code::TopicAuthorizationFailed
-            | Code::ClusterAuthorizationFailed
-            | Code::SaslAuthenticationFailed
-            | Code::Authentication
-            | Code::TransactionalIdAuthorizationFailed => Self::Authorization,
-            Code::AllBrokersDown
-            | Code::BrokerTransportFailure
-            | Code::Resolve
-            | Code::SSL
-            | Code::NetworkException
-            | Code::LeaderNotAvailable
-            | Code::NotLeaderForPartition
-            | Code::BrokerNotAvailable
-            | Code::NotEnoughReplicas
-            | Code::NotEnoughReplicasAfterAppend
-            | Code::KafkaStorageError
-            | Code::PurgeQueue
-            | Code::PurgeInflight
-            // The producer failed fatally; the supervisor is replacing it.
-            | Code::Fatal
-            // The idempotent producer's fatal errors, as a delivery report may carry them: the
-            // supervisor replaces the producer, a retry goes to the new one.
-            | Code::OutOfOrderSequenceNumber
-            | Code::UnknownProducerId
-            | Code::InvalidProducerEpoch
-            | Code::GaplessGuarantee
-            | Code::ProducerFenced => Self::Transport,
-            _ => Self::Other,
+        Code::UnknownTopic | Code::UnknownTopicOrPartition | Code::UnknownPartition | Code::InvalidTopic => {
+            FailureReason::UnknownTopic
         }
+        Code::TopicAuthorizationFailed
+        | Code::ClusterAuthorizationFailed
+        | Code::SaslAuthenticationFailed
+        | Code::Authentication
+        | Code::TransactionalIdAuthorizationFailed => FailureReason::Authorization,
+        Code::AllBrokersDown
+        | Code::BrokerTransportFailure
+        | Code::Resolve
+        | Code::SSL
+        | Code::NetworkException
+        | Code::LeaderNotAvailable
+        | Code::NotLeaderForPartition
+        | Code::BrokerNotAvailable
+        | Code::NotEnoughReplicas
+        | Code::NotEnoughReplicasAfterAppend
+        | Code::KafkaStorageError
+        | Code::PurgeQueue
+        | Code::PurgeInflight
+        // The producer failed fatally; the supervisor is replacing it.
+        | Code::Fatal
+        // The idempotent producer's fatal errors, as a delivery report may carry them: the
+        // supervisor replaces the producer, a retry goes to the new one.
+        | Code::OutOfOrderSequenceNumber
+        | Code::UnknownProducerId
+        | Code::InvalidProducerEpoch
+        | Code::GaplessGuarantee
+        | Code::ProducerFenced => FailureReason::Transport,
+        _ => FailureReason::Other,
     }
-}
-
-/// A record that did not reach Kafka.
-#[derive(Debug, thiserror::Error)]
-#[error("record not published ({})", reason.code())]
-pub struct PublishError {
-    pub reason: FailureReason,
-    /// librdkafka's error, when there was one (none for our own deadline).
-    #[source]
-    pub source: Option<KafkaError>,
-}
-
-impl PublishError {
-    fn of(error: KafkaError) -> Self {
-        Self {
-            reason: FailureReason::of(&error),
-            source: Some(error),
-        }
-    }
-
-    /// A failure without an error from librdkafka (our own deadline, an in-memory publisher).
-    pub fn because(reason: FailureReason) -> Self {
-        Self {
-            reason,
-            source: None,
-        }
-    }
-}
-
-/// Where the broker stored a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivered {
-    pub partition: i32,
-    pub offset: i64,
 }
 
 /// A record's fate from its delivery report, once the request was answered.
@@ -352,11 +267,9 @@ impl Publisher {
                 // sender with the producer: the report is bounded.
                 report: Some(Box::pin(async move { fate(delivery.await) })),
             }),
-            Ok(Err(_canceled)) => Err(PublishError {
-                reason: FailureReason::Other,
-                source: Some(KafkaError::Canceled),
+            Ok(Err(_canceled)) => {
+                Err(PublishError::caused_by(FailureReason::Other, KafkaError::Canceled).into())
             }
-            .into()),
             Ok(Ok(Err((error, _message)))) => Err(self.failed(error, &generation).into()),
             Ok(Ok(Ok(delivery))) => Ok(Delivered {
                 partition: delivery.partition,
@@ -369,17 +282,13 @@ impl Publisher {
     /// two end together); one saying the producer failed fatally also wakes the supervisor (its
     /// error event may still be on the way).
     fn failed(&self, error: KafkaError, generation: &Generation) -> PublishError {
-        let mut failure = PublishError::of(error);
-        match failure
-            .source
-            .as_ref()
-            .and_then(KafkaError::rdkafka_error_code)
-        {
+        let mut reason = classify(&error);
+        match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::Fatal) => self.shared.error_signal.notify_one(),
-            Some(RDKafkaErrorCode::MessageTimedOut) => failure.reason = timed_out(generation),
+            Some(RDKafkaErrorCode::MessageTimedOut) => reason = timed_out(generation),
             _ => {}
         }
-        failure
+        PublishError::caused_by(reason, error)
     }
 
     /// Waits until every topic exists, telling `health` what is missing meanwhile, and gives
@@ -600,6 +509,21 @@ impl Publisher {
     }
 }
 
+impl Publish for Publisher {
+    fn publish(
+        &self,
+        topic: &str,
+        record: Record,
+        deadline: Instant,
+    ) -> impl std::future::Future<Output = Result<Delivered, Unacknowledged>> + Send {
+        Publisher::publish(self, topic, record, deadline)
+    }
+
+    async fn flush(&self, timeout: Duration) -> bool {
+        Publisher::flush(self, timeout).await.is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,31 +532,31 @@ mod tests {
     fn classification_separates_back_pressure_from_terminal_errors() {
         let production = |code| KafkaError::MessageProduction(code);
         assert_eq!(
-            FailureReason::of(&production(RDKafkaErrorCode::QueueFull)),
+            classify(&production(RDKafkaErrorCode::QueueFull)),
             FailureReason::QueueFull
         );
         assert_eq!(
-            FailureReason::of(&production(RDKafkaErrorCode::MessageTimedOut)),
+            classify(&production(RDKafkaErrorCode::MessageTimedOut)),
             FailureReason::Timeout
         );
         assert_eq!(
-            FailureReason::of(&production(RDKafkaErrorCode::MessageSizeTooLarge)),
+            classify(&production(RDKafkaErrorCode::MessageSizeTooLarge)),
             FailureReason::MessageTooLarge
         );
         assert_eq!(
-            FailureReason::of(&production(RDKafkaErrorCode::UnknownTopicOrPartition)),
+            classify(&production(RDKafkaErrorCode::UnknownTopicOrPartition)),
             FailureReason::UnknownTopic
         );
         assert_eq!(
-            FailureReason::of(&production(RDKafkaErrorCode::TopicAuthorizationFailed)),
+            classify(&production(RDKafkaErrorCode::TopicAuthorizationFailed)),
             FailureReason::Authorization
         );
         assert_eq!(
-            FailureReason::of(&production(RDKafkaErrorCode::AllBrokersDown)),
+            classify(&production(RDKafkaErrorCode::AllBrokersDown)),
             FailureReason::Transport
         );
         assert_eq!(
-            FailureReason::of(&production(RDKafkaErrorCode::InvalidRecord)),
+            classify(&production(RDKafkaErrorCode::InvalidRecord)),
             FailureReason::Other
         );
         assert!(FailureReason::QueueFull.is_transient());
@@ -648,7 +572,7 @@ mod tests {
             RDKafkaErrorCode::InvalidProducerEpoch,
             RDKafkaErrorCode::GaplessGuarantee,
         ] {
-            let reason = FailureReason::of(&KafkaError::MessageProduction(code));
+            let reason = classify(&KafkaError::MessageProduction(code));
             assert_eq!(
                 (reason.code(), reason.is_transient()),
                 ("kafka_unavailable", true),

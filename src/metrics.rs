@@ -15,7 +15,7 @@ use prometheus::{
 };
 
 use crate::{
-    kafka::FailureReason,
+    publish::FailureReason,
     redrive::RedriveMetrics,
     replay::GuardMetrics,
     signature::SignatureError,
@@ -321,8 +321,7 @@ impl Metrics {
         self.subscription_disabled.inc();
     }
 
-    /// The in-memory replay guard's own metrics.
-    /// The redrive memory's metrics.
+    /// The redrive memory's own metrics.
     pub fn redrive(&self) -> RedriveMetrics {
         self.redrive.clone()
     }

@@ -1,5 +1,7 @@
-//! What the ingress needs from a publisher, as a small trait: [`crate::kafka::Publisher`] in
-//! production, [`Memory`] in handler tests and in the benchmark of the HTTP side alone.
+//! What the ingress needs from a publisher, as a small trait with the words of its answers
+//! (where a record landed, why it did not): [`crate::kafka::Publisher`] in production,
+//! [`Memory`] in handler tests and in the benchmark of the HTTP side alone. Nothing here knows
+//! librdkafka.
 
 use std::{
     future::Future,
@@ -13,10 +15,96 @@ use std::{
 
 use tokio::{sync::watch, time::Instant};
 
-use crate::{
-    kafka::{self, Delivered, FailureReason, PublishError},
-    record::Record,
-};
+use crate::record::Record;
+
+/// Why a record did not reach Kafka (a closed set: metric label and error code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// No acknowledgement before the deadline while a broker was up (broker slow).
+    Timeout,
+    /// The producer queue is full: back-pressure.
+    QueueFull,
+    /// Connection, leadership or replication trouble that retrying can cure, including no
+    /// acknowledgement before the deadline while no broker was up.
+    Transport,
+    /// The broker refused our credentials or ACLs.
+    Authorization,
+    /// The record exceeds a size limit of the producer, broker or topic.
+    MessageTooLarge,
+    /// The topic does not exist.
+    UnknownTopic,
+    /// Anything else.
+    Other,
+}
+
+impl FailureReason {
+    /// Every reason, for pre-registering metric series.
+    pub const ALL: [FailureReason; 7] = [
+        Self::Timeout,
+        Self::QueueFull,
+        Self::Transport,
+        Self::Authorization,
+        Self::MessageTooLarge,
+        Self::UnknownTopic,
+        Self::Other,
+    ];
+
+    /// The stable code: the answer's `code` and the metric's `reason` label.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Timeout => "kafka_timeout",
+            Self::QueueFull => "kafka_queue_full",
+            Self::Transport => "kafka_unavailable",
+            Self::Authorization => "kafka_authorization",
+            Self::MessageTooLarge => "kafka_message_too_large",
+            Self::UnknownTopic => "kafka_unknown_topic",
+            Self::Other => "kafka_error",
+        }
+    }
+
+    /// Whether a retry by the sender can succeed without an operator fixing something.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::Timeout | Self::QueueFull | Self::Transport)
+    }
+}
+
+/// A record that did not reach Kafka.
+#[derive(Debug, thiserror::Error)]
+#[error("record not published ({})", reason.code())]
+pub struct PublishError {
+    pub reason: FailureReason,
+    /// The producer's error, when there was one (none for our own deadline).
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl PublishError {
+    /// A failure without an error from the producer (our own deadline, an in-memory publisher).
+    pub fn because(reason: FailureReason) -> Self {
+        Self {
+            reason,
+            source: None,
+        }
+    }
+
+    /// A failure the producer reported with `source`, classified as `reason`.
+    pub fn caused_by(
+        reason: FailureReason,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            reason,
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+/// Where the broker stored a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
 
 /// A record the broker did not acknowledge before the answer's deadline, and, when the producer
 /// still holds it, the report of its fate that is yet to come.
@@ -77,21 +165,6 @@ pub trait Publish: Send + Sync + 'static {
 
     /// Waits up to `timeout` until nothing is queued; returns whether everything was delivered.
     fn flush(&self, timeout: Duration) -> impl Future<Output = bool> + Send;
-}
-
-impl Publish for kafka::Publisher {
-    fn publish(
-        &self,
-        topic: &str,
-        record: Record,
-        deadline: Instant,
-    ) -> impl Future<Output = Result<Delivered, Unacknowledged>> + Send {
-        kafka::Publisher::publish(self, topic, record, deadline)
-    }
-
-    async fn flush(&self, timeout: Duration) -> bool {
-        kafka::Publisher::flush(self, timeout).await.is_ok()
-    }
 }
 
 /// A publisher that answers at once, with increasing offsets on partition 0, optionally

@@ -15,6 +15,10 @@
 //!   repeat is a real event) it is written again. The first 2xx closes a delivery: later copies
 //!   get that record. At most one copy waits for a record on its way; others get 503 at once.
 //!
+//! Answering from memory needs the relay to see every record of the key: with several replicas
+//! (`--single-writer off`) a redrive is written again instead, a duplicate rather than a hidden
+//! repeat.
+//!
 //! Bounded: `--redrive-capacity` entries (a signing or a fate each), the oldest forgotten first
 //! when full (counted in `bp_relay_redrive_forgotten_total`). A forgotten signing turns its
 //! delivery's original-signed retries into 401 `stale_timestamp`; a forgotten fate turns a
@@ -39,8 +43,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    kafka::Delivered,
-    publish::{Fate, LateReport},
+    publish::{Delivered, Fate, LateReport},
     replay::{first_128_bits, Binding, RedisGuard, StoreError},
 };
 
@@ -96,7 +99,7 @@ impl RedriveMetrics {
             )?,
             forgotten: IntCounter::new(
                 "bp_relay_redrive_forgotten_total",
-                "Entries of the redrive memory forgotten before --redrive-horizon because it was full (--redrive-capacity): an original-signed retry of such a delivery gets 401, a redrive of a record that landed writes it again.",
+                "Entries of the redrive memory forgotten before --redrive-horizon: it was full (--redrive-capacity), or the shared replay store refused a signing. An original-signed retry of such a delivery gets 401, a redrive of a record that landed writes it again.",
             )?,
             answers: IntCounterVec::new(
                 Opts::new(
@@ -219,6 +222,8 @@ pub struct Redrives {
     capacity: usize,
     // Signings in the shared replay store, under their own prefix; else in the ledger.
     shared: Option<Arc<RedisGuard>>,
+    // The only writer of its topics: a landed record may answer a redrive (see `new`).
+    single_writer: bool,
     metrics: RedriveMetrics,
     tickets: AtomicU64,
     // Late reports being awaited, each by a task: at most `capacity`.
@@ -274,11 +279,13 @@ struct Watched {
 
 impl Redrives {
     /// A memory of `capacity` entries, each kept `horizon` after its signing's time; signings
-    /// in `shared` if given.
+    /// in `shared` if given. Only a `single_writer` (the one relay writing its topics) answers
+    /// a redrive with a record that landed: it alone sees every newer record of the key.
     pub fn new(
         horizon: Duration,
         capacity: u64,
         shared: Option<Arc<RedisGuard>>,
+        single_writer: bool,
         metrics: RedriveMetrics,
     ) -> Self {
         metrics.entries.set(0);
@@ -289,6 +296,7 @@ impl Redrives {
             horizon: i64::try_from(horizon.as_secs()).unwrap_or(i64::MAX),
             capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
             shared,
+            single_writer,
             metrics,
             tickets: AtomicU64::new(0),
             awaiting: AtomicUsize::new(0),
@@ -346,7 +354,7 @@ impl Redrives {
         binding: Binding,
         deadline: Instant,
     ) -> Result<Claim<'_>, RedrivePending> {
-        if self.fates.load(Ordering::Acquire) == 0 {
+        if !self.single_writer || self.fates.load(Ordering::Acquire) == 0 {
             return Ok(Claim::Write(None));
         }
         let mut waited = false;

@@ -55,7 +55,7 @@ pub fn json(status: StatusCode, body: &impl Serialize) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::{FailureReason, PublishError};
+    use crate::publish::{FailureReason, PublishError};
 
     #[test]
     fn method_not_allowed_names_the_allowed_methods() {

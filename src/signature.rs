@@ -832,6 +832,7 @@ mod tests {
             Duration::from_secs(108 * 3600),
             100,
             None,
+            true,
             crate::redrive::RedriveMetrics::register(&prometheus::Registry::new()).unwrap(),
         ))
     }

@@ -26,9 +26,8 @@ use std::{
 
 use bp_relay::{
     http::{route, Ingress},
-    kafka::FailureReason,
     metrics::Metrics,
-    publish::Memory,
+    publish::{FailureReason, Memory},
     signature, Config,
 };
 use bp_relay_fuzz::{

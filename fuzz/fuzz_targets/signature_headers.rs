@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
         Duration::from_secs(108 * 3600),
         4,
         None,
+        true,
         RedriveMetrics::register(&prometheus::Registry::new()).expect("a fresh registry"),
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);

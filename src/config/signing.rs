@@ -79,6 +79,13 @@ pub struct Signing {
     #[arg(long, env = "BP_RELAY_REDRIVE_CAPACITY", default_value_t = 100_000)]
     pub redrive_capacity: u64,
 
+    /// This process is the only writer of its topics (one replica): a redrive of a record that
+    /// landed after its 503 is answered with it while no newer record of its key was written.
+    /// Off with several replicas, which cannot see each other's writes: such a redrive is
+    /// written again (a duplicate) rather than risk hiding a real repeat of its body.
+    #[arg(long, env = "BP_RELAY_SINGLE_WRITER", default_value = "on", value_parser = super::on_off(), action = clap::ArgAction::Set)]
+    pub single_writer: bool,
+
     /// Accept unsigned deliveries. For local experiments only: logs a warning at startup.
     #[arg(long, env = "BP_RELAY_INSECURE_SKIP_SIGNATURE", value_parser = super::on_off())]
     pub insecure_skip_signature: bool,

@@ -16,7 +16,11 @@ use prometheus::Registry;
 use rdkafka::message::Headers as _;
 
 use super::*;
-use crate::{kafka::FailureReason, publish::Memory, samples, signature, webhook::RejectReason};
+use crate::{
+    publish::{FailureReason, Memory},
+    samples, signature,
+    webhook::RejectReason,
+};
 
 const SECRET: &str = "whsec_handler_tests";
 

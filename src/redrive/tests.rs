@@ -12,7 +12,7 @@ fn redrives(capacity: u64) -> (Arc<Redrives>, Registry) {
     let registry = Registry::new();
     let metrics = RedriveMetrics::register(&registry).unwrap();
     (
-        Arc::new(Redrives::new(HORIZON, capacity, None, metrics)),
+        Arc::new(Redrives::new(HORIZON, capacity, None, true, metrics)),
         registry,
     )
 }
@@ -294,4 +294,22 @@ async fn reports_beyond_the_capacity_are_not_awaited_and_counted() {
         1
     );
     assert_eq!(redrives.awaiting.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn beside_other_writers_a_landed_record_does_not_answer_a_redrive() {
+    let registry = Registry::new();
+    let metrics = RedriveMetrics::register(&registry).unwrap();
+    let redrives = Arc::new(Redrives::new(HORIZON, 10, None, false, metrics));
+    redrives.failed(failed(9, 1, Some(Box::pin(ready(Fate::Landed(at(10)))))));
+    settled(&redrives, 1).await;
+    assert!(matches!(
+        redrives.claim(1, soon()).await,
+        Ok(Claim::Write(None))
+    ));
+    assert_eq!(
+        redrives.recall(9, soon()).await.unwrap(),
+        Some(1),
+        "its signing is still known"
+    );
 }

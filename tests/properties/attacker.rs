@@ -30,9 +30,8 @@ use std::{
 
 use bp_relay::{
     http::{Ingress, ACTION_PATH, PROCESS_PATH},
-    kafka::FailureReason,
     metrics::Metrics,
-    publish::Memory,
+    publish::{FailureReason, Memory},
     samples, signature, Config,
 };
 use bytes::Bytes;

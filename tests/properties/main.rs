@@ -21,9 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bp_relay::{
     http::{Ingress, ACTION_PATH, DISABLED_PATH, PROCESS_PATH},
-    kafka::FailureReason,
     metrics::Metrics,
-    publish::Memory,
+    publish::{FailureReason, Memory},
     samples, signature,
     webhook::{EventKind, RejectReason, Webhook},
     Config,
