@@ -205,8 +205,8 @@ impl RedisGuard {
         }
     }
 
-    /// Carries out the guard's own command (`SET key value NX GET EX ttl`) on the probe's key
-    /// within `timeout`.
+    /// Carries out the guard's own command (`SET key value NX GET EX ttl`) on the probe's key,
+    /// and the redrive memory's lookup script, within `timeout` each.
     ///
     /// # Errors
     /// No answer in time, a failed connection, or the store refused the command.
@@ -225,6 +225,22 @@ impl RedisGuard {
                 .await
         };
         tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| StoreError::Timeout)??;
+        // And the redrive memory's lookup: a store that takes SET but no script (an ACL
+        // without `@scripting`) would answer every original-signed retry with 503.
+        let (expiries, bindings) = self.redrive_keys();
+        let lookup = async {
+            let mut connection = self.connection().await?;
+            RECALL_REDRIVE
+                .key(expiries)
+                .key(bindings)
+                .arg(PROBE_KEY)
+                .arg(unix_now())
+                .invoke_async::<Option<Vec<u8>>>(&mut connection)
+                .await
+        };
+        tokio::time::timeout(timeout, lookup)
             .await
             .map_err(|_| StoreError::Timeout)??;
         Ok(())
@@ -323,7 +339,7 @@ pub fn describe(error: &StoreError) -> String {
     };
     let detail = redis.to_string();
     let why = match redis.code() {
-        Some("NOPERM") => "the store's user may not run the guard's SET on the guard's keys (ACL: it needs +set on ~<--replay-store-prefix>:*)",
+        Some("NOPERM") => "the store's user may not run the guard's commands on the guard's keys (ACL: it needs +set on ~<--replay-store-prefix>:*, and +evalsha +script|load for the redrive memory's scripts)",
         Some("READONLY") => "the store is a read-only replica: point --replay-store at the primary",
         Some("OOM") => "the store is out of memory and refuses writes: give it room for the window's signings (it must run with maxmemory-policy noeviction)",
         Some("MOVED" | "ASK" | "CLUSTERDOWN" | "CROSSSLOT") => "the store is a Redis Cluster, which the replay guard does not support",

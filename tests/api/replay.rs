@@ -279,10 +279,34 @@ async fn a_store_that_answers_ping_but_refuses_the_guards_set_keeps_the_relay_un
             "+@all",
         ])
         .await;
-    for (user, password) in [("pinger", "pinger-pw"), ("elsewhere", "elsewhere-pw")] {
+    // May SET on every key, but run no script: the redrive memory's lookup is refused.
+    redis
+        .command(&[
+            "ACL",
+            "SETUSER",
+            "noscripts",
+            "on",
+            ">noscripts-pw",
+            "~*",
+            "+@all",
+            "-@scripting",
+        ])
+        .await;
+    for (user, password, named) in [
+        ("pinger", "pinger-pw", "+set on ~<--replay-store-prefix>:*"),
+        (
+            "elsewhere",
+            "elsewhere-pw",
+            "+set on ~<--replay-store-prefix>:*",
+        ),
+        ("noscripts", "noscripts-pw", "+evalsha +script|load"),
+    ] {
         let relay = spawn_relay(as_user(&redis, user, password, dir.path())).await;
-        unready_naming(&relay, "+set on ~<--replay-store-prefix>:*").await;
-        refused_and_nothing_written(&relay, user).await;
+        unready_naming(&relay, named).await;
+        // Without SET nothing passes the guard (a store that runs no script still guards).
+        if user != "noscripts" {
+            refused_and_nothing_written(&relay, user).await;
+        }
         relay.stop().await;
     }
 }
