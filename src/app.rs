@@ -344,7 +344,7 @@ impl<P: Publish> App<P> {
     }
 
     /// The publisher, for tests that inject faults into it.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "kafka-tests"))]
     pub fn publisher(&self) -> &P {
         self.ingress.publisher()
     }

@@ -44,7 +44,8 @@ impl BodyBudget {
     }
 
     /// Bytes held by all requests now.
-    pub fn held(&self) -> u64 {
+    #[cfg(test)]
+    fn held(&self) -> u64 {
         self.held.load(Ordering::Relaxed)
     }
 

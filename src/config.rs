@@ -20,7 +20,7 @@ mod telemetry;
 
 pub use kafka::{
     librdkafka_property, Compression, Kafka, KafkaOption, SaslMechanism, SecurityProtocol,
-    AUTHVIA_DEADLINE, RESERVED_OPTIONS,
+    AUTHVIA_DEADLINE, RESERVED_OPTIONS, STATISTICS_INTERVAL,
 };
 pub use lifecycle::Lifecycle;
 pub use listeners::Listeners;

@@ -219,7 +219,8 @@ impl Publisher {
 
     /// Makes the producer in service fail fatally, as librdkafka would after an unrecoverable
     /// idempotence error: for tests of the recovery.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "kafka-tests"))]
+    #[allow(unsafe_code)]
     pub fn inject_fatal_error(&self) {
         let producer = self.producer();
         // SAFETY: the pointer is a live client handle (held by `producer` for the whole call), and
@@ -490,11 +491,6 @@ impl Publisher {
             }
             tokio::time::sleep(PROBE_INTERVAL).await;
         }
-    }
-
-    /// Records waiting in the producer (queued or in flight).
-    pub fn queue_len(&self) -> i32 {
-        self.producer().in_flight_count()
     }
 
     /// Waits up to `timeout` for every queued record to be delivered or to fail.

@@ -33,6 +33,16 @@
 //!   [`health`]: readiness. [`traceparent`]: trace context. [`samples`]: the sample
 //!   deliveries of `docs/examples/`.
 
+// The house's floor (linkerd2-proxy sets the same): idioms of the edition, no unsafe code
+// outside the one test hook that injects a fatal librdkafka error, no debugging leftovers.
+#![deny(
+    rust_2018_idioms,
+    unsafe_code,
+    clippy::dbg_macro,
+    clippy::todo,
+    clippy::unimplemented
+)]
+
 pub mod admin;
 pub mod app;
 pub mod body_budget;

@@ -12,6 +12,9 @@ use super::{parse_secret, read_secret_file, ConfigError};
 /// Authvia's hard limit: a delivery is failed unless answered within five seconds.
 pub const AUTHVIA_DEADLINE: Duration = Duration::from_secs(5);
 
+/// How often librdkafka reports statistics (queue fill, broker state, RTT).
+pub const STATISTICS_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The longest --kafka-message-timeout: beyond it a 503'd record could land long after
 /// Authvia's retry stored it again, and a record could wait in memory that long.
 pub const MAX_MESSAGE_TIMEOUT: Duration = Duration::from_secs(300);

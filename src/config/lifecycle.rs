@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use super::ConfigError;
+use super::{ConfigError, STATISTICS_INTERVAL};
 
-/// Twice the interval of librdkafka's statistics, which report whether a broker is up.
-const MIN_BROKER_DOWN_GRACE: Duration = Duration::from_secs(2);
+/// Twice the interval of librdkafka's statistics, which report whether a broker is up: one
+/// missed report is not an outage.
+const MIN_BROKER_DOWN_GRACE: Duration = STATISTICS_INTERVAL.saturating_mul(2);
 
 /// How long the relay waits at startup and shutdown, and when it reports not ready.
 #[derive(Debug, Clone, clap::Args)]
@@ -55,7 +56,9 @@ impl Lifecycle {
         // librdkafka reports the brokers' state once a second: a shorter grace flaps readiness.
         if self.broker_down_grace < MIN_BROKER_DOWN_GRACE {
             return Err(ConfigError::new(format!(
-                "--broker-down-grace must be at least 2s (the brokers' state is reported every second), got {}",
+                "--broker-down-grace must be at least {} (the brokers' state is reported every {}), got {}",
+                humantime::format_duration(MIN_BROKER_DOWN_GRACE),
+                humantime::format_duration(STATISTICS_INTERVAL),
                 humantime::format_duration(self.broker_down_grace)
             )));
         }

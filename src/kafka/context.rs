@@ -133,7 +133,7 @@ impl ClientMetrics {
     }
 
     /// Gives every per-broker family a series for `broker`, so a test can see every name.
-    #[doc(hidden)]
+    #[cfg(test)]
     pub fn touch_broker(&self, broker: &str) {
         self.broker_up.with_label_values(&[broker]);
         self.broker_rtt.with_label_values(&[broker]);

@@ -5,13 +5,10 @@
 use rdkafka::ClientConfig;
 use secrecy::ExposeSecret;
 
-use crate::config::{ConfigError, Kafka, RECORD_HEADROOM};
+use crate::config::{ConfigError, Kafka, RECORD_HEADROOM, STATISTICS_INTERVAL};
 
 /// librdkafka's own default for `message.max.bytes`.
 const LIBRDKAFKA_MESSAGE_MAX: u64 = 1_000_000;
-
-/// How often librdkafka reports statistics (queue fill, broker state, RTT).
-pub const STATISTICS_INTERVAL_MS: u32 = 1_000;
 
 /// The producer configuration for `config`, with `brokers` as bootstrap servers, for records
 /// whose value is at most `max_body` bytes.
@@ -53,7 +50,10 @@ pub fn client_config(
             queue_max_kbytes(config).to_string(),
         )
         .set("message.max.bytes", message_max_bytes(max_body).to_string())
-        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string())
+        .set(
+            "statistics.interval.ms",
+            STATISTICS_INTERVAL.as_millis().to_string(),
+        )
         // Reconnect quickly after a broker outage: Authvia's retries are minutes apart anyway.
         .set("reconnect.backoff.max.ms", "2000")
         .set("socket.keepalive.enable", "true")
