@@ -8,8 +8,8 @@ use std::{
 };
 
 use bp_relay::{
-    http::{Ingress, PROCESS_PATH},
-    metrics::Metrics,
+    http::PROCESS_PATH,
+    parts::Parts,
     publish::Memory,
     record::{now_millis, Envelope, Record},
     replay::{GuardMetrics, MemoryGuard, Signing},
@@ -117,13 +117,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let registry = prometheus::Registry::new();
-    let ingress = Ingress::build(
-        &config(),
-        Memory::discarding(),
-        Metrics::register(&registry).unwrap(),
-    )
-    .unwrap();
+    let (ingress, _registry) = Parts::over(&config(), Memory::discarding()).unwrap();
     let mut counter = 0u64;
     let mut request = || {
         counter += 1;

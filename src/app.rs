@@ -8,10 +8,7 @@ use std::{
     future::Future,
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::Duration,
 };
 
@@ -20,6 +17,7 @@ use prometheus::Registry;
 use rdkafka::error::KafkaError;
 use tokio::{
     net::{TcpListener, TcpSocket},
+    task::JoinSet,
     time::Instant,
 };
 use tracing::{error, info, warn};
@@ -31,10 +29,12 @@ use crate::{
     http::Ingress,
     kafka::{self, ClientMetrics, EmbeddedKafka, ProducerGaveUp, Publisher, TopicCheckError},
     metrics::Metrics,
+    parts::Parts,
     publish::Publish,
-    replay::ReplayGuard,
+    replay::RedisGuard,
     rotation,
     server::{self, Limits},
+    signature::RouteVerifiers,
 };
 
 /// Stands in for the embedded cluster's address, known only once it runs, in `check`.
@@ -103,7 +103,7 @@ struct Prepared<P> {
     registry: Registry,
     health: Arc<Health>,
     metrics: Metrics,
-    ingress: Ingress<P>,
+    parts: Parts<P>,
 }
 
 impl Prepared<Publisher> {
@@ -131,12 +131,12 @@ impl<P: Publish> Prepared<P> {
         publisher: P,
     ) -> Result<Self, BuildError> {
         let metrics = Metrics::register(&registry)?;
-        let ingress = Ingress::build(config, publisher, metrics.clone())?;
+        let parts = Parts::build(config, publisher, metrics.clone(), health.clone())?;
         Ok(Self {
             registry,
             health,
             metrics,
-            ingress,
+            parts,
         })
     }
 }
@@ -159,27 +159,12 @@ pub struct App<P = Publisher> {
     ingress_limits: Limits,
     admin_limits: Limits,
     shutdown_grace: Duration,
-    // Stopped with the app.
-    _broker_probe: Option<Background<()>>,
-    // Replaces a producer that failed fatally; ends only when it gives up.
-    supervisor: Option<Background<ProducerGaveUp>>,
-    // Confirms the topics, then opens the ingress; fails only past --startup-timeout.
-    startup: Option<Background<Result<(), TopicCheckError>>>,
-    // Stopped with the app.
-    _replay_store_probe: Option<Background<()>>,
-    _secrets_watch: Option<Background<()>>,
+    // Every task that runs as long as the app (probes, the producer's supervisor, startup and
+    // the durability watch, secrets rotation): aborted when the set is dropped. Each ends with
+    // why the app must stop, if it must.
+    tasks: JoinSet<Option<RunError>>,
     // Dropped with the app, after the producer has flushed.
     _embedded: Option<EmbeddedKafka>,
-}
-
-/// A task that runs as long as the app: the broker probe ([`Publisher::probe_brokers`]) and the
-/// producer's supervisor ([`Publisher::supervise`]). Aborted on drop.
-struct Background<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for Background<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 impl App<Publisher> {
@@ -202,16 +187,18 @@ impl App<Publisher> {
         // Listeners first: /healthz answers and deliveries get 503 `starting` while Kafka or the
         // topics are not there yet, instead of a crash loop.
         prepared.health.startup_checking();
-        let gate = prepared.ingress.startup_gate();
-        gate.store(false, Ordering::Release);
-        let publisher = prepared.ingress.publisher().clone();
+        let publisher = prepared.parts.ingress.publisher().clone();
         // Aborted on drop, also if binding a listener fails below.
-        let probe = Background(tokio::spawn(
-            publisher
-                .clone()
-                .probe_brokers(config.routes.topic.clone(), prepared.health.clone()),
-        ));
-        let supervisor = Background(tokio::spawn(publisher.clone().supervise()));
+        let mut tasks = JoinSet::new();
+        let probe = publisher
+            .clone()
+            .probe_brokers(config.routes.topic.clone(), prepared.health.clone());
+        tasks.spawn(async move {
+            probe.await;
+            None
+        });
+        let supervisor = publisher.clone().supervise();
+        tasks.spawn(async move { Some(RunError::ProducerGaveUp(supervisor.await)) });
         let topics = config.routes.topics().map(str::to_owned).to_vec();
         // The embedded mock cluster is not durable by design: nothing to check there.
         let durability = embedded
@@ -221,19 +208,15 @@ impl App<Publisher> {
                 min_insync_replicas: config.lifecycle.min_insync_replicas,
                 allow_unclean_leader_election: config.lifecycle.allow_unclean_leader_election,
             });
-        let startup = Background(tokio::spawn(confirm_topics(
+        let startup = confirm_topics(
             publisher,
             topics,
             config.lifecycle.startup_timeout,
             prepared.health.clone(),
-            gate,
             durability,
-        )));
-        let mut app = Self::bind(config, prepared, embedded).await?;
-        app._broker_probe = Some(probe);
-        app.supervisor = Some(supervisor);
-        app.startup = Some(startup);
-        Ok(app)
+        );
+        tasks.spawn(async move { startup.await.err().map(RunError::Startup) });
+        Self::bind(config, prepared, embedded, tasks).await
     }
 }
 
@@ -245,12 +228,11 @@ async fn confirm_topics(
     topics: Vec<String>,
     timeout: Option<Duration>,
     health: Arc<Health>,
-    gate: Arc<AtomicBool>,
     durability: Option<kafka::durability::Requirements>,
 ) -> Result<(), TopicCheckError> {
     publisher.await_topics(&topics, timeout, &health).await?;
+    // Lets deliveries in.
     health.startup_done();
-    gate.store(true, Ordering::Release);
     info!(?topics, "Kafka topics found; accepting deliveries.");
     if let Some(requirements) = durability {
         publisher
@@ -262,27 +244,32 @@ async fn confirm_topics(
 
 impl<P: Publish> App<P> {
     /// Reloads the signing secrets files while running, when there is one (either route's).
-    fn watch_signing_secrets(&mut self, config: &Config) {
+    fn watch_signing_secrets(&mut self, config: &Config, verifiers: Option<RouteVerifiers>) {
         let lists = config.signing.secret_lists();
-        if let (Some(verifiers), true) = (self.ingress.verifiers(), lists.has_file()) {
+        if let (Some(verifiers), true) = (verifiers, lists.has_file()) {
             let task = rotation::watch(
-                verifiers.clone(),
+                verifiers,
                 lists,
                 config.signing.signing_secrets_grace,
-                self.ingress.metrics().clone(),
+                self.metrics.clone(),
             );
-            self._secrets_watch = Some(Background(tokio::spawn(task)));
+            self.tasks.spawn(async move {
+                task.await;
+                None
+            });
         }
     }
 
     /// Probes a shared replay store for readiness; until its first answer the relay is not ready.
-    fn probe_replay_store(&mut self) {
-        if let Some(ReplayGuard::Shared(store)) = self.ingress.replay_guard() {
+    fn probe_replay_store(&mut self, store: Option<Arc<RedisGuard>>) {
+        if let Some(store) = store {
             self.health
                 .set_replay_store(Some("not probed yet".to_owned()));
-            self._replay_store_probe = Some(Background(tokio::spawn(
-                store.clone().probe(self.health.clone()),
-            )));
+            let probe = store.probe(self.health.clone());
+            self.tasks.spawn(async move {
+                probe.await;
+                None
+            });
         }
     }
 }
@@ -296,21 +283,27 @@ impl<P: Publish> App<P> {
     pub async fn build_with(config: &Config, publisher: P) -> Result<Self, BuildError> {
         config.validate()?;
         let prepared = Prepared::with(config, Registry::new(), health(config), publisher)?;
-        Self::bind(config, prepared, None).await
+        Self::bind(config, prepared, None, JoinSet::new()).await
     }
 
     async fn bind(
         config: &Config,
         prepared: Prepared<P>,
         embedded: Option<EmbeddedKafka>,
+        tasks: JoinSet<Option<RunError>>,
     ) -> Result<Self, BuildError> {
         let Prepared {
             registry,
             health,
             metrics,
-            ingress,
+            parts:
+                Parts {
+                    ingress,
+                    verifiers,
+                    store,
+                },
         } = prepared;
-        refuse_an_unsupported_store(&ingress).await?;
+        refuse_an_unsupported_store(store.as_deref()).await?;
         let mut app = App {
             ingress_listener: bind(config.listeners.listen).await?,
             admin_listener: bind(config.listeners.admin_listen).await?,
@@ -321,15 +314,11 @@ impl<P: Publish> App<P> {
             ingress_limits: Limits::webhook(&config.listeners),
             admin_limits: Limits::admin(&config.listeners),
             shutdown_grace: config.lifecycle.shutdown_grace,
-            _broker_probe: None,
-            supervisor: None,
-            startup: None,
-            _replay_store_probe: None,
-            _secrets_watch: None,
+            tasks,
             _embedded: embedded,
         };
-        app.probe_replay_store();
-        app.watch_signing_secrets(config);
+        app.probe_replay_store(store);
+        app.watch_signing_secrets(config, verifiers);
         Ok(app)
     }
 
@@ -384,21 +373,28 @@ impl<P: Publish> App<P> {
         });
         info!(address = %local_addr(&self.ingress_listener), "Accepting webhooks.");
         let health = self.health.clone();
-        let (supervisor, startup) = (self.supervisor.take(), self.startup.take());
+        let mut tasks = std::mem::take(&mut self.tasks);
         let (gave_up_tx, gave_up) = tokio::sync::oneshot::channel();
-        let connections = server::serve(self.ingress_listener, service, self.ingress_limits, Some(self.metrics.clone()), async move {
-            let failure = tokio::select! {
-                () = shutdown => None,
-                Some(error) = producer_gave_up(supervisor) => Some(RunError::ProducerGaveUp(error)),
-                Some(error) = startup_failed(startup) => Some(RunError::Startup(error)),
-            };
-            if let Some(error) = failure {
-                error!(%error, "Shutting down so that the process is restarted.");
-                let _ = gave_up_tx.send(error);
-            }
-            // Before the listener closes: the load balancer stops sending here first.
-            health.start_draining();
-        })
+        let connections = server::serve(
+            self.ingress_listener,
+            service,
+            self.ingress_limits,
+            Some(self.metrics.clone()),
+            async move {
+                let failure = tokio::select! {
+                    () = shutdown => None,
+                    error = why_stopped(&mut tasks) => Some(error),
+                };
+                // The probes, the supervisor and the watches end with serving.
+                drop(tasks);
+                if let Some(error) = failure {
+                    error!(%error, "Shutting down so that the process is restarted.");
+                    let _ = gave_up_tx.send(error);
+                }
+                // Before the listener closes: the load balancer stops sending here first.
+                health.start_draining();
+            },
+        )
         .await;
 
         let deadline = Instant::now() + self.shutdown_grace;
@@ -430,12 +426,19 @@ pub enum RunError {
     /// `--startup-timeout` ran out before the brokers and topics were confirmed.
     #[error(transparent)]
     Startup(#[from] TopicCheckError),
+    /// A background task (a probe, the supervisor, startup, rotation) panicked: a bug.
+    #[error("a background task failed: {0}")]
+    Panicked(String),
 }
 
 impl RunError {
-    /// The process exit code: 69, Kafka unavailable (sysexits.h), for both.
+    /// The process exit code (sysexits.h): 69, Kafka unavailable, when Kafka is why; 70,
+    /// internal, for a panic.
     pub fn exit_code(&self) -> u8 {
-        69
+        match self {
+            Self::ProducerGaveUp(_) | Self::Startup(_) => 69,
+            Self::Panicked(_) => 70,
+        }
     }
 }
 
@@ -445,8 +448,8 @@ const STORE_INSPECTION: Duration = Duration::from_secs(2);
 
 /// Refuses to start on a shared replay store that answers as a Redis Cluster or a Redis older
 /// than 7.0: neither can serve as the guard, and no retry changes that.
-async fn refuse_an_unsupported_store<P: Publish>(ingress: &Ingress<P>) -> Result<(), BuildError> {
-    if let Some(ReplayGuard::Shared(store)) = ingress.replay_guard() {
+async fn refuse_an_unsupported_store(store: Option<&RedisGuard>) -> Result<(), BuildError> {
+    if let Some(store) = store {
         if let Some(reason) = store.unsupported(STORE_INSPECTION).await {
             return Err(ConfigError::new(format!("--replay-store: {reason}")).into());
         }
@@ -454,29 +457,23 @@ async fn refuse_an_unsupported_store<P: Publish>(ingress: &Ingress<P>) -> Result
     Ok(())
 }
 
-/// Resolves with the startup error when `--startup-timeout` ran out; never otherwise.
-async fn startup_failed(
-    startup: Option<Background<Result<(), TopicCheckError>>>,
-) -> Option<TopicCheckError> {
-    let Some(mut startup) = startup else {
-        return std::future::pending().await;
-    };
-    match (&mut startup.0).await {
-        Ok(Err(error)) => Some(error),
-        // Confirmed (or the task is gone): nothing more to wait for.
-        Ok(Ok(())) | Err(_) => std::future::pending().await,
+/// Resolves with the first reason a background task gives for stopping the app: the producer's
+/// supervisor gave up, `--startup-timeout` ran out, or a task panicked (a bug: the process
+/// should be restarted). Never while they run as they should.
+async fn why_stopped(tasks: &mut JoinSet<Option<RunError>>) -> RunError {
+    loop {
+        match tasks.join_next().await {
+            Some(Ok(Some(error))) => return error,
+            // Done with nothing to report (startup confirmed the topics and has no
+            // durability to watch).
+            Some(Ok(None)) => {}
+            Some(Err(error)) => {
+                let task = error.to_string();
+                return RunError::Panicked(task);
+            }
+            None => std::future::pending().await,
+        }
     }
-}
-
-/// Resolves when the supervisor gives up; never without one.
-async fn producer_gave_up(
-    supervisor: Option<Background<ProducerGaveUp>>,
-) -> Option<ProducerGaveUp> {
-    let Some(mut supervisor) = supervisor else {
-        return std::future::pending().await;
-    };
-    // A supervisor that panicked cannot replace the producer either.
-    Some((&mut supervisor.0).await.unwrap_or(ProducerGaveUp))
 }
 
 /// librdkafka's reason for refusing a property, naming the property once and its value only

@@ -66,6 +66,9 @@ enum Startup {
 pub struct Health {
     draining: AtomicBool,
     startup: Mutex<Startup>,
+    // Whether `startup` is Done, for the request path: read by every delivery, written with
+    // `startup` only (in `set_startup`).
+    started: AtomicBool,
     producer_failed: AtomicBool,
     // False while a configured shared replay store does not answer; true without one.
     replay_store_up: AtomicBool,
@@ -89,6 +92,7 @@ impl Health {
             draining: AtomicBool::new(false),
             // A relay without Kafka (the HTTP bound) has nothing to confirm.
             startup: Mutex::new(Startup::Done),
+            started: AtomicBool::new(true),
             producer_failed: AtomicBool::new(false),
             replay_store_up: AtomicBool::new(true),
             replay_store_problem: Mutex::new(None),
@@ -126,10 +130,17 @@ impl Health {
         self.set_startup(Startup::Done);
     }
 
+    /// Whether startup confirmed the topics: deliveries are let in.
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+
     fn set_startup(&self, startup: Startup) {
+        let started = matches!(startup, Startup::Done);
         if let Ok(mut current) = self.startup.lock() {
             *current = startup;
         }
+        self.started.store(started, Ordering::Release);
     }
 
     /// The topics startup found missing, for `/readyz`.

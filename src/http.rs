@@ -5,10 +5,7 @@
 //! for an authenticated body that is not a business process, on the dead-letter topic.
 
 use std::{
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -16,7 +13,6 @@ use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Body;
-use secrecy::ExposeSecret;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
@@ -24,15 +20,15 @@ use tracing::{debug, error, field::Empty, info, warn, Instrument, Span};
 
 use crate::{
     body_budget::{self, BodyBudget, Share},
-    config::{AccessLog, Config, ConfigError},
+    config::{AccessLog, Config},
     error::Error,
+    health::Health,
     metrics::{self, Metrics},
     publish::{Delivered, Publish, Unacknowledged},
     record::{self, Envelope, Outgoing, Routes},
     redrive::{self, Claim, Failed, Redrives},
-    replay::{MemoryGuard, RedisGuard, ReplayGuard},
     response,
-    signature::{Authenticator, Window},
+    signature::Authenticator,
     telemetry,
     traceparent::TraceParent,
     webhook::{EventKind, Rejection, Rules, Webhook},
@@ -64,8 +60,8 @@ pub struct Ingress<P> {
     inflight: Semaphore,
     body_budget: BodyBudget,
     access_log: AccessLog,
-    // Closed while startup confirms the topics: deliveries get 503 `starting` meanwhile.
-    started: Arc<AtomicBool>,
+    // Deliveries get 503 `starting` until it says startup confirmed the topics.
+    health: Arc<Health>,
     // The wall clock the timestamp window is checked against (a test may move it).
     clock: fn() -> SystemTime,
 }
@@ -84,36 +80,35 @@ struct Ack<'a> {
 }
 
 impl<P: Publish> Ingress<P> {
-    /// The ingress for `config`, publishing through `publisher`. Reads the signing secrets.
-    ///
-    /// # Errors
-    /// The secrets file cannot be read or holds no secret.
-    pub fn build(config: &Config, publisher: P, metrics: Metrics) -> Result<Self, ConfigError> {
-        let (authenticator, shared) = authenticator(config, &metrics)?;
-        Ok(Self {
+    /// The ingress for `config` with its parts ([`crate::parts::Parts`] builds them): it
+    /// authenticates with `authenticator`, remembers 5xx'd deliveries in `redrives`, publishes
+    /// through `publisher`, and lets deliveries in once `health` says startup is done.
+    pub fn new(
+        config: &Config,
+        authenticator: Authenticator,
+        redrives: Arc<Redrives>,
+        publisher: P,
+        metrics: Metrics,
+        health: Arc<Health>,
+    ) -> Self {
+        Self {
             authenticator,
-            redrives: Arc::new(Redrives::new(
-                config.signing.redrive_horizon,
-                config.signing.redrive_capacity,
-                shared,
-                config.signing.single_writer,
-                metrics.redrive(),
-            )),
+            redrives,
             rules: config.rules.clone(),
             routes: config.routes.clone(),
             publisher,
-            metrics: metrics.clone(),
-            max_body: config.listeners.max_body.as_u64(),
-            ack_timeout: config.kafka.ack_timeout,
-            inflight: Semaphore::new(config.listeners.max_inflight),
             body_budget: BodyBudget::new(
                 config.listeners.max_inflight_bytes.as_u64(),
                 metrics.clone(),
             ),
+            metrics,
+            max_body: config.listeners.max_body.as_u64(),
+            ack_timeout: config.kafka.ack_timeout,
+            inflight: Semaphore::new(config.listeners.max_inflight),
             access_log: config.telemetry.access_log,
-            started: Arc::new(AtomicBool::new(true)),
+            health,
             clock: SystemTime::now,
-        })
+        }
     }
 
     /// The same ingress checking the timestamp window against `clock` instead of the system's
@@ -122,27 +117,6 @@ impl<P: Publish> Ingress<P> {
     pub fn with_clock(mut self, clock: fn() -> SystemTime) -> Self {
         self.clock = clock;
         self
-    }
-
-    /// The flag that lets deliveries in: the app closes it until startup has confirmed the
-    /// topics, and opens it then. Open by default (a publisher without topics to confirm).
-    pub fn startup_gate(&self) -> Arc<AtomicBool> {
-        self.started.clone()
-    }
-
-    /// Each route's signature verifier, if signatures are checked: the app rotates their secrets.
-    pub fn verifiers(&self) -> Option<&crate::signature::RouteVerifiers> {
-        self.authenticator.verifiers()
-    }
-
-    /// The request-side metrics.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    /// The replay guard, if signatures are checked: the app probes a shared one for readiness.
-    pub fn replay_guard(&self) -> Option<&ReplayGuard> {
-        self.authenticator.replay_guard()
     }
 
     /// The publisher, for draining it at shutdown.
@@ -220,7 +194,7 @@ impl<P: Publish> Ingress<P> {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        if !self.started.load(Ordering::Acquire) {
+        if !self.health.is_started() {
             return Err(Error::Starting);
         }
         let _permit = self.inflight.try_acquire().map_err(|_| Error::Overloaded)?;
@@ -470,56 +444,6 @@ fn record_on(span: &Span, access: &Access, outcome: &Result<Stored<'_>, Error>) 
     if access.status >= 500 {
         span.record("otel.status_code", "error");
     }
-}
-
-/// The authenticator for `config`, and the shared replay store if there is one (the redrive
-/// memory keeps its signings there too).
-fn authenticator(
-    config: &Config,
-    metrics: &Metrics,
-) -> Result<(Authenticator, Option<Arc<RedisGuard>>), ConfigError> {
-    let signing = &config.signing;
-    if signing.insecure_skip_signature {
-        warn!("SIGNATURE VERIFICATION IS OFF (--insecure-skip-signature): anyone who can reach this port can write to Kafka. Never run like this in production.");
-        return Ok((Authenticator::Skipped, None));
-    }
-    let window = Window {
-        tolerance: signing.signature_tolerance,
-        margin: config.kafka.ack_timeout + signing.clock_skew,
-    };
-    let secrets = signing.secret_lists().read()?;
-    let replay = replay_guard(config, metrics)?;
-    let shared = match &replay {
-        ReplayGuard::Shared(store) => Some(store.clone()),
-        ReplayGuard::Memory(_) => None,
-    };
-    let authenticator = match &secrets.actions {
-        None => Authenticator::signed(&secrets.processes, window, replay),
-        Some(actions) => {
-            Authenticator::signed_per_route(&secrets.processes, actions, window, replay)
-        }
-    };
-    Ok((authenticator, shared))
-}
-
-/// The shared replay store if one is configured, else the in-memory guard.
-fn replay_guard(config: &Config, metrics: &Metrics) -> Result<ReplayGuard, ConfigError> {
-    let signing = &config.signing;
-    let Some(url) = &signing.replay_store else {
-        return Ok(ReplayGuard::Memory(MemoryGuard::new(
-            signing.replay_capacity,
-            metrics.replay_guard(),
-        )));
-    };
-    let password = signing.replay_store_password()?;
-    let store = RedisGuard::new(
-        url.expose_secret(),
-        password.as_ref().map(ExposeSecret::expose_secret),
-        &signing.replay_store_prefix,
-    )
-    // Redis' messages name the part of the URL that is wrong, never the password.
-    .map_err(|error| ConfigError::new(format!("--replay-store: {error}")))?;
-    Ok(ReplayGuard::Shared(Arc::new(store)))
 }
 
 fn unix_seconds(time: SystemTime) -> i64 {

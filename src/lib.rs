@@ -52,6 +52,7 @@ pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod parts;
 pub mod publish;
 pub mod record;
 pub mod redrive;

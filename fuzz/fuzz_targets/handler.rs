@@ -26,7 +26,7 @@ use std::{
 
 use bp_relay::{
     http::{route, Ingress},
-    metrics::Metrics,
+    parts::Parts,
     publish::{FailureReason, Memory},
     signature, Config,
 };
@@ -262,8 +262,8 @@ fn ingress() -> Ingress<Memory> {
             .expect("the fuzz target's flags are valid");
         config
     });
-    let metrics = Metrics::register(&prometheus::Registry::new()).expect("a fresh registry");
-    Ingress::build(config, Memory::keeping(), metrics).expect("the fuzz target's secret")
+    let (ingress, _) = Parts::over(config, Memory::keeping()).expect("the fuzz target's secret");
+    ingress
 }
 
 /// One thread, a paused clock: a stalled body meets its deadline at once, not after seconds.

@@ -17,6 +17,7 @@ use rdkafka::message::Headers as _;
 
 use super::*;
 use crate::{
+    parts::Parts,
     publish::{FailureReason, Memory},
     samples, signature,
     webhook::RejectReason,
@@ -40,12 +41,7 @@ fn config(extra: &[&str]) -> Config {
 }
 
 fn ingress(extra: &[&str]) -> (Ingress<Memory>, Registry) {
-    let registry = Registry::new();
-    let metrics = Metrics::register(&registry).unwrap();
-    (
-        Ingress::build(&config(extra), Memory::keeping(), metrics).unwrap(),
-        registry,
-    )
+    Parts::over(&config(extra), Memory::keeping()).unwrap()
 }
 
 fn now() -> i64 {
@@ -697,9 +693,16 @@ mod against_the_mock_cluster {
         let health = Arc::new(Health::new(Duration::from_secs(3), 0.8));
         let client =
             kafka::client_config(&config.kafka, &cluster.bootstrap_servers(), 1 << 20).unwrap();
-        let publisher =
-            Publisher::build(&client, ClientMetrics::register(&registry).unwrap(), health).unwrap();
-        Ingress::build(&config, publisher, Metrics::register(&registry).unwrap()).unwrap()
+        let publisher = Publisher::build(
+            &client,
+            ClientMetrics::register(&registry).unwrap(),
+            health.clone(),
+        )
+        .unwrap();
+        let metrics = Metrics::register(&registry).unwrap();
+        Parts::build(&config, publisher, metrics, health)
+            .unwrap()
+            .ingress
     }
 
     fn cluster() -> MockCluster<'static, DefaultProducerContext> {
@@ -845,8 +848,12 @@ fn by_default_every_failure_and_dead_letter_is_logged_and_2xx_answers_are_not() 
 
 #[test]
 fn every_5xx_is_logged_at_warn_and_a_senders_own_mistake_at_info() {
-    let (ingress, _) = ingress(&[]);
-    ingress.startup_gate().store(false, Ordering::Release);
+    let health = Arc::new(Health::new(Duration::from_secs(3), 0.8));
+    let metrics = Metrics::register(&Registry::new()).unwrap();
+    let ingress = Parts::build(&config(&[]), Memory::keeping(), metrics, health.clone())
+        .unwrap()
+        .ingress;
+    health.startup_checking();
     let log = info_log_of(async {
         let answer = ingress.handle(process(samples::BUSINESS_PROCESS)).await;
         assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -30,7 +30,7 @@ use std::{
 
 use bp_relay::{
     http::{Ingress, ACTION_PATH, PROCESS_PATH},
-    metrics::Metrics,
+    parts::Parts,
     publish::{FailureReason, Memory},
     samples, signature, Config,
 };
@@ -78,10 +78,8 @@ fn ingress() -> Ingress<Memory> {
     ];
     let config = Config::try_parse_from(args).unwrap();
     config.validate().unwrap();
-    let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
-    Ingress::build(&config, Memory::keeping(), metrics)
-        .unwrap()
-        .with_clock(relay_clock)
+    let (ingress, _) = Parts::over(&config, Memory::keeping()).unwrap();
+    ingress.with_clock(relay_clock)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bp_relay::{
     http::{Ingress, ACTION_PATH, DISABLED_PATH, PROCESS_PATH},
-    metrics::Metrics,
+    parts::Parts,
     publish::{FailureReason, Memory},
     samples, signature,
     webhook::{EventKind, RejectReason, Webhook},
@@ -56,8 +56,7 @@ fn config() -> Config {
 }
 
 fn ingress(failing: Option<FailureReason>) -> Ingress<Memory> {
-    let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
-    let ingress = Ingress::build(&config(), Memory::keeping(), metrics).unwrap();
+    let (ingress, _) = Parts::over(&config(), Memory::keeping()).unwrap();
     ingress.publisher().fail_with(failing);
     ingress
 }
