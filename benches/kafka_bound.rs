@@ -365,7 +365,7 @@ async fn main() -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         templates,
         topic: args.topic.clone(),
-        ce_source: relay.routes.ce_source.clone(),
+        ce_source: relay.topics.ce_source.clone(),
         nonce: rand::random(),
         counter: AtomicU64::new(0),
     });

@@ -192,14 +192,14 @@ impl App<Publisher> {
         let mut tasks = JoinSet::new();
         let probe = publisher
             .clone()
-            .probe_brokers(config.routes.topic.clone(), prepared.health.clone());
+            .probe_brokers(config.topics.topic.clone(), prepared.health.clone());
         tasks.spawn(async move {
             probe.await;
             None
         });
         let supervisor = publisher.clone().supervise();
         tasks.spawn(async move { Some(RunError::ProducerGaveUp(supervisor.await)) });
-        let topics = config.routes.topics().map(str::to_owned).to_vec();
+        let topics = config.topics.names().map(str::to_owned).to_vec();
         // The embedded mock cluster is not durable by design: nothing to check there.
         let durability = embedded
             .is_none()
@@ -493,7 +493,7 @@ fn start_embedded(config: &Config) -> Result<Option<EmbeddedKafka>, BuildError> 
     if !config.kafka.embedded_kafka {
         return Ok(None);
     }
-    let topics = config.routes.topics();
+    let topics = config.topics.names();
     let embedded = EmbeddedKafka::start(&topics).map_err(BuildError::Embedded)?;
     let brokers = embedded.bootstrap_servers();
     warn!(bootstrap = %brokers, ?topics, "Embedded Kafka (in-memory mock cluster) started: for demos only, nothing is durable. Read records with: kcat -C -b {brokers} -t {} -J -e", topics[0]);

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use secrecy::SecretString;
 
-use crate::{record::Routes, webhook::Rules};
+use crate::{record::Topics, webhook::Rules};
 
 mod kafka;
 mod lifecycle;
@@ -40,7 +40,7 @@ pub struct Config {
     pub signing: Signing,
     /// Where each kind of delivery is published.
     #[command(flatten)]
-    pub routes: Routes,
+    pub topics: Topics,
     /// What a delivery must look like to be published.
     #[command(flatten)]
     pub rules: Rules,
@@ -76,7 +76,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listeners.validate()?;
         self.signing.validate()?;
-        self.routes.validate().map_err(ConfigError::new)?;
+        self.topics.validate().map_err(ConfigError::new)?;
         self.kafka.validate()?;
         self.lifecycle.validate()?;
         self.telemetry.validate()?;
@@ -163,13 +163,13 @@ mod tests {
         let config = parse(&[]).unwrap();
         assert_eq!(config.listeners.listen.to_string(), "[::]:8080");
         assert_eq!(config.listeners.admin_listen.to_string(), "[::]:9090");
-        assert_eq!(config.routes.topic, "authvia.business-processes");
+        assert_eq!(config.topics.topic, "authvia.business-processes");
         assert_eq!(
-            config.routes.actions_topic,
+            config.topics.actions_topic,
             "authvia.business-process-actions"
         );
         assert_eq!(
-            config.routes.dead_letter_topic,
+            config.topics.dead_letter_topic,
             "authvia.webhooks.dead-letter"
         );
         assert_eq!(config.rules.key_pointer.as_str(), "/id");

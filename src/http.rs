@@ -5,7 +5,7 @@
 //! for an authenticated body that is not a business process, on the dead-letter topic.
 
 use std::{
-    sync::Arc,
+    sync::{Arc, LazyLock},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -25,9 +25,10 @@ use crate::{
     health::Health,
     metrics::{self, Metrics},
     publish::{Delivered, Publish, Unacknowledged},
-    record::{self, Envelope, Outgoing, Routes},
+    record::{self, Envelope, Outgoing, Topics},
     redrive::{self, Claim, Failed, Redrives},
     response,
+    route::{self, Route},
     signature::Authenticator,
     telemetry,
     traceparent::TraceParent,
@@ -35,16 +36,14 @@ use crate::{
 };
 
 /// Path of the `business_processes.update` subscription.
-pub const PROCESS_PATH: &str = "/webhooks/business-processes";
+pub const PROCESS_PATH: &str = Route::BusinessProcesses.path();
 /// Path of the `business_processes_actions.update` subscription.
-pub const ACTION_PATH: &str = "/webhooks/business-process-actions";
-
-/// The webhook routes, for the 404 message.
-const ROUTES: &str =
-    "POST /webhooks/business-processes, POST /webhooks/business-process-actions and GET /webhooks/subscription-disabled";
-
+pub const ACTION_PATH: &str = Route::BusinessProcessActions.path();
 /// Where Authvia's `disableCallbackURL` should point (see [`disabled`]).
-pub const DISABLED_PATH: &str = "/webhooks/subscription-disabled";
+pub const DISABLED_PATH: &str = Route::SubscriptionDisabled.path();
+
+/// The webhook routes, for the 404 message: written once, from [`Route::ALL`].
+static ROUTES: LazyLock<String> = LazyLock::new(|| route::Listing.to_string());
 
 /// Everything the webhook handler needs, shared by all connections.
 pub struct Ingress<P> {
@@ -52,7 +51,7 @@ pub struct Ingress<P> {
     // Deliveries answered 5xx, for Authvia's retries of them.
     redrives: Arc<Redrives>,
     rules: Rules,
-    routes: Routes,
+    topics: Topics,
     publisher: P,
     metrics: Metrics,
     max_body: u64,
@@ -95,7 +94,7 @@ impl<P: Publish> Ingress<P> {
             authenticator,
             redrives,
             rules: config.rules.clone(),
-            routes: config.routes.clone(),
+            topics: config.topics.clone(),
             publisher,
             body_budget: BodyBudget::new(
                 config.listeners.max_inflight_bytes.as_u64(),
@@ -131,10 +130,11 @@ impl<P: Publish> Ingress<P> {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = Instant::now();
-        if request.uri().path().trim_end_matches('/') == DISABLED_PATH {
+        let route = Route::of(request.uri().path());
+        if route == Some(Route::SubscriptionDisabled) {
             return self.subscription_disabled(&request, started);
         }
-        let kind = route(request.uri().path());
+        let kind = route.and_then(Route::kind);
         let route_label = metrics::route_label(kind);
         // Exported over OTLP when that is on; at debug level, so it costs nothing otherwise.
         let span = tracing::debug_span!(
@@ -155,12 +155,16 @@ impl<P: Publish> Ingress<P> {
         };
         let outcome = async {
             match (kind, request.method()) {
-                (None, _) => Err(Error::NotFound { routes: ROUTES }),
+                (None, _) => Err(Error::NotFound {
+                    routes: ROUTES.as_str(),
+                }),
                 (Some(kind), &Method::POST) => {
                     self.ingest(kind, request, started, traceparent, &mut access)
                         .await
                 }
-                (Some(_), _) => Err(Error::MethodNotAllowed { allow: "POST" }),
+                (Some(kind), _) => Err(Error::MethodNotAllowed {
+                    allow: Route::carrying(kind).methods(),
+                }),
             }
         }
         .instrument(span.clone())
@@ -238,7 +242,7 @@ impl<P: Publish> Ingress<P> {
             topic,
             record,
             rejection,
-        } = self.routes.route(&envelope, parsed, body);
+        } = self.topics.outgoing(&envelope, parsed, body);
         access.key.clone_from(&record.key);
         access.topic = Some(topic.to_owned());
         let binding = admitted.binding;
@@ -314,7 +318,9 @@ impl<P: Publish> Ingress<P> {
                 );
                 response::json(StatusCode::OK, &serde_json::json!({ "acknowledged": true }))
             }
-            _ => response::error(&Error::MethodNotAllowed { allow: "GET, HEAD" }),
+            _ => response::error(&Error::MethodNotAllowed {
+                allow: Route::SubscriptionDisabled.methods(),
+            }),
         };
         self.metrics
             .request_answered(None, response.status(), started.elapsed());
@@ -451,15 +457,6 @@ fn unix_seconds(time: SystemTime) -> i64 {
         .map_or(0, |since| {
             i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
         })
-}
-
-/// The route of a path, if it is a webhook route.
-pub fn route(path: &str) -> Option<EventKind> {
-    match path.trim_end_matches('/') {
-        PROCESS_PATH => Some(EventKind::BusinessProcess),
-        ACTION_PATH => Some(EventKind::Action),
-        _ => None,
-    }
 }
 
 fn incoming_traceparent(headers: &HeaderMap) -> Option<TraceParent> {

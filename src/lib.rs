@@ -59,6 +59,7 @@ pub mod redrive;
 pub mod replay;
 pub mod response;
 pub mod rotation;
+pub mod route;
 pub mod samples;
 pub mod server;
 pub mod sign;

@@ -66,8 +66,8 @@ impl ConnectionDeadline {
 }
 
 /// The route label of a request: its kind's label, or `other`.
-pub fn route_label(route: Option<EventKind>) -> &'static str {
-    route.map_or(OTHER_ROUTE, EventKind::label)
+pub fn route_label(kind: Option<EventKind>) -> &'static str {
+    kind.map_or(OTHER_ROUTE, EventKind::label)
 }
 
 /// Every request-side metric the relay exports.
@@ -232,24 +232,19 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs() as i64);
         let age = now.saturating_sub(signed_at).max(0);
-        self.route(kind).signing_age.observe(age as f64);
+        self.series(kind).signing_age.observe(age as f64);
     }
 
     /// One request answered with `status` after `elapsed`.
-    pub fn request_answered(
-        &self,
-        route: Option<EventKind>,
-        status: StatusCode,
-        elapsed: Duration,
-    ) {
-        match route {
+    pub fn request_answered(&self, kind: Option<EventKind>, status: StatusCode, elapsed: Duration) {
+        match kind {
             Some(kind) if status == StatusCode::OK => {
-                let series = self.route(kind);
+                let series = self.series(kind);
                 series.answered_ok.inc();
                 series.duration.observe(elapsed.as_secs_f64());
             }
             _ => {
-                let route = route_label(route);
+                let route = route_label(kind);
                 self.http_requests
                     .with_label_values(&[route, status.as_str()])
                     .inc();
@@ -273,7 +268,7 @@ impl Metrics {
 
     /// A record acknowledged on the route's topic, `lag` after its request arrived.
     pub fn published(&self, kind: EventKind, lag: Duration) {
-        let series = self.route(kind);
+        let series = self.series(kind);
         series.delivery_lag.observe(lag.as_secs_f64());
         series.published.inc();
     }
@@ -360,7 +355,7 @@ impl Metrics {
             .inc();
     }
 
-    fn route(&self, kind: EventKind) -> &RouteSeries {
+    fn series(&self, kind: EventKind) -> &RouteSeries {
         match kind {
             EventKind::BusinessProcess => &self.per_route[0],
             EventKind::Action => &self.per_route[1],

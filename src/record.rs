@@ -1,7 +1,7 @@
 //! The record contract: CloudEvents 1.0, Kafka protocol binding, binary mode.
 //!
 //! The value is the request body, byte for byte; the key is the process id; the event
-//! attributes travel as `ce_*` headers. [`Routes`] chooses the topic: the route's own for a
+//! attributes travel as `ce_*` headers. [`Topics`] chooses the topic: the route's own for a
 //! delivery that parsed, the dead-letter topic for one that did not. Consumer teams rely on
 //! every name here: change one only together with README.md ("Record contract") and
 //! docs/asyncapi.yaml.
@@ -19,7 +19,7 @@ use crate::{
 /// The topics and the CloudEvents `source`: where each delivery is published.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Routes")]
-pub struct Routes {
+pub struct Topics {
     /// Topic for business_processes.update deliveries.
     #[arg(
         long,
@@ -62,15 +62,15 @@ pub struct Outgoing<'a> {
     pub rejection: Option<Rejection>,
 }
 
-impl Routes {
+impl Topics {
     /// The three topics, in the order the relay checks them at startup.
-    pub fn topics(&self) -> [&str; 3] {
+    pub fn names(&self) -> [&str; 3] {
         [&self.topic, &self.actions_topic, &self.dead_letter_topic]
     }
 
     /// The record for a delivery and its topic: the route's topic when the body parsed, the
     /// dead-letter topic when it did not.
-    pub fn route(
+    pub fn outgoing(
         &self,
         envelope: &Envelope,
         parsed: Result<Webhook, Rejection>,

@@ -146,9 +146,10 @@ impl RouteVerifiers {
         }
     }
 
-    /// The verifier of `route` (shared with the task that reloads the secrets).
-    pub fn of(&self, route: EventKind) -> &Arc<Verifier> {
-        match route {
+    /// The verifier of the route carrying `kind` (shared with the task that reloads the
+    /// secrets).
+    pub fn of(&self, kind: EventKind) -> &Arc<Verifier> {
+        match kind {
             EventKind::BusinessProcess => &self.processes,
             EventKind::Action => &self.actions,
         }
@@ -278,7 +279,7 @@ impl Authenticator {
         }
     }
 
-    /// Checks the headers of a request to `route` at time `now`, before its body is read,
+    /// Checks the headers of a request carrying `kind` at time `now`, before its body is read,
     /// with that route's secrets. A genuine signing older than the window is not refused yet:
     /// it may be the original signing of a delivery answered 5xx, which [`Verified::recall`]
     /// tells.
@@ -287,7 +288,7 @@ impl Authenticator {
     /// The first check that fails; see [`Verifier::verify`].
     pub fn verify(
         &self,
-        route: EventKind,
+        kind: EventKind,
         headers: &HeaderMap,
         now: SystemTime,
     ) -> Result<Verified<'_>, SignatureError> {
@@ -297,7 +298,7 @@ impl Authenticator {
                 replay,
                 margin,
             } => {
-                let verifier = verifiers.of(route);
+                let verifier = verifiers.of(kind);
                 let signed = verifier.verify_signature(headers)?;
                 let window = match verifier.check_window(signed.timestamp, now) {
                     Ok(()) => Admission::Window,

@@ -25,9 +25,10 @@ use std::{
 };
 
 use bp_relay::{
-    http::{route, Ingress},
+    http::Ingress,
     parts::Parts,
     publish::{FailureReason, Memory},
+    route::Route,
     signature, Config,
 };
 use bp_relay_fuzz::{
@@ -162,14 +163,14 @@ fn replay<'a>(
         std::str::from_utf8(target)
             .ok()
             .and_then(|target| Uri::try_from(target).ok())
-            .and_then(|uri| route(uri.path()))
+            .and_then(|uri| kind_of(uri.path()))
     };
     let mut bound = bound.map(|(target, body)| (route_of(target), body));
     for (replay_target, replay_body) in replays {
         let Ok(uri) = Uri::try_from(*replay_target) else {
             continue;
         };
-        let replay_route = route(uri.path());
+        let replay_route = kind_of(uri.path());
         let mut request = Request::post(uri)
             .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
                 replay_body,
@@ -264,6 +265,11 @@ fn ingress() -> Ingress<Memory> {
     });
     let (ingress, _) = Parts::over(config, Memory::keeping()).expect("the fuzz target's secret");
     ingress
+}
+
+/// The event kind of a webhook route's path, none for any other path.
+fn kind_of(path: &str) -> Option<bp_relay::webhook::EventKind> {
+    Route::of(path).and_then(Route::kind)
 }
 
 /// One thread, a paused clock: a stalled body meets its deadline at once, not after seconds.

@@ -37,11 +37,7 @@ pub use redis::DedicatedRedis;
 /// The secret every test relay is configured with, unless a test chooses others.
 pub const SECRET: &str = "whsec_integration_7c1d";
 
-/// The business-process route.
-pub const PROCESS_PATH: &str = "/webhooks/business-processes";
-
-/// The action route.
-pub const ACTION_PATH: &str = "/webhooks/business-process-actions";
+pub use bp_relay::http::{ACTION_PATH, PROCESS_PATH};
 
 /// Bootstrap servers of the shared test broker (started by scripts/test.sh).
 pub fn bootstrap() -> String {

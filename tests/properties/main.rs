@@ -157,7 +157,7 @@ fn assert_documented(answer: &Answer) -> Result<(), TestCaseError> {
 }
 
 fn is_delivery_route(path: &str) -> bool {
-    bp_relay::http::route(path).is_some()
+    bp_relay::route::Route::of(path).is_some_and(|route| route.kind().is_some())
 }
 
 /// Authvia's disable callback: unsigned, it writes nothing and only `GET`/`HEAD` get 200.
