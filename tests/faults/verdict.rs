@@ -161,8 +161,23 @@ impl Counts {
     pub fn late_text(&self) -> String {
         let l = &self.late;
         format!(
-            "late reports landed {} / timed_out {} / failed {} / untracked {}",
-            l.landed, l.timed_out, l.failed, l.untracked
+            "late reports landed {} (caught {} of the records that landed after a 503) / timed_out {} / failed {} / untracked {}",
+            l.landed,
+            self.caught_text(),
+            l.timed_out,
+            l.failed,
+            l.untracked
+        )
+    }
+
+    /// What share of the records that landed after a 503 the relay learnt of (issue 17, item 2).
+    pub fn caught_text(&self) -> String {
+        if self.landed_after_503 == 0 {
+            return "n/a".to_owned();
+        }
+        format!(
+            "{:.0}%",
+            100.0 * self.late.landed as f64 / self.landed_after_503 as f64
         )
     }
 
