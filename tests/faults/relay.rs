@@ -151,6 +151,37 @@ impl Relay {
         }
     }
 
+    /// What its redrive memory did (issue 17), for the scenario's notes: redrives answered from
+    /// a stored record, written again, or told to wait; original signings accepted outside the
+    /// window; entries forgotten because the memory was full.
+    pub async fn redrive_note(&self) -> String {
+        let text = self
+            .admin_get("/metrics")
+            .await
+            .map(|(_, text)| text)
+            .unwrap_or_default();
+        let answers = |answer: &str| {
+            sum_of_series(
+                &text,
+                "bp_relay_redrive_answers_total",
+                &format!("answer=\"{answer}\""),
+            )
+        };
+        let plain = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or(0.0)
+        };
+        format!(
+            "relay's redrive answers stored {} / written {} / pending {}, original signings accepted past the window {}, forgotten {}",
+            answers("stored"),
+            answers("written"),
+            answers("pending"),
+            plain("bp_relay_redrive_original_signings_total"),
+            plain("bp_relay_redrive_forgotten_total")
+        )
+    }
+
     /// How many times its log says it replaced its producer after a fatal error.
     pub fn producer_replacements(&self) -> usize {
         std::fs::read_to_string(&self.log)

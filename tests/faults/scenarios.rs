@@ -208,8 +208,10 @@ impl Run {
             .chain(&retired)
             .map(Relay::producer_replacements)
             .sum();
+        let mut notes = notes;
         if relay.exited().is_none() {
             allowances.late = relay.late_reports().await;
+            notes.push(relay.redrive_note().await);
             relay.signal("TERM");
             let status = relay.exit_status(Duration::from_secs(30)).await;
             assert!(
