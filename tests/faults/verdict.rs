@@ -64,6 +64,10 @@ pub struct DuplicateCauses {
     pub timed_out: usize,
     /// None of these: a broken promise.
     pub unexplained: usize,
+    /// Of the unexplained, copies produced during the same attempt as another copy: one request
+    /// written twice by the producer itself (its resend after the idempotent producer's epoch
+    /// was bumped, e.g. by another record timing out in flight).
+    pub within_one_request: usize,
 }
 
 impl DuplicateCauses {
@@ -153,8 +157,8 @@ impl Counts {
     pub fn duplicates_text(&self) -> String {
         let d = &self.duplicates;
         format!(
-            "duplicates by cause: relay killed {}, producer replaced {}, timed out {}, unexplained {}",
-            d.relay_killed, d.producer_replaced, d.timed_out, d.unexplained
+            "duplicates by cause: relay killed {}, producer replaced {}, timed out {}, unexplained {} ({} within one request)",
+            d.relay_killed, d.producer_replaced, d.timed_out, d.unexplained, d.within_one_request
         )
     }
 
@@ -261,7 +265,7 @@ pub fn judge(
                 );
                 if counts.duplicates.unexplained > unexplained_before {
                     violations.push(format!(
-                        "{name}: written {} times, the relay could have known: {}",
+                        "{name}: written {} times, none of the causes the relay cannot know: {}",
                         found.len(),
                         history(found, entries, &attribution, &attempts[key])
                     ));
@@ -483,9 +487,16 @@ fn explain_duplicates(
     causes: &mut DuplicateCauses,
 ) {
     let extra = found.len() - 1;
-    let unanswered: Vec<&Entry> = found
+    let producers: Vec<usize> = found
         .iter()
-        .filter_map(|record| attribution.get(&(record.partition, record.offset)))
+        .filter_map(|record| attribution.get(&(record.partition, record.offset)).copied())
+        .collect();
+    let mut distinct = producers.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    causes.within_one_request += producers.len() - distinct.len();
+    let unanswered: Vec<&Entry> = producers
+        .iter()
         .map(|&index| &entries[index])
         .filter(|entry| !entry.is_2xx())
         .take(extra)
@@ -795,7 +806,13 @@ mod tests {
             Allowances::default(),
         );
         assert_eq!(found.len(), 3, "{found:?}");
-        assert_eq!(counts.duplicates.unexplained, 1);
+        assert_eq!(
+            (
+                counts.duplicates.unexplained,
+                counts.duplicates.within_one_request
+            ),
+            (1, 1)
+        );
         let slow = Entry {
             answered: ok.sent + BUDGET + Duration::from_millis(600),
             ..ok
@@ -836,7 +853,13 @@ mod tests {
         let (counts, found) = judged(Allowances::default());
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("written 2 times"), "{found:?}");
-        assert_eq!(counts.duplicates.unexplained, 1);
+        assert_eq!(
+            (
+                counts.duplicates.unexplained,
+                counts.duplicates.within_one_request
+            ),
+            (1, 0)
+        );
         assert_eq!(
             (
                 counts.landed_after_503,
