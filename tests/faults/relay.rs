@@ -120,22 +120,21 @@ impl Relay {
     /// The value of one series of `/metrics`, labels included as the exposition writes them
     /// (0 if absent).
     pub async fn metric(&self, series: &str) -> f64 {
-        let Some((_, text)) = self.admin_get("/metrics").await else {
-            return 0.0;
-        };
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        series_value(&self.metrics_text().await, series)
+    }
+
+    /// Its `/metrics` exposition (empty if it does not answer).
+    async fn metrics_text(&self) -> String {
+        self.admin_get("/metrics")
+            .await
+            .map(|(_, text)| text)
+            .unwrap_or_default()
     }
 
     /// Its delivery reports that came after the request had been answered 5xx
     /// (`bp_relay_late_reports_total`; all 0 from a relay without the counter).
     pub async fn late_reports(&self) -> LateReports {
-        let text = self
-            .admin_get("/metrics")
-            .await
-            .map(|(_, text)| text)
-            .unwrap_or_default();
+        let text = self.metrics_text().await;
         let count = |outcome: &str| {
             sum_of_series(
                 &text,
@@ -155,11 +154,7 @@ impl Relay {
     /// a stored record, written again, or told to wait; original signings accepted outside the
     /// window; entries forgotten because the memory was full.
     pub async fn redrive_note(&self) -> String {
-        let text = self
-            .admin_get("/metrics")
-            .await
-            .map(|(_, text)| text)
-            .unwrap_or_default();
+        let text = self.metrics_text().await;
         let answers = |answer: &str| {
             sum_of_series(
                 &text,
@@ -167,18 +162,13 @@ impl Relay {
                 &format!("answer=\"{answer}\""),
             )
         };
-        let plain = |name: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-                .unwrap_or(0.0)
-        };
         format!(
             "relay's redrive answers stored {} / written {} / pending {}, original signings accepted past the window {}, forgotten {}",
             answers("stored"),
             answers("written"),
             answers("pending"),
-            plain("bp_relay_redrive_original_signings_total"),
-            plain("bp_relay_redrive_forgotten_total")
+            series_value(&text, "bp_relay_redrive_original_signings_total"),
+            series_value(&text, "bp_relay_redrive_forgotten_total")
         )
     }
 
@@ -248,6 +238,14 @@ impl Drop for Relay {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of one series (name and labels exactly as exposed) in a Prometheus text
+/// exposition, 0 if absent.
+fn series_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// The sum of the series of metric `name` whose labels include `label` (`key="value"`), in a
