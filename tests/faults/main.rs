@@ -199,7 +199,7 @@ fn summary_table(rows: &[Row], took: Duration) -> String {
         retry::MAX_ATTEMPTS,
         retry::RETRY_TAIL.as_secs()
     );
-    let _ = writeln!(table, "| scenario | result | sent | 2xx | 503 | other | records | landed after 503 | missing | duplicates (relay killed / producer replaced / timed out / unexplained, of which within one request) | late reports (landed, caught share / timed_out / failed / untracked) | retries (original / fresh; deliveries) | retries 2xx (from memory) / 401 stale | 401 / unauthenticated | slowest answer | notes |");
+    let _ = writeln!(table, "| scenario | result | sent | 2xx | 503 | other | records | landed after 503 | missing | duplicates (relay killed / producer replaced / timed out / producer resend / unexplained) | late reports (landed, caught share / timed_out / failed / untracked) | retries (original / fresh; deliveries) | retries 2xx (from memory) / 401 stale | 401 / unauthenticated | slowest answer | notes |");
     let _ = writeln!(
         table,
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|---|"
@@ -212,7 +212,7 @@ fn summary_table(rows: &[Row], took: Duration) -> String {
                 let (d, l, r) = (&c.duplicates, &c.late, &c.retries);
                 let _ = writeln!(
                     table,
-                    "| {title} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({} / {} / {} / {}, {}) | {}, {} / {} / {} / {} | {} / {}; {} | {} ({}) / {} | {} / {} | {:.2} s | {} |",
+                    "| {title} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({} / {} / {} / {} / {}) | {}, {} / {} / {} / {} | {} / {}; {} | {} ({}) / {} | {} / {} | {:.2} s | {} |",
                     if row.passed() { "ok" } else { "FAILED" },
                     c.sent,
                     c.ok,
@@ -225,8 +225,8 @@ fn summary_table(rows: &[Row], took: Duration) -> String {
                     d.relay_killed,
                     d.producer_replaced,
                     d.timed_out,
+                    d.producer_resend,
                     d.unexplained,
-                    d.within_one_request,
                     l.landed,
                     c.caught_text(),
                     l.timed_out,

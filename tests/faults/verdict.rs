@@ -13,8 +13,12 @@
 //!   relay was taken away and whose original signing was stale before a relay was back;
 //! - no delivery is written twice, except where the relay cannot know a record's fate: a relay
 //!   killed or stopped with the record unanswered, a producer replaced after a fatal error, a
-//!   record librdkafka timed out in flight (`bp_relay_late_reports_total{outcome="timed_out"}`).
-//!   Each duplicate is counted with its cause; one without a cause fails the scenario.
+//!   record librdkafka timed out in flight (`bp_relay_late_reports_total{outcome="timed_out"}`,
+//!   each one excusing one copy of a delivery answered 5xx), and what librdkafka resends under a
+//!   new epoch after such a timeout (two copies from one request: seen with every broker paused
+//!   or two stopped, a whole in-flight window of one partition written again, 2xx'd records
+//!   included). Each duplicate is counted with its cause; one without a cause fails the
+//!   scenario.
 //!
 //! Each record is attributed to the attempt during which the relay produced it: its create time
 //! falls between that attempt's send and answer (attempts of one delivery never overlap). A 2xx
@@ -62,17 +66,22 @@ pub struct DuplicateCauses {
     pub producer_replaced: usize,
     /// librdkafka timed a record out in flight.
     pub timed_out: usize,
+    /// Copies produced during the same attempt as another copy: one request written twice by
+    /// the producer itself. librdkafka resends what it had in flight under a new epoch once a
+    /// record timed out in flight (the idempotent producer's epoch bump): excused when the
+    /// relay reported a record timed out, unexplained otherwise.
+    pub producer_resend: usize,
     /// None of these: a broken promise.
     pub unexplained: usize,
-    /// Of the unexplained, copies produced during the same attempt as another copy: one request
-    /// written twice by the producer itself (its resend after the idempotent producer's epoch
-    /// was bumped, e.g. by another record timing out in flight).
-    pub within_one_request: usize,
 }
 
 impl DuplicateCauses {
     pub fn total(&self) -> usize {
-        self.relay_killed + self.producer_replaced + self.timed_out + self.unexplained
+        self.relay_killed
+            + self.producer_replaced
+            + self.timed_out
+            + self.producer_resend
+            + self.unexplained
     }
 }
 
@@ -157,8 +166,8 @@ impl Counts {
     pub fn duplicates_text(&self) -> String {
         let d = &self.duplicates;
         format!(
-            "duplicates by cause: relay killed {}, producer replaced {}, timed out {}, unexplained {} ({} within one request)",
-            d.relay_killed, d.producer_replaced, d.timed_out, d.unexplained, d.within_one_request
+            "duplicates by cause: relay killed {}, producer replaced {}, timed out {}, producer resend after a timeout {}, unexplained {}",
+            d.relay_killed, d.producer_replaced, d.timed_out, d.producer_resend, d.unexplained
         )
     }
 
@@ -477,8 +486,10 @@ fn unix_ms(time: SystemTime) -> i64 {
         .map_or(0, |since| since.as_millis() as i64)
 }
 
-/// Gives each extra copy of one delivery a cause, from the records produced during attempts
-/// that were not answered 2xx (the copies whose fate the relay may not have known).
+/// Gives each extra copy of one delivery a cause. A second copy produced during the same
+/// attempt as another is the producer's own resend; the other extra copies are explained by the
+/// attempts not answered 2xx that produced one (the copies whose fate the relay may not have
+/// known).
 fn explain_duplicates(
     found: &[&Record],
     entries: &[Entry],
@@ -487,19 +498,24 @@ fn explain_duplicates(
     causes: &mut DuplicateCauses,
 ) {
     let extra = found.len() - 1;
-    let producers: Vec<usize> = found
+    let mut producers: Vec<usize> = found
         .iter()
         .filter_map(|record| attribution.get(&(record.partition, record.offset)).copied())
         .collect();
-    let mut distinct = producers.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    causes.within_one_request += producers.len() - distinct.len();
+    let attributed = producers.len();
+    producers.sort_unstable();
+    producers.dedup();
+    let resent = attributed - producers.len();
+    if allowances.late.timed_out > 0 {
+        causes.producer_resend += resent;
+    } else {
+        causes.unexplained += resent;
+    }
     let unanswered: Vec<&Entry> = producers
         .iter()
         .map(|&index| &entries[index])
         .filter(|entry| !entry.is_2xx())
-        .take(extra)
+        .take(extra - resent)
         .collect();
     for entry in &unanswered {
         if allowances.lost_after.is_some_and(|at| entry.sent < at) {
@@ -512,7 +528,7 @@ fn explain_duplicates(
             causes.unexplained += 1;
         }
     }
-    causes.unexplained += extra - unanswered.len();
+    causes.unexplained += extra - resent - unanswered.len();
 }
 
 /// One delivery's records and attempts, for a violation.
@@ -809,9 +825,9 @@ mod tests {
         assert_eq!(
             (
                 counts.duplicates.unexplained,
-                counts.duplicates.within_one_request
+                counts.duplicates.producer_resend
             ),
-            (1, 1)
+            (1, 0)
         );
         let slow = Entry {
             answered: ok.sent + BUDGET + Duration::from_millis(600),
@@ -856,7 +872,7 @@ mod tests {
         assert_eq!(
             (
                 counts.duplicates.unexplained,
-                counts.duplicates.within_one_request
+                counts.duplicates.producer_resend
             ),
             (1, 0)
         );
@@ -893,6 +909,47 @@ mod tests {
         });
         assert!(found.is_empty(), "{found:?}");
         assert_eq!((counts.duplicates.timed_out, counts.late.timed_out), (1, 1));
+    }
+
+    #[test]
+    fn two_copies_from_one_request_are_excused_only_after_a_record_timed_out() {
+        let (ok, record) = acked("k1", 0);
+        let resent = Record {
+            offset: 66,
+            ..record.clone()
+        };
+        let records = [record, resent];
+        let (counts, found) = judge(
+            std::slice::from_ref(&ok),
+            &records,
+            TOPIC,
+            BUDGET,
+            Allowances::default(),
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(counts.duplicates.unexplained, 1);
+        let (counts, found) = judge(
+            &[ok],
+            &records,
+            TOPIC,
+            BUDGET,
+            Allowances {
+                late: LateReports {
+                    timed_out: 1,
+                    ..LateReports::default()
+                },
+                ..Allowances::default()
+            },
+        );
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(
+            (
+                counts.duplicates.producer_resend,
+                counts.duplicates.timed_out,
+                counts.duplicates.unexplained
+            ),
+            (1, 0, 0)
+        );
     }
 
     #[test]
