@@ -319,7 +319,10 @@ async fn send_until_stopped(
         if stopping.load(Ordering::SeqCst) {
             break;
         }
-        let signing = if seq % 2 == 0 {
+        // Alternating over the signed deliveries (the n-th signed one is `seq` less the
+        // unauthenticated before it), so that each way of signing retries gets half of them.
+        let nth_signed = seq - seq / UNAUTHENTICATED_EVERY;
+        let signing = if nth_signed % 2 == 0 {
             Signing::Original
         } else {
             Signing::Fresh
