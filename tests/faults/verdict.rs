@@ -119,6 +119,9 @@ pub struct Counts {
     pub landed_after_503: usize,
     /// Records produced during an attempt whose connection was lost.
     pub landed_after_lost: usize,
+    /// Records whose create time falls in none of their delivery's attempts: none is expected
+    /// (the relay leaves the timestamp to the producer); their copies cannot be explained.
+    pub unattributed: usize,
     /// Signed deliveries without a record, and how many of them are excused (their relay was
     /// taken away and their original signing was stale before a relay was back).
     pub missing: usize,
@@ -134,12 +137,13 @@ impl Counts {
     /// The line printed per scenario.
     pub fn line(&self) -> String {
         format!(
-            "sent {} / 2xx {} / 503 {} / other {} / records {} / landed after 503 {} / missing {} / duplicates {}; {}; {}; {} (unauthenticated {}, 401 {}; slowest answer {:.2} s)",
+            "sent {} / 2xx {} / 503 {} / other {} / records {} ({} not attributed to an attempt) / landed after 503 {} / missing {} / duplicates {}; {}; {}; {} (unauthenticated {}, 401 {}; slowest answer {:.2} s)",
             self.sent,
             self.ok,
             self.unavailable,
             self.other,
             self.records,
+            self.unattributed,
             self.landed_after_503,
             self.missing_text(),
             self.duplicates.total(),
@@ -284,14 +288,16 @@ pub fn judge(
         }
     }
     for record in records {
-        if let Some(&index) = attribution.get(&(record.partition, record.offset)) {
-            match &entries[index].outcome {
-                Outcome::Answered { status, .. } if *status == StatusCode::SERVICE_UNAVAILABLE => {
-                    counts.landed_after_503 += 1
-                }
-                Outcome::Lost(_) => counts.landed_after_lost += 1,
-                Outcome::Answered { .. } => {}
+        let Some(&index) = attribution.get(&(record.partition, record.offset)) else {
+            counts.unattributed += 1;
+            continue;
+        };
+        match &entries[index].outcome {
+            Outcome::Answered { status, .. } if *status == StatusCode::SERVICE_UNAVAILABLE => {
+                counts.landed_after_503 += 1
             }
+            Outcome::Lost(_) => counts.landed_after_lost += 1,
+            Outcome::Answered { .. } => {}
         }
     }
 
@@ -771,9 +777,10 @@ mod tests {
                 counts.landed_after_503,
                 counts.refused,
                 counts.missing,
-                counts.duplicates.total()
+                counts.duplicates.total(),
+                counts.unattributed
             ),
-            (2, 1, 1, 1, 1, 0, 0)
+            (2, 1, 1, 1, 1, 0, 0, 0)
         );
     }
 
@@ -825,9 +832,11 @@ mod tests {
         assert_eq!(
             (
                 counts.duplicates.unexplained,
-                counts.duplicates.producer_resend
+                counts.duplicates.producer_resend,
+                counts.unattributed
             ),
-            (1, 0)
+            (1, 0, 1),
+            "the stranger is attributed to no attempt"
         );
         let slow = Entry {
             answered: ok.sent + BUDGET + Duration::from_millis(600),
