@@ -1,13 +1,14 @@
 //! Bounded load and its ledger: several senders post distinct signed deliveries at a steady
 //! pace, with a bound on each one's requests in flight, a few unauthenticated ones among them,
-//! and note every answer (or lost connection) with its timing. A delivery is sent once: the harness measures what the relay answered, it does
-//! not play Authvia's retries.
+//! and note every answer (or lost connection) with its timing. A signed delivery answered
+//! anything but 2xx is sent again as Authvia would ([`crate::retry`]); each attempt is an entry of
+//! the ledger.
 
 use std::{
     net::SocketAddr,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, OnceLock, RwLock,
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -28,7 +29,7 @@ use tokio::{
     time::MissedTickBehavior,
 };
 
-use crate::{cluster::PARTITIONS, relay::SECRET};
+use crate::{cluster::PARTITIONS, relay::SECRET, retry::Redrive};
 
 /// Concurrent senders.
 pub const SENDERS: usize = 8;
@@ -58,6 +59,21 @@ pub struct Delivery {
     pub body: Bytes,
     /// Signed with the relay's secret; otherwise with a wrong one (must get 401, write nothing).
     pub signed: bool,
+    /// X-AUTHVIA-TIMESTAMP of its first attempt (Unix seconds): what a retry with the original
+    /// signing carries again.
+    pub signed_at: i64,
+    /// How its retries are signed. Authvia's docs do not say whether a retry is signed afresh or
+    /// carries the first attempt's headers: the load does both, half of the deliveries each.
+    pub retry_signing: Signing,
+}
+
+/// The X-AUTHVIA-* headers of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// The first attempt's headers, timestamp and all.
+    Original,
+    /// Signed again at the attempt's time.
+    Fresh,
 }
 
 impl Delivery {
@@ -70,6 +86,16 @@ impl Delivery {
             key,
             body: Bytes::from(serde_json::to_vec(&process).unwrap()),
             signed,
+            signed_at: unix_now(),
+            retry_signing: Signing::Original,
+        }
+    }
+
+    /// The same delivery, its retries signed as `signing` says.
+    pub fn retried_with(self, signing: Signing) -> Delivery {
+        Delivery {
+            retry_signing: signing,
+            ..self
         }
     }
 
@@ -81,25 +107,32 @@ impl Delivery {
             as i32
     }
 
-    /// Signed headers as Authvia sends them (a fresh value per delivery: no replay).
-    fn headers(&self) -> HeaderMap {
+    /// Signed headers as Authvia sends them: its first attempt's, or signed now.
+    fn headers(&self, signing: Signing) -> HeaderMap {
         let secret = if self.signed {
             SECRET
         } else {
             "whsec_not_the_relays"
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let mut headers =
-            signature::signed_headers(secret, &self.key, now).expect("the key is a header value");
+        let timestamp = match signing {
+            Signing::Original => self.signed_at,
+            Signing::Fresh => unix_now(),
+        };
+        let mut headers = signature::signed_headers(secret, &self.key, timestamp)
+            .expect("the key is a header value");
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
         headers
     }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// Where the relay says a 2xx record is.
@@ -127,7 +160,13 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub delivery: Delivery,
+    /// 0 for the first attempt, then 1, 2... for the retries.
+    pub attempt: u32,
+    /// How this attempt was signed (the first is the original).
+    pub signing: Signing,
     pub sent: Instant,
+    /// `sent` on the wall clock, to compare with a record's timestamp.
+    pub sent_at: SystemTime,
     pub answered: Instant,
     pub outcome: Outcome,
 }
@@ -146,6 +185,19 @@ impl Entry {
         self.status().is_some_and(|status| status.is_success())
     }
 
+    /// A retry.
+    pub fn is_retry(&self) -> bool {
+        self.attempt > 0
+    }
+
+    /// The error `code` of a non-2xx answer.
+    pub fn code(&self) -> Option<&str> {
+        match &self.outcome {
+            Outcome::Answered { code, .. } => code.as_deref(),
+            Outcome::Lost(_) => None,
+        }
+    }
+
     /// A 503.
     pub fn is_503(&self) -> bool {
         self.status() == Some(StatusCode::SERVICE_UNAVAILABLE)
@@ -161,6 +213,10 @@ impl Entry {
 pub struct Load {
     ledger: Arc<Mutex<Vec<Entry>>>,
     stopping: Arc<AtomicBool>,
+    /// When [`Load::stop`] was called: retries go on for a bounded time after it.
+    stopped_at: Arc<OnceLock<Instant>>,
+    /// The URL every request (new or retried) goes to: another relay's after [`Load::retarget`].
+    target: Arc<RwLock<String>>,
     senders: Vec<JoinHandle<()>>,
 }
 
@@ -169,12 +225,22 @@ impl Load {
     pub fn start(url: &str, tag: &str) -> Load {
         let ledger = Arc::new(Mutex::new(Vec::new()));
         let stopping = Arc::new(AtomicBool::new(false));
+        let stopped_at = Arc::new(OnceLock::new());
+        let target = Arc::new(RwLock::new(url.to_owned()));
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let redrive = Redrive::new(
+            client.clone(),
+            target.clone(),
+            ledger.clone(),
+            stopped_at.clone(),
+        );
         let senders = (0..SENDERS)
             .map(|sender| {
                 tokio::spawn(send_until_stopped(
-                    url.to_owned(),
+                    client.clone(),
+                    target.clone(),
                     format!("{tag}-s{sender}"),
-                    ledger.clone(),
+                    redrive.clone(),
                     stopping.clone(),
                 ))
             })
@@ -182,8 +248,16 @@ impl Load {
         Load {
             ledger,
             stopping,
+            stopped_at,
+            target,
             senders,
         }
+    }
+
+    /// Sends every request from now on, retries included, to `url` (a relay that replaced the
+    /// first one).
+    pub fn retarget(&self, url: &str) {
+        *self.target.write().unwrap() = url.to_owned();
     }
 
     /// How many entries so far match `predicate`.
@@ -201,8 +275,10 @@ impl Load {
         self.ledger.lock().unwrap().push(entry);
     }
 
-    /// Stops starting requests, waits for those in flight, and returns the ledger.
+    /// Stops starting deliveries, waits for those in flight and for their retries (which give up
+    /// a bounded time after this call), and returns the ledger.
     pub async fn stop(mut self) -> Vec<Entry> {
+        let _ = self.stopped_at.set(Instant::now());
         self.stopping.store(true, Ordering::SeqCst);
         for sender in self.senders.drain(..) {
             sender.await.expect("a sender panicked");
@@ -220,13 +296,15 @@ impl Drop for Load {
     }
 }
 
+/// One sender: a delivery every [`PACE`], each one's retries in the same task as its first
+/// attempt (its slot freed once the first answer is in).
 async fn send_until_stopped(
-    url: String,
+    client: HttpClient,
+    target: Arc<RwLock<String>>,
     tag: String,
-    ledger: Arc<Mutex<Vec<Entry>>>,
+    redrive: Redrive,
     stopping: Arc<AtomicBool>,
 ) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let slots = Arc::new(Semaphore::new(IN_FLIGHT_PER_SENDER));
     let mut requests = JoinSet::new();
     let mut pace = tokio::time::interval(PACE);
@@ -241,12 +319,22 @@ async fn send_until_stopped(
         if stopping.load(Ordering::SeqCst) {
             break;
         }
-        let delivery = Delivery::new(format!("{tag}-{seq}"), seq % UNAUTHENTICATED_EVERY != 0);
-        let (client, url, ledger) = (client.clone(), url.clone(), ledger.clone());
+        // Alternating over the signed deliveries (the n-th signed one is `seq` less the
+        // unauthenticated before it), so that each way of signing retries gets half of them.
+        let nth_signed = seq - seq / UNAUTHENTICATED_EVERY;
+        let signing = if nth_signed % 2 == 0 {
+            Signing::Original
+        } else {
+            Signing::Fresh
+        };
+        let delivery = Delivery::new(format!("{tag}-{seq}"), seq % UNAUTHENTICATED_EVERY != 0)
+            .retried_with(signing);
+        let url = target.read().unwrap().clone();
+        let (client, redrive) = (client.clone(), redrive.clone());
         requests.spawn(async move {
-            let entry = post(&client, &url, delivery).await;
-            ledger.lock().unwrap().push(entry);
+            let first = post(&client, &url, delivery, 0, Signing::Original).await;
             drop(slot);
+            redrive.follow(first).await;
         });
         while let Some(done) = requests.try_join_next() {
             done.expect("a request task panicked");
@@ -257,12 +345,23 @@ async fn send_until_stopped(
     }
 }
 
-async fn post(client: &Client<HttpConnector, Full<Bytes>>, url: &str, delivery: Delivery) -> Entry {
+/// The client every request of a load goes through.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Sends attempt `attempt` of `delivery`, signed as `signing` says: its ledger entry.
+pub async fn post(
+    client: &HttpClient,
+    url: &str,
+    delivery: Delivery,
+    attempt: u32,
+    signing: Signing,
+) -> Entry {
     let mut request = Request::post(url)
         .body(Full::new(delivery.body.clone()))
         .unwrap();
-    *request.headers_mut() = delivery.headers();
+    *request.headers_mut() = delivery.headers(signing);
     let sent = Instant::now();
+    let sent_at = SystemTime::now();
     let outcome = match tokio::time::timeout(HANG, client.request(request)).await {
         Err(_) => Outcome::Lost(format!("no answer within {HANG:?}")),
         Ok(Err(error)) => Outcome::Lost(format!("{error:?}")),
@@ -270,7 +369,10 @@ async fn post(client: &Client<HttpConnector, Full<Bytes>>, url: &str, delivery: 
     };
     Entry {
         delivery,
+        attempt,
+        signing,
         sent,
+        sent_at,
         answered: Instant::now(),
         outcome,
     }
@@ -307,6 +409,7 @@ where
 pub struct HeldRequest {
     delivery: Delivery,
     sent: Instant,
+    sent_at: SystemTime,
     rest: Bytes,
     chunks: mpsc::Sender<Bytes>,
     answer: JoinHandle<Outcome>,
@@ -326,7 +429,7 @@ impl HeldRequest {
         let mut request = Request::post("/webhooks/business-processes")
             .body(ChannelBody(received))
             .unwrap();
-        *request.headers_mut() = delivery.headers();
+        *request.headers_mut() = delivery.headers(Signing::Original);
         request.headers_mut().insert(
             header::HOST,
             HeaderValue::from_str(&ingress.to_string()).unwrap(),
@@ -337,6 +440,7 @@ impl HeldRequest {
         );
         let half = delivery.body.len() / 2;
         let sent = Instant::now();
+        let sent_at = SystemTime::now();
         chunks
             .send(delivery.body.slice(..half))
             .await
@@ -352,6 +456,7 @@ impl HeldRequest {
         HeldRequest {
             delivery,
             sent,
+            sent_at,
             rest,
             chunks,
             answer,
@@ -366,7 +471,10 @@ impl HeldRequest {
         let outcome = self.answer.await.expect("the held request's task");
         Entry {
             delivery: self.delivery,
+            attempt: 0,
+            signing: Signing::Original,
             sent: self.sent,
+            sent_at: self.sent_at,
             answered: Instant::now(),
             outcome,
         }

@@ -11,6 +11,12 @@
 //! the test fails at the end, naming them. Node 2 advertises a proxy in the harness to clients
 //! in every scenario ([`proxy`]): it only forwards, except in g, where it makes the node slow.
 //!
+//! The load retries like Authvia (issue 17, item 3; [`retry`]): every signed delivery not
+//! answered 2xx is sent again, half with its original signing, half signed afresh, soon and then
+//! after the (short) signing window, until a 2xx. The verdict then asserts that no delivery is
+//! missing and none is written twice except where the relay cannot know a record's fate (relay
+//! killed, producer replaced, record timed out in flight), each counted with its cause.
+//!
 //! Output: one line per scenario on stderr as it finishes, the table in
 //! target/fault-matrix/summary.md, each relay's log in target/fault-matrix/<scenario>-relay.log
 //! and the cluster's logs in target/fault-matrix/cluster/node-*/kafka.log.
@@ -24,6 +30,7 @@ mod load;
 mod proxy;
 mod readback;
 mod relay;
+mod retry;
 mod scenarios;
 mod verdict;
 mod wait;
@@ -182,19 +189,30 @@ fn summary_table(rows: &[Row], took: Duration) -> String {
         load::IN_FLIGHT_PER_SENDER,
         load::UNAUTHENTICATED_EVERY
     );
-    let _ = writeln!(table, "| scenario | result | sent | 2xx | 503 | other | records | landed after 503 | duplicates | 401 / unauthenticated | slowest answer | notes |");
     let _ = writeln!(
         table,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "Retries as Authvia's: every signed delivery not answered 2xx is sent again {} s after the answer, then once its original signing is past the window (`--signature-tolerance {}s`), then every {} s until a 2xx (at most {} attempts, none later than {} s after the load stopped); half of the deliveries with their first attempt's headers, half signed afresh. \
+         Counts of sent, 2xx, 503 and other are of first attempts; a duplicate is a record beyond the first of a delivery, with its cause; late reports are the last relay's `bp_relay_late_reports_total`.\n",
+        retry::RETRY_DELAY.as_secs(),
+        retry::WINDOW.as_secs(),
+        retry::RETRY_BACKOFF.as_secs(),
+        retry::MAX_ATTEMPTS,
+        retry::RETRY_TAIL.as_secs()
+    );
+    let _ = writeln!(table, "| scenario | result | sent | 2xx | 503 | other | records | landed after 503 | missing | duplicates (relay killed / producer replaced / timed out / producer resend / unexplained) | late reports (landed, caught share / timed_out / failed / untracked) | retries (original / fresh; deliveries) | retries 2xx (from memory) / 401 stale | 401 / unauthenticated | slowest answer | notes |");
+    let _ = writeln!(
+        table,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|---|"
     );
     for row in rows {
         let title = format!("{}. {}", row.scenario.id, row.scenario.title);
         match &row.outcome {
             Ok(report) => {
                 let c = &report.counts;
+                let (d, l, r) = (&c.duplicates, &c.late, &c.retries);
                 let _ = writeln!(
                     table,
-                    "| {title} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {:.2} s | {} |",
+                    "| {title} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({} / {} / {} / {} / {}) | {}, {} / {} / {} / {} | {} / {}; {} | {} ({}) / {} | {} / {} | {:.2} s | {} |",
                     if row.passed() { "ok" } else { "FAILED" },
                     c.sent,
                     c.ok,
@@ -202,7 +220,24 @@ fn summary_table(rows: &[Row], took: Duration) -> String {
                     c.other,
                     c.records,
                     c.landed_after_503,
-                    c.duplicates,
+                    c.missing_text(),
+                    d.total(),
+                    d.relay_killed,
+                    d.producer_replaced,
+                    d.timed_out,
+                    d.producer_resend,
+                    d.unexplained,
+                    l.landed,
+                    c.caught_text(),
+                    l.timed_out,
+                    l.failed,
+                    l.untracked,
+                    r.original,
+                    r.fresh,
+                    r.deliveries,
+                    r.ok,
+                    r.from_memory,
+                    r.stale,
                     c.refused,
                     c.unauthenticated,
                     c.max_latency.as_secs_f64(),
@@ -212,7 +247,7 @@ fn summary_table(rows: &[Row], took: Duration) -> String {
             Err(panic) => {
                 let _ = writeln!(
                     table,
-                    "| {title} | FAILED | | | | | | | | | | {} |",
+                    "| {title} | FAILED | | | | | | | | | | | | | | {} |",
                     panic.lines().next().unwrap_or_default().replace('|', "/")
                 );
             }

@@ -24,6 +24,8 @@ pub struct Record {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    /// Its timestamp (the producer's create time), Unix milliseconds: when the relay produced it.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// Every record of `topic`, from the beginning to the high watermarks read at the start.
@@ -86,6 +88,7 @@ fn read_blocking(bootstrap: &str, topic: &str) -> Vec<Record> {
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().unwrap_or_default().to_vec(),
+            timestamp_ms: message.timestamp().to_millis(),
         });
     }
     records

@@ -14,13 +14,16 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-use crate::wait::eventually;
+use crate::{verdict::LateReports, wait::eventually};
 
 /// The binary under test (the profile of this test build).
 const BIN: &str = env!("CARGO_BIN_EXE_bp-relay");
 
 /// The signing secret of every relay here.
 pub const SECRET: &str = "whsec_faults_4b1e";
+
+/// The relay's log message when a producer failed fatally (src/kafka/supervisor.rs).
+const PRODUCER_REPLACED: &str = "The Kafka producer failed fatally; replacing it.";
 
 /// How long a relay may take to connect to the cluster and log its startup line.
 const STARTUP: Duration = Duration::from_secs(30);
@@ -114,14 +117,68 @@ impl Relay {
             .is_some_and(|(status, _)| status == StatusCode::OK)
     }
 
-    /// The value of an unlabelled series of `/metrics` (0 if absent).
+    /// The value of one series of `/metrics`, labels included as the exposition writes them
+    /// (0 if absent).
     pub async fn metric(&self, series: &str) -> f64 {
-        let Some((_, text)) = self.admin_get("/metrics").await else {
-            return 0.0;
+        series_value(&self.metrics_text().await, series)
+    }
+
+    /// Its `/metrics` exposition (empty if it does not answer).
+    async fn metrics_text(&self) -> String {
+        self.admin_get("/metrics")
+            .await
+            .map(|(_, text)| text)
+            .unwrap_or_default()
+    }
+
+    /// Its delivery reports that came after the request had been answered 5xx
+    /// (`bp_relay_late_reports_total`; all 0 from a relay without the counter).
+    pub async fn late_reports(&self) -> LateReports {
+        let text = self.metrics_text().await;
+        let count = |outcome: &str| {
+            sum_of_series(
+                &text,
+                "bp_relay_late_reports_total",
+                &format!("outcome=\"{outcome}\""),
+            ) as u64
         };
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        LateReports {
+            landed: count("landed"),
+            failed: count("failed"),
+            timed_out: count("timed_out"),
+            untracked: count("untracked"),
+        }
+    }
+
+    /// What its redrive memory did (issue 17), for the scenario's notes: redrives answered from
+    /// a stored record, written again, or told to wait; original signings accepted outside the
+    /// window; entries forgotten because the memory was full.
+    pub async fn redrive_note(&self) -> String {
+        let text = self.metrics_text().await;
+        let answers = |answer: &str| {
+            sum_of_series(
+                &text,
+                "bp_relay_redrive_answers_total",
+                &format!("answer=\"{answer}\""),
+            )
+        };
+        format!(
+            "relay's redrive answers stored {} / written {} / pending {}, original signings accepted past the window {}, forgotten {}",
+            answers("stored"),
+            answers("written"),
+            answers("pending"),
+            series_value(&text, "bp_relay_redrive_original_signings_total"),
+            series_value(&text, "bp_relay_redrive_forgotten_total")
+        )
+    }
+
+    /// How many times its log says it replaced its producer after a fatal error.
+    pub fn producer_replacements(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains(PRODUCER_REPLACED))
+            .count()
     }
 
     async fn admin_get(&self, path: &str) -> Option<(StatusCode, String)> {
@@ -183,6 +240,29 @@ impl Drop for Relay {
     }
 }
 
+/// The value of one series (name and labels exactly as exposed) in a Prometheus text
+/// exposition, 0 if absent.
+fn series_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The sum of the series of metric `name` whose labels include `label` (`key="value"`), in a
+/// Prometheus text exposition: whatever other labels the series carry.
+fn sum_of_series(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.split_once("} ")?;
+            labels
+                .split(',')
+                .any(|pair| pair == label)
+                .then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum()
+}
+
 /// The value after `flag` in `flags`, if given (`--flag value` or `--flag=value`).
 fn flag_value<'a>(flags: &'a [String], flag: &str) -> Option<&'a str> {
     flags.iter().enumerate().rev().find_map(|(index, arg)| {
@@ -192,4 +272,29 @@ fn flag_value<'a>(flags: &'a [String], flag: &str) -> Option<&'a str> {
             arg.strip_prefix(flag)?.strip_prefix('=')
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sum_of_series;
+
+    #[test]
+    fn a_labelled_counter_is_summed_over_its_other_labels() {
+        let text = "# TYPE bp_relay_late_reports_total counter\n\
+            bp_relay_late_reports_total{outcome=\"landed\",route=\"a\"} 3\n\
+            bp_relay_late_reports_total{route=\"b\",outcome=\"landed\"} 2\n\
+            bp_relay_late_reports_total{outcome=\"timed_out\"} 7\n\
+            bp_relay_late_reports_total_other{outcome=\"landed\"} 100\n";
+        let sum = |outcome: &str| {
+            sum_of_series(
+                text,
+                "bp_relay_late_reports_total",
+                &format!("outcome=\"{outcome}\""),
+            )
+        };
+        assert_eq!(
+            (sum("landed"), sum("timed_out"), sum("untracked")),
+            (5.0, 7.0, 0.0)
+        );
+    }
 }

@@ -28,6 +28,7 @@ use crate::{
     proxy::SlowProxy,
     readback::read_topic,
     relay::Relay,
+    retry::WINDOW,
     verdict::{judge, Allowances, Counts},
     wait::eventually,
 };
@@ -108,11 +109,13 @@ fn every_partition_acknowledged_since(load: &Load, since: Instant) -> bool {
     })
 }
 
-/// Violations: 2xx answers to requests that started at or after `from` and were answered before
-/// `until`, a window in which `why` and no record could be acknowledged.
+/// Violations: 2xx answers to deliveries first sent at or after `from` and answered before
+/// `until`, a window in which `why` and no record could be acknowledged. (A retry may get a 2xx
+/// from memory then, naming a record that landed before; the verdict checks that record.)
 fn acknowledged_within(entries: &[Entry], from: Instant, until: Instant, why: &str) -> Vec<String> {
     entries
         .iter()
+        .filter(|entry| !entry.is_retry())
         .filter(|entry| entry.is_2xx() && entry.sent >= from && entry.answered < until)
         .map(|entry| format!("{}: 2xx while {why}", entry.delivery.key))
         .collect()
@@ -122,15 +125,24 @@ fn acknowledged_within(entries: &[Entry], from: Instant, until: Instant, why: &s
 struct Run {
     scenario: &'static str,
     topics: Topics,
+    /// Every flag of its relays.
+    flags: Vec<String>,
     relay: Relay,
+    /// Relays it killed or stopped and replaced (their logs are read at the end).
+    retired: Vec<Relay>,
     load: Load,
 }
 
 impl Run {
-    /// Fresh topics, a relay on them with `flags`, load flowing (2xx answers coming back).
+    /// Fresh topics, a relay on them with `flags` (and the matrix's short signing window), load
+    /// flowing (2xx answers coming back).
     async fn start(world: &World, scenario: &'static str, flags: &[String]) -> Run {
         let topics = world.cluster.create_topics(scenario).await;
         let mut all_flags = topics.args();
+        all_flags.extend([
+            "--signature-tolerance".to_owned(),
+            format!("{}s", WINDOW.as_secs()),
+        ]);
         all_flags.extend_from_slice(flags);
         let log = world.out_dir.join(format!("{scenario}-relay.log"));
         let relay = Relay::start(&world.cluster.bootstrap(), &all_flags, log).await;
@@ -143,9 +155,26 @@ impl Run {
         Run {
             scenario,
             topics,
+            flags: all_flags,
             relay,
+            retired: Vec::new(),
             load,
         }
+    }
+
+    /// Starts a relay in place of the one that was killed or stopped (as its supervisor would),
+    /// with the same flags, and sends the load and its retries to it once it is ready.
+    async fn replace_relay(&mut self, world: &World) {
+        let log = world
+            .out_dir
+            .join(format!("{}-replacement-relay.log", self.scenario));
+        let relay = Relay::start(&world.cluster.bootstrap(), &self.flags, log).await;
+        eventually("the replacement relay to be ready", RECOVERY_BOUND, || {
+            relay.ready()
+        })
+        .await;
+        self.load.retarget(&relay.process_url());
+        self.retired.push(std::mem::replace(&mut self.relay, relay));
     }
 
     async fn relay_ready(&self) -> bool {
@@ -169,10 +198,20 @@ impl Run {
             scenario,
             topics,
             mut relay,
+            retired,
             load,
+            ..
         } = self;
         let entries = load.stop().await;
+        let mut allowances = allowances;
+        allowances.producer_replacements = std::iter::once(&relay)
+            .chain(&retired)
+            .map(Relay::producer_replacements)
+            .sum();
+        let mut notes = notes;
         if relay.exited().is_none() {
+            allowances.late = relay.late_reports().await;
+            notes.push(relay.redrive_note().await);
             relay.signal("TERM");
             let status = relay.exit_status(Duration::from_secs(30)).await;
             assert!(

@@ -191,7 +191,10 @@ pub async fn stop_two_of_three_brokers(world: &World) -> Report {
     let during: Vec<_> = entries
         .iter()
         .filter(|entry| {
-            entry.delivery.signed && entry.sent >= minority && entry.answered <= restarting
+            entry.delivery.signed
+                && !entry.is_retry()
+                && entry.sent >= minority
+                && entry.answered <= restarting
         })
         .collect();
     let acknowledged = during.iter().filter(|entry| entry.is_2xx()).count();

@@ -1,5 +1,6 @@
 //! Faults of the relay itself: killed (e) or stopped (f) mid-load. Every 2xx it gave before is in
-//! Kafka; a stopped relay first answers what it had in flight and exits 0 within its grace.
+//! Kafka; a stopped relay first answers what it had in flight and exits 0 within its grace. Then
+//! another relay takes its place, as a supervisor would start one, and gets the retries.
 
 use std::time::{Duration, Instant};
 
@@ -34,14 +35,19 @@ pub async fn kill_the_relay(world: &World) -> Report {
         },
     )
     .await;
+    let replacing = Instant::now();
+    run.replace_relay(world).await;
     let notes = vec![format!(
-        "{acknowledged} 2xx before the kill, all must be in Kafka"
+        "{acknowledged} 2xx before the kill, all must be in Kafka; a replacement ready {:.1} s after the kill, {:.1} s to start",
+        killed.elapsed().as_secs_f64(),
+        replacing.elapsed().as_secs_f64()
     )];
     let (mut report, _) = run
         .finish(
             world,
             Allowances {
                 lost_after: Some(killed),
+                ..Allowances::default()
             },
             notes,
         )
@@ -113,16 +119,19 @@ pub async fn terminate_the_relay(world: &World) -> Report {
             "exited with {status} after {took:?}: expected 0 within --shutdown-grace {GRACE:?}"
         ));
     }
+    run.replace_relay(world).await;
     let notes = vec![format!(
-        "{held_ok} of {HELD} requests held in flight at SIGTERM answered 2xx; exit code {} {:.1} s after the signal",
+        "{held_ok} of {HELD} requests held in flight at SIGTERM answered 2xx; exit code {} {:.1} s after the signal; a replacement ready {:.1} s after it",
         status.code().map_or("none".to_owned(), |code| code.to_string()),
-        took.as_secs_f64()
+        took.as_secs_f64(),
+        terminated.elapsed().as_secs_f64()
     )];
     let (mut report, _) = run
         .finish(
             world,
             Allowances {
                 lost_after: Some(terminated),
+                ..Allowances::default()
             },
             notes,
         )

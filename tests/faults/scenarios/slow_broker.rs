@@ -62,7 +62,10 @@ pub async fn one_slow_broker(world: &World) -> Report {
         let sent: Vec<&Entry> = entries
             .iter()
             .filter(|entry| {
-                entry.delivery.signed && entry.sent >= slow_from && entry.sent < answerable_by
+                entry.delivery.signed
+                    && !entry.is_retry()
+                    && entry.sent >= slow_from
+                    && entry.sent < answerable_by
             })
             .filter(|entry| slow_partitions.contains(&entry.delivery.partition()) == slow)
             .collect();
