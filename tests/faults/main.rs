@@ -22,7 +22,7 @@
 //! and the cluster's logs in target/fault-matrix/cluster/node-*/kafka.log.
 //!
 //! Environment: BP_RELAY_FAULTS_SCENARIOS=a,c runs only those; BP_RELAY_FAULTS_RELAY_ARGS adds
-//! relay flags in scenario g (the slow broker), to compare settings under it;
+//! relay flags in every scenario, to compare settings under the faults;
 //! BP_RELAY_KAFKA_SCRIPT names scripts/kafka.sh.
 
 mod cluster;

@@ -144,6 +144,13 @@ impl Run {
             format!("{}s", WINDOW.as_secs()),
         ]);
         all_flags.extend_from_slice(flags);
+        // BP_RELAY_FAULTS_RELAY_ARGS (space-separated): settings to compare under every fault.
+        all_flags.extend(
+            std::env::var("BP_RELAY_FAULTS_RELAY_ARGS")
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from),
+        );
         let log = world.out_dir.join(format!("{scenario}-relay.log"));
         let relay = Relay::start(&world.cluster.bootstrap(), &all_flags, log).await;
         eventually("the relay to be ready", RECOVERY_BOUND, || relay.ready()).await;

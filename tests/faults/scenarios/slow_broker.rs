@@ -10,15 +10,9 @@ use crate::{cluster::PARTITIONS, load::Entry, verdict::Allowances, wait::eventua
 const SLOW: Duration = Duration::from_secs(20);
 const SLOW_LATENCY: Duration = Duration::from_millis(4500);
 
-/// g. The proxied node answers 4.5 s late for 20 s mid-load. Extra relay flags come from
-/// BP_RELAY_FAULTS_RELAY_ARGS (space-separated), to compare settings under a slow broker.
+/// g. The proxied node answers 4.5 s late for 20 s mid-load.
 pub async fn one_slow_broker(world: &World) -> Report {
-    let flags: Vec<String> = std::env::var("BP_RELAY_FAULTS_RELAY_ARGS")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    let run = Run::start(world, "g", &flags).await;
+    let run = Run::start(world, "g", &[]).await;
     let leaders = world.cluster.leaders(&run.topics.processes).await;
     let slow_partitions: Vec<i32> = (0..PARTITIONS)
         .filter(|partition| leaders[*partition as usize] == PROXIED_NODE as i32)
