@@ -216,6 +216,9 @@ impl Run {
             .map(Relay::producer_replacements)
             .sum();
         let mut notes = notes;
+        if let Ok(extra) = std::env::var("BP_RELAY_FAULTS_RELAY_ARGS") {
+            notes.push(format!("relay flags added: {extra}"));
+        }
         if relay.exited().is_none() {
             allowances.late = relay.late_reports().await;
             notes.push(relay.redrive_note().await);

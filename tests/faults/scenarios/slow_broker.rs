@@ -42,9 +42,6 @@ pub async fn one_slow_broker(world: &World) -> Report {
     )
     .await;
     let mut notes = Vec::new();
-    if !flags.is_empty() {
-        notes.push(format!("relay flags {flags:?}"));
-    }
     if leaders_after != leaders {
         notes.push(format!("leadership moved while the node was slow: {leaders:?} -> {leaders_after:?} (rates below use the first)"));
     }
