@@ -355,6 +355,7 @@ async fn main() -> anyhow::Result<()> {
         &relay.kafka,
         &args.brokers,
         relay.listeners.max_body.as_u64(),
+        relay.message_timeout(),
     )
     .map_err(|e| anyhow!("the relay's producer settings: {e}"))?;
     let producer: FutureProducer = client.create()?;

@@ -111,8 +111,12 @@ impl Prepared<Publisher> {
     fn kafka(config: &Config, brokers: &str) -> Result<Self, BuildError> {
         let registry = Registry::new();
         let health = health(config);
-        let client_config =
-            kafka::client_config(&config.kafka, brokers, config.listeners.max_body.as_u64())?;
+        let client_config = kafka::client_config(
+            &config.kafka,
+            brokers,
+            config.listeners.max_body.as_u64(),
+            config.message_timeout(),
+        )?;
         let publisher = Publisher::build(
             &client_config,
             ClientMetrics::register(&registry)?,

@@ -6,7 +6,7 @@
 //! which `App::build` calls before any port is bound, so every configuration mistake ends the
 //! process with exit code 64 and one line.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use secrecy::SecretString;
 
@@ -20,7 +20,7 @@ mod telemetry;
 
 pub use kafka::{
     librdkafka_property, Compression, Kafka, KafkaOption, SaslMechanism, SecurityProtocol,
-    AUTHVIA_DEADLINE, RESERVED_OPTIONS, STATISTICS_INTERVAL,
+    AUTHVIA_DEADLINE, LATE_LANDING_MESSAGE_TIMEOUT, RESERVED_OPTIONS, STATISTICS_INTERVAL,
 };
 pub use lifecycle::Lifecycle;
 pub use listeners::Listeners;
@@ -94,6 +94,22 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// How long librdkafka tries to deliver a record (`message.timeout.ms`): as given, else
+    /// long enough for a 503'd record to land and be remembered while this relay answers
+    /// redrives with such records, else the request's own budget (a 503 then mostly means "not
+    /// in Kafka", and a record another replica's retry writes again is rarely a duplicate).
+    pub fn message_timeout(&self) -> Duration {
+        let answers_from_memory =
+            self.signing.single_writer && !self.signing.redrive_horizon.is_zero();
+        self.kafka
+            .kafka_message_timeout
+            .unwrap_or(if answers_from_memory {
+                LATE_LANDING_MESSAGE_TIMEOUT
+            } else {
+                self.kafka.ack_timeout
+            })
     }
 }
 
@@ -321,14 +337,24 @@ mod tests {
     #[test]
     fn the_message_timeout_is_at_least_the_ack_timeout_and_bounded() {
         assert_eq!(
-            parse(&[]).unwrap().kafka.message_timeout(),
-            Duration::from_secs(4),
-            "the ack timeout by default"
+            parse(&[]).unwrap().message_timeout(),
+            Duration::from_secs(60),
+            "long enough to land, for a relay that answers redrives with late records"
         );
+        for answers_nothing_from_memory in
+            [&["--single-writer", "off"][..], &["--redrive-horizon", "0"]]
+        {
+            assert_eq!(
+                parse(answers_nothing_from_memory)
+                    .unwrap()
+                    .message_timeout(),
+                Duration::from_secs(4),
+                "the ack timeout with {answers_nothing_from_memory:?}"
+            );
+        }
         assert_eq!(
             parse(&["--kafka-message-timeout", "30s"])
                 .unwrap()
-                .kafka
                 .message_timeout(),
             Duration::from_secs(30)
         );

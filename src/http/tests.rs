@@ -691,8 +691,13 @@ mod against_the_mock_cluster {
         let config = config(extra);
         let registry = Registry::new();
         let health = Arc::new(Health::new(Duration::from_secs(3), 0.8));
-        let client =
-            kafka::client_config(&config.kafka, &cluster.bootstrap_servers(), 1 << 20).unwrap();
+        let client = kafka::client_config(
+            &config.kafka,
+            &cluster.bootstrap_servers(),
+            1 << 20,
+            config.message_timeout(),
+        )
+        .unwrap();
         let publisher = Publisher::build(
             &client,
             ClientMetrics::register(&registry).unwrap(),

@@ -11,7 +11,8 @@ use crate::config::{ConfigError, Kafka, RECORD_HEADROOM, STATISTICS_INTERVAL};
 const LIBRDKAFKA_MESSAGE_MAX: u64 = 1_000_000;
 
 /// The producer configuration for `config`, with `brokers` as bootstrap servers, for records
-/// whose value is at most `max_body` bytes.
+/// whose value is at most `max_body` bytes, kept at most `message_timeout` by the producer
+/// ([`crate::config::Config::message_timeout`]).
 ///
 /// # Errors
 /// The SASL password file cannot be read.
@@ -19,6 +20,7 @@ pub fn client_config(
     config: &Kafka,
     brokers: &str,
     max_body: u64,
+    message_timeout: std::time::Duration,
 ) -> Result<ClientConfig, ConfigError> {
     let mut client = ClientConfig::new();
     client
@@ -36,10 +38,13 @@ pub fn client_config(
             "linger.ms",
             (config.kafka_linger.as_secs_f64() * 1000.0).to_string(),
         )
-        // How long a record answered 503 may still land (see docs/reliability.md).
+        // How long a record answered 503 may still land (see docs/reliability.md). A produce
+        // request times out at the lower of socket.timeout.ms (60 s) and its records' remaining
+        // time, so a record is given up only with its request, and a broker that answers
+        // nothing for 60 s loses its connection (socket.max.fails 1) whatever this is.
         .set(
             "message.timeout.ms",
-            config.message_timeout().as_millis().to_string(),
+            message_timeout.as_millis().to_string(),
         )
         .set(
             "queue.buffering.max.messages",
@@ -125,7 +130,13 @@ mod tests {
         .iter()
         .chain(extra);
         let config = Config::try_parse_from(args).unwrap();
-        client_config(&config.kafka, "k:9092", config.listeners.max_body.as_u64()).unwrap()
+        client_config(
+            &config.kafka,
+            "k:9092",
+            config.listeners.max_body.as_u64(),
+            config.message_timeout(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -134,7 +145,7 @@ mod tests {
         assert_eq!(client.get("acks"), Some("all"));
         assert_eq!(client.get("enable.idempotence"), Some("true"));
         assert_eq!(client.get("partitioner"), Some("murmur2_random"));
-        assert_eq!(client.get("message.timeout.ms"), Some("4000"));
+        assert_eq!(client.get("message.timeout.ms"), Some("60000"));
         assert_eq!(client.get("compression.type"), Some("lz4"));
         assert_eq!(client.get("socket.nagle.disable"), Some("true"));
         assert_eq!(client.get("linger.ms"), Some("0"));
