@@ -211,8 +211,8 @@ impl Counts {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Allowances {
     /// The relay was killed or stopped at this instant (and replaced): requests may lose their
-    /// connection from then on, and a record of an attempt sent before it and not answered 2xx
-    /// may be written again.
+    /// connection from then on, and the record of an attempt sent before it, or that lost its
+    /// connection to it, may be written again (the fates died with the relay).
     pub lost_after: Option<Instant>,
     /// Producers the relays replaced after a fatal error (their logs say so).
     pub producer_replacements: usize,
@@ -524,7 +524,10 @@ fn explain_duplicates(
         .take(extra - resent)
         .collect();
     for entry in &unanswered {
-        if allowances.lost_after.is_some_and(|at| entry.sent < at) {
+        // Answered before the kill by the relay that died with the record's fate, or cut off
+        // by its death (sent whenever: the relay lives a moment after the harness notes the kill).
+        let cut_off = lost_allowed(entry, allowances) && matches!(entry.outcome, Outcome::Lost(_));
+        if cut_off || allowances.lost_after.is_some_and(|at| entry.sent < at) {
             causes.relay_killed += 1;
         } else if allowances.producer_replacements > 0 {
             causes.producer_replaced += 1;
@@ -898,6 +901,22 @@ mod tests {
             lost_after: Some(entries[0].sent + Duration::from_millis(1)),
             ..Allowances::default()
         });
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(counts.duplicates.relay_killed, 1);
+
+        // Sent just after the harness noted the kill, cut off by it.
+        let mut cut_off = entries.clone();
+        cut_off[0].outcome = Outcome::Lost("reset".into());
+        let (counts, found) = judge(
+            &cut_off,
+            &records,
+            TOPIC,
+            BUDGET,
+            Allowances {
+                lost_after: Some(entries[0].sent - Duration::from_millis(1)),
+                ..Allowances::default()
+            },
+        );
         assert!(found.is_empty(), "{found:?}");
         assert_eq!(counts.duplicates.relay_killed, 1);
 
