@@ -5,6 +5,8 @@
 //! From the top of the house down; a module uses only modules below it (no cycle).
 //! - [`app`]: builds the live service from a [`Config`] (or checks it, for `check-config`),
 //!   runs it until shutdown, then drains. Owns the embedded mock cluster of the quick start.
+//! - [`parts`]: builds every shared part once (authenticator, replay guard, redrive memory,
+//!   body budget, ingress); the app serves them, tests and benches build the same.
 //! - [`http`]: the webhook ingress: routes, body limit, the handler; logs and counts each
 //!   failure once. [`admin`]: `/metrics`, `/healthz`, `/readyz` on their own listener.
 //!   [`server`]: the accept loop both listeners share, and the bounds of each connection
@@ -29,8 +31,8 @@
 //! - [`record`]: the record contract (CloudEvents Kafka binding, binary mode) and the choice of
 //!   topic, including dead-letter routing.
 //! - [`replay`]: the replay guard, in memory or in Redis.
-//! - [`webhook`]: the domain: `Webhook::parse` finds the key and checks known fields.
-//!   [`health`]: readiness. [`traceparent`]: trace context. [`samples`]: the sample
+//! - [`route`]: the webhook URL paths, each a `Route`. [`webhook`]: the domain:
+//!   `Webhook::parse` finds the key and checks known fields. [`health`]: readiness. [`traceparent`]: trace context. [`samples`]: the sample
 //!   deliveries of `docs/examples/`.
 
 // The house's floor (linkerd2-proxy sets the same): idioms of the edition, no unsafe code
