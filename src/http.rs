@@ -27,9 +27,10 @@ use crate::{
     publish::{Delivered, Publish, Unacknowledged},
     record::{self, Envelope, Outgoing, Topics},
     redrive::{self, Claim, Failed, Redrives},
+    replay::Digest,
     response,
     route::{self, Route},
-    signature::Authenticator,
+    signature::{Admitted, Authenticator},
     telemetry,
     traceparent::TraceParent,
     webhook::{EventKind, Rejection, Rules, Webhook},
@@ -208,13 +209,64 @@ impl<P: Publish> Ingress<P> {
         let deadline =
             tokio::time::Instant::now() + self.ack_timeout.saturating_sub(started.elapsed());
         let received = record::now_millis();
+        let Received {
+            body,
+            digest,
+            admitted,
+        } = self.receive(kind, request, deadline).await?;
+        let envelope = Envelope {
+            kind,
+            digest,
+            received,
+            traceparent,
+        };
+        let parsed = Webhook::parse(kind, &body, &self.rules);
+        let Outgoing {
+            topic,
+            record,
+            rejection,
+        } = self.topics.outgoing(&envelope, parsed, body);
+        access.key.clone_from(&record.key);
+        access.topic = Some(topic.to_owned());
+        let delivered = self
+            .write(topic, record, access.key.as_deref(), admitted, deadline)
+            .await
+            .inspect_err(|error| {
+                if let Error::Publish(failure) = error {
+                    self.metrics
+                        .delivery_failed(kind, failure.reason, started.elapsed());
+                }
+            })?;
+        if !delivered.stored_before {
+            self.count_stored(kind, rejection.as_ref(), started);
+        }
+        Ok(Stored {
+            topic,
+            delivered: delivered.at,
+            rejection,
+            stored_before: delivered.stored_before,
+        })
+    }
+
+    /// Authenticates a request and reads its body: the headers first (outside the window only
+    /// a remembered 5xx'd delivery's signing goes on), then the body within the budget, then
+    /// the window again and the replay guard.
+    async fn receive<B>(
+        &self,
+        kind: EventKind,
+        request: Request<B>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Received, Error>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let (parts, body) = request.into_parts();
         let now = (self.clock)();
         let mut verified = self.authenticator.verify(kind, &parts.headers, now)?;
         if let Some(signed_at) = verified.signed_at() {
             self.metrics.signing_received(kind, signed_at, now);
         }
-        // Outside the window only a remembered 5xx'd delivery's signing goes on.
         verified.recall(&self.redrives, deadline).await?;
         // Held until the answer: the body lives in this request until then.
         let mut share = self.body_budget.share();
@@ -231,57 +283,54 @@ impl<P: Publish> Ingress<P> {
                 deadline,
             )
             .await?;
-        let envelope = Envelope {
-            kind,
+        Ok(Received {
+            body,
             digest,
-            received,
-            traceparent,
-        };
-        let parsed = Webhook::parse(kind, &body, &self.rules);
-        let Outgoing {
-            topic,
-            record,
-            rejection,
-        } = self.topics.outgoing(&envelope, parsed, body);
-        access.key.clone_from(&record.key);
-        access.topic = Some(topic.to_owned());
+            admitted,
+        })
+    }
+
+    /// Writes `record` (its `key` apart: the record moves to the producer), unless it is a
+    /// redrive of one that landed already (then answered with that one); a record not
+    /// acknowledged in time is remembered for Authvia's redrive.
+    async fn write(
+        &self,
+        topic: &str,
+        record: record::Record,
+        key: Option<&str>,
+        admitted: Admitted,
+        deadline: tokio::time::Instant,
+    ) -> Result<Written, Error> {
         let binding = admitted.binding;
         let writer = match self.redrives.claim(binding, deadline).await? {
-            Claim::Stored(delivered) => {
-                return Ok(Stored {
-                    topic,
-                    delivered,
-                    rejection,
+            Claim::Stored(at) => {
+                return Ok(Written {
+                    at,
                     stored_before: true,
                 })
             }
             Claim::Write(writer) => writer,
         };
-        let subject = || redrive::subject(topic, access.key.as_deref());
+        let subject = || redrive::subject(topic, key);
         match self.publisher.publish(topic, record, deadline).await {
-            Ok(delivered) => {
+            Ok(at) => {
                 match writer {
-                    Some(writer) => writer.landed(subject(), delivered),
-                    None if self.redrives.watches() => self.redrives.written(subject(), delivered),
+                    Some(writer) => writer.landed(subject(), at),
+                    None if self.redrives.watches() => self.redrives.written(subject(), at),
                     None => {}
                 }
-                self.count_stored(kind, rejection.as_ref(), started);
-                Ok(Stored {
-                    topic,
-                    delivered,
-                    rejection,
+                Ok(Written {
+                    at,
                     stored_before: false,
                 })
             }
             Err(Unacknowledged { error, report }) => {
-                self.metrics
-                    .delivery_failed(kind, error.reason, started.elapsed());
                 self.redrives.failed(Failed {
                     signing: admitted.signing,
                     binding,
                     subject: subject(),
                     report,
-                    now: unix_seconds(now),
+                    now: unix_seconds((self.clock)()),
                 });
                 // After the memory took over: the writer's claim is settled by it.
                 drop(writer);
@@ -334,6 +383,20 @@ impl<P: Publish> Ingress<P> {
             self.metrics.signature_refused(*reason);
         }
     }
+}
+
+/// An authenticated request's body.
+struct Received {
+    body: Bytes,
+    digest: Digest,
+    admitted: Admitted,
+}
+
+/// Where a delivery's record is.
+struct Written {
+    at: Delivered,
+    /// An earlier copy left it: nothing was written now.
+    stored_before: bool,
 }
 
 /// A durable record and where it is.
