@@ -10,15 +10,16 @@ mod broker;
 mod client;
 mod process;
 mod redis;
+#[path = "../support/wait.rs"]
+mod wait;
 
 use std::{
     collections::{HashMap, HashSet},
-    future::Future,
     net::SocketAddr,
     ops::Index,
     path::PathBuf,
     sync::{LazyLock, Mutex, Once},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bp_relay::{kafka::Publisher, App, Config};
@@ -33,6 +34,7 @@ pub use client::{
 };
 pub use process::{run_to_end, Process};
 pub use redis::DedicatedRedis;
+pub use wait::{blocking, eventually};
 
 /// The secret every test relay is configured with, unless a test chooses others.
 pub const SECRET: &str = "whsec_integration_7c1d";
@@ -80,25 +82,6 @@ pub fn free_port() -> u16 {
         if HANDED_OUT.lock().unwrap().insert(port) {
             return port;
         }
-    }
-}
-
-/// Waits until `condition` holds, polling, or panics after `timeout` naming `what`.
-pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

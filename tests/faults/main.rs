@@ -33,6 +33,7 @@ mod relay;
 mod retry;
 mod scenarios;
 mod verdict;
+#[path = "../support/wait.rs"]
 mod wait;
 
 use std::{

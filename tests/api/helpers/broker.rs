@@ -18,17 +18,10 @@ use rdkafka::{
     ClientConfig, TopicPartitionList,
 };
 
-use super::{eventually, free_port, unique};
+use super::{blocking, eventually, free_port, unique};
 
 /// How long a test waits for records to arrive, or for a topic to get leaders.
 const KAFKA_WAIT: Duration = Duration::from_secs(30);
-
-/// Runs a blocking Kafka call on a blocking thread; a panic in it fails the test as usual.
-pub(super) async fn blocking<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(call)
-        .await
-        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
-}
 
 /// One topic on one cluster, to read back what a relay wrote.
 #[derive(Debug, Clone)]

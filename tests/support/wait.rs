@@ -1,4 +1,6 @@
-//! Bounded waits on conditions: the harness never sleeps to synchronise.
+//! Bounded waits on conditions, shared by the integration tests (`tests/api`) and the fault
+//! matrix (`tests/faults`), each of which includes this file: a test never sleeps to
+//! synchronise.
 
 use std::{
     future::Future,
@@ -6,7 +8,7 @@ use std::{
 };
 
 /// How often a condition is polled.
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(50);
 
 /// Polls `condition` until it holds and returns how long that took, or panics after `timeout`
 /// naming `what`.
@@ -30,6 +32,7 @@ where
 
 /// Runs a blocking call (librdkafka, a child process) on a blocking thread; a panic in it
 /// panics the caller.
+#[allow(dead_code)] // Each including crate uses what it needs.
 pub async fn blocking<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(call)
         .await
