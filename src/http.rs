@@ -326,7 +326,7 @@ impl<P: Publish> Ingress<P> {
             }
             Err(Unacknowledged { error, report }) => {
                 self.redrives.failed(Failed {
-                    signing: admitted.signing,
+                    signing: admitted.signing(),
                     binding,
                     subject: subject(),
                     report,

@@ -202,13 +202,13 @@ enum Admission {
 }
 
 /// A request whose body was admitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admitted {
     /// Its route and body (see [`binding`]).
     pub binding: Binding,
-    /// Its signing and the Unix second it was signed at (none without signatures): the redrive
-    /// memory remembers them if the answer is 5xx.
-    pub signing: Option<(Fingerprint, i64)>,
+    /// Its signing and the guard's margin (none without signatures): the redrive memory
+    /// remembers it if the answer is 5xx ([`Admitted::signing`]).
+    signing: Option<(Signed, i64)>,
     /// Admitted outside the window, as the original signing of a delivery answered 5xx.
     pub redrive: bool,
 }
@@ -396,29 +396,41 @@ impl Verified<'_> {
         else {
             unreachable!("checked above");
         };
-        let signing = signing_of(&signed, margin);
-        let admitted = Admitted {
-            binding: bound,
-            signing: Some((signing.fingerprint(), signed.timestamp)),
-            redrive: window != Admission::Window,
-        };
         if let Admission::Redrive(recalled) = window {
-            return if recalled == Some(bound) {
-                redrives.original_signing_accepted();
-                Ok(admitted)
-            } else {
-                Err(SignatureError::StaleTimestamp.into())
-            };
+            if recalled != Some(bound) {
+                return Err(SignatureError::StaleTimestamp.into());
+            }
+            redrives.original_signing_accepted();
+        } else {
+            replay
+                .check(
+                    signing_of(&signed, margin),
+                    bound,
+                    unix_seconds(now),
+                    deadline,
+                )
+                .await
+                .map_err(|error| match error {
+                    ReplayError::Replayed => AdmitError::from(SignatureError::Replayed),
+                    ReplayError::Unavailable(error) => error.into(),
+                    ReplayError::Full(error) => error.into(),
+                })?;
         }
-        match replay
-            .check(signing, bound, unix_seconds(now), deadline)
-            .await
-        {
-            Ok(()) => Ok(admitted),
-            Err(ReplayError::Replayed) => Err(SignatureError::Replayed.into()),
-            Err(ReplayError::Unavailable(error)) => Err(error.into()),
-            Err(ReplayError::Full(error)) => Err(error.into()),
-        }
+        Ok(Admitted {
+            binding: bound,
+            signing: Some((signed, margin)),
+            redrive: window != Admission::Window,
+        })
+    }
+}
+
+impl Admitted {
+    /// Its signing's fingerprint and the Unix second it was signed at (none without
+    /// signatures), for the redrive memory: hashed only when a delivery fails.
+    pub fn signing(&self) -> Option<(Fingerprint, i64)> {
+        self.signing
+            .as_ref()
+            .map(|(signed, margin)| (signing_of(signed, *margin).fingerprint(), signed.timestamp))
     }
 }
 
@@ -863,7 +875,7 @@ mod tests {
             .unwrap();
         assert!(!admitted.redrive);
         redrives.failed(crate::redrive::Failed {
-            signing: admitted.signing,
+            signing: admitted.signing(),
             binding: binding("bp", &[1; 32]),
             subject: 7,
             report: None,
