@@ -37,7 +37,10 @@ use bp_relay::{
 };
 use bytes::Bytes;
 use clap::Parser;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{
+    message::OwnedHeaders,
+    producer::{FutureProducer, FutureRecord, Producer},
+};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -202,7 +205,7 @@ async fn worker(
         let record = Record::accepted(&envelope, &shared.ce_source, &webhook, Bytes::from(value));
         let mut future_record = FutureRecord::<str, [u8]>::to(&shared.topic)
             .payload(&record.value[..])
-            .headers(record.headers);
+            .headers(OwnedHeaders::from(&record.headers));
         if let Some(key) = &record.key {
             future_record = future_record.key(key.as_str());
         }

@@ -10,13 +10,13 @@ use std::{path::Path, time::Duration};
 
 use secrecy::SecretString;
 
-use crate::{record::Topics, webhook::Rules};
-
 mod kafka;
 mod lifecycle;
 mod listeners;
+mod rules;
 mod signing;
 mod telemetry;
+mod topics;
 
 pub use kafka::{
     librdkafka_property, Compression, Kafka, KafkaOption, SaslMechanism, SecurityProtocol,
@@ -24,8 +24,10 @@ pub use kafka::{
 };
 pub use lifecycle::Lifecycle;
 pub use listeners::Listeners;
+pub use rules::{Pointer, Rules};
 pub use signing::{RouteSecrets, SecretList, SecretLists, Signing};
 pub use telemetry::{AccessLog, LogFormat, Telemetry};
+pub use topics::Topics;
 
 /// The relay's configuration. Field docs become `--help` and the README's table.
 // No `#[command]` attributes: the binary flattens this into its own command line twice (the

@@ -20,12 +20,12 @@ use tracing::{debug, error, field::Empty, info, warn, Instrument, Span};
 
 use crate::{
     body_budget::{self, BodyBudget, Share},
-    config::{AccessLog, Config},
+    config::{AccessLog, Config, Rules, Topics},
     error::Error,
     health::Health,
     metrics::{self, Metrics},
     publish::{Delivered, Publish, Unacknowledged},
-    record::{self, Envelope, Outgoing, Topics},
+    record::{self, Envelope, Outgoing},
     redrive::{self, Claim, Failed, Redrives},
     replay::Digest,
     response,
@@ -33,7 +33,7 @@ use crate::{
     signature::{Admitted, Authenticator},
     telemetry,
     traceparent::TraceParent,
-    webhook::{EventKind, Rejection, Rules, Webhook},
+    webhook::{EventKind, Rejection, Webhook},
 };
 
 /// Path of the `business_processes.update` subscription.
@@ -225,7 +225,7 @@ impl<P: Publish> Ingress<P> {
             topic,
             record,
             rejection,
-        } = self.topics.outgoing(&envelope, parsed, body);
+        } = Outgoing::new(&self.topics, &envelope, parsed, body);
         access.key.clone_from(&record.key);
         access.topic = Some(topic.to_owned());
         let delivered = self

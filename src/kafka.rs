@@ -21,6 +21,7 @@ use std::{
 use arc_swap::ArcSwap;
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
+    message::{Header, OwnedHeaders},
     producer::{future_producer::OwnedDeliveryResult, FutureRecord, Producer},
     ClientConfig,
 };
@@ -37,7 +38,7 @@ use generation::Generation;
 use crate::{
     health::Health,
     publish::{Delivered, FailureReason, Fate, Publish, PublishError, Unacknowledged},
-    record::Record,
+    record::{self, Record},
 };
 
 /// How often startup asks again for topics that are not there yet: soon at first (they may be
@@ -246,10 +247,10 @@ impl Publisher {
         record: Record,
         deadline: Instant,
     ) -> Result<Delivered, Unacknowledged> {
-        // librdkafka copies key and value into its queue; the headers move.
+        // librdkafka copies key, value and headers into its queue.
         let mut future_record = FutureRecord::<str, [u8]>::to(topic)
             .payload(&record.value[..])
-            .headers(record.headers);
+            .headers(OwnedHeaders::from(&record.headers));
         if let Some(key) = &record.key {
             future_record = future_record.key(key.as_str());
         }
@@ -517,6 +518,19 @@ impl Publish for Publisher {
 
     async fn flush(&self, timeout: Duration) -> bool {
         Publisher::flush(self, timeout).await.is_ok()
+    }
+}
+
+/// A record's headers as librdkafka's.
+impl From<&record::Headers> for OwnedHeaders {
+    fn from(headers: &record::Headers) -> OwnedHeaders {
+        let kafka = OwnedHeaders::new_with_capacity(11);
+        headers.iter().fold(kafka, |kafka, (key, value)| {
+            kafka.insert(Header {
+                key,
+                value: Some(value),
+            })
+        })
     }
 }
 

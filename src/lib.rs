@@ -46,12 +46,14 @@
 )]
 
 pub mod admin;
+#[cfg(feature = "kafka")]
 pub mod app;
 pub mod body_budget;
 pub mod config;
 pub mod error;
 pub mod health;
 pub mod http;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod metrics;
 pub mod parts;
@@ -74,5 +76,6 @@ pub mod webhook;
 #[cfg(test)]
 mod readme;
 
+#[cfg(feature = "kafka")]
 pub use app::App;
 pub use config::Config;

@@ -433,6 +433,7 @@ fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "kafka")]
     use crate::kafka::ClientMetrics;
 
     fn text(registry: &Registry) -> String {
@@ -517,6 +518,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "kafka")]
     fn the_list_the_dashboard_and_alerts_are_checked_against_is_the_registered_set() {
         let registry = Registry::new();
         let metrics = Metrics::register(&registry).unwrap();
@@ -546,6 +548,7 @@ mod tests {
 
     /// README's metrics table lists exactly the registered metrics, each with its type.
     #[test]
+    #[cfg(feature = "kafka")]
     fn the_readme_metrics_table_is_the_registered_set() {
         let registry = Registry::new();
         let metrics = Metrics::register(&registry).unwrap();

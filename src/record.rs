@@ -1,57 +1,20 @@
 //! The record contract: CloudEvents 1.0, Kafka protocol binding, binary mode.
 //!
 //! The value is the request body, byte for byte; the key is the process id; the event
-//! attributes travel as `ce_*` headers. [`Topics`] chooses the topic: the route's own for a
+//! attributes travel as `ce_*` headers. [`Outgoing::new`] chooses the topic: the route's own for a
 //! delivery that parsed, the dead-letter topic for one that did not. Consumer teams rely on
 //! every name here: change one only together with README.md ("Record contract") and
 //! docs/asyncapi.yaml.
 
 use bytes::Bytes;
-use rdkafka::message::{Header, OwnedHeaders};
 use time::{format_description::FormatItem, macros::format_description, OffsetDateTime};
 
 use crate::{
+    config::Topics,
     replay::Digest,
     traceparent::TraceParent,
     webhook::{EventKind, RejectReason, Rejection, Webhook},
 };
-
-/// The topics and the CloudEvents `source`: where each delivery is published.
-#[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "Routes")]
-pub struct Topics {
-    /// Topic for business_processes.update deliveries.
-    #[arg(
-        long,
-        env = "BP_RELAY_TOPIC",
-        default_value = "authvia.business-processes"
-    )]
-    pub topic: String,
-
-    /// Topic for business_processes_actions.update deliveries.
-    #[arg(
-        long,
-        env = "BP_RELAY_ACTIONS_TOPIC",
-        default_value = "authvia.business-process-actions"
-    )]
-    pub actions_topic: String,
-
-    /// Topic for authenticated deliveries that are not a valid business process or action.
-    #[arg(
-        long,
-        env = "BP_RELAY_DEAD_LETTER_TOPIC",
-        default_value = "authvia.webhooks.dead-letter"
-    )]
-    pub dead_letter_topic: String,
-
-    /// CloudEvents `source` attribute of every record.
-    #[arg(
-        long,
-        env = "BP_RELAY_CE_SOURCE",
-        default_value = "urn:authvia:webhooks"
-    )]
-    pub ce_source: String,
-}
 
 /// A record and the topic it goes to.
 #[derive(Debug)]
@@ -62,70 +25,37 @@ pub struct Outgoing<'a> {
     pub rejection: Option<Rejection>,
 }
 
-impl Topics {
-    /// The three topics, in the order the relay checks them at startup.
-    pub fn names(&self) -> [&str; 3] {
-        [&self.topic, &self.actions_topic, &self.dead_letter_topic]
-    }
-
+impl<'a> Outgoing<'a> {
     /// The record for a delivery and its topic: the route's topic when the body parsed, the
     /// dead-letter topic when it did not.
-    pub fn outgoing(
-        &self,
+    pub fn new(
+        topics: &'a Topics,
         envelope: &Envelope,
         parsed: Result<Webhook, Rejection>,
         body: Bytes,
-    ) -> Outgoing<'_> {
+    ) -> Outgoing<'a> {
         match parsed {
             Ok(webhook) => {
                 let topic = match envelope.kind {
-                    EventKind::BusinessProcess => &self.topic,
-                    EventKind::Action => &self.actions_topic,
+                    EventKind::BusinessProcess => &topics.topic,
+                    EventKind::Action => &topics.actions_topic,
                 };
                 Outgoing {
                     topic,
-                    record: Record::accepted(envelope, &self.ce_source, &webhook, body),
+                    record: Record::accepted(envelope, &topics.ce_source, &webhook, body),
                     rejection: None,
                 }
             }
             Err(rejection) => {
-                let record = Record::dead_letter(envelope, &self.ce_source, &rejection, body);
+                let record = Record::dead_letter(envelope, &topics.ce_source, &rejection, body);
                 Outgoing {
-                    topic: &self.dead_letter_topic,
+                    topic: &topics.dead_letter_topic,
                     record,
                     rejection: Some(rejection),
                 }
             }
         }
     }
-
-    /// Checks the topic names: valid for Kafka, and the dead-letter topic apart.
-    ///
-    /// # Errors
-    /// The first bad name, as one line naming the flag.
-    pub fn validate(&self) -> Result<(), String> {
-        for (flag, topic) in [
-            ("--topic", &self.topic),
-            ("--actions-topic", &self.actions_topic),
-            ("--dead-letter-topic", &self.dead_letter_topic),
-        ] {
-            if topic.is_empty() || topic.len() > 249 || !topic.chars().all(is_topic_char) {
-                return Err(format!(
-                    "{flag} {topic:?} is not a valid Kafka topic name (letters, digits, '.', '_', '-', at most 249)"
-                ));
-            }
-        }
-        if self.dead_letter_topic == self.topic || self.dead_letter_topic == self.actions_topic {
-            return Err(
-                "--dead-letter-topic must differ from the business-process topics".to_owned(),
-            );
-        }
-        Ok(())
-    }
-}
-
-fn is_topic_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
 /// The `bp_relay_route` value of a dead letter: the path segment of the route it came in on.
@@ -191,7 +121,33 @@ pub struct Record {
     /// The request body, unchanged.
     pub value: Bytes,
     /// The CloudEvents headers.
-    pub headers: OwnedHeaders,
+    pub headers: Headers,
+}
+
+/// A record's headers, in the order the contract lists them: names from [`header`], values as
+/// text. Free of the Kafka client, which copies them into its own at send time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(&'static str, String)>);
+
+impl Headers {
+    /// Room for every header a record can carry (base eight plus version or dead-letter three).
+    const CAPACITY: usize = 11;
+
+    fn push(&mut self, name: &'static str, value: impl Into<String>) {
+        self.0.push((name, value.into()));
+    }
+
+    /// The value of the header `name`, if the record has it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    }
+
+    /// Every header, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.0.iter().map(|(name, value)| (*name, value.as_str()))
+    }
 }
 
 impl Record {
@@ -199,7 +155,7 @@ impl Record {
     pub fn accepted(envelope: &Envelope, source: &str, webhook: &Webhook, body: Bytes) -> Record {
         let mut headers = base_headers(envelope, source, Some(&webhook.key), JSON);
         if let Some(version) = &webhook.version {
-            headers = add(headers, header::PROCESS_VERSION, version);
+            headers.push(header::PROCESS_VERSION, version);
         }
         Record {
             key: Some(webhook.key.clone()),
@@ -221,10 +177,10 @@ impl Record {
         } else {
             JSON
         };
-        let headers = base_headers(envelope, source, rejection.key.as_deref(), content_type);
-        let headers = add(headers, header::DEAD_LETTER_REASON, rejection.reason.code());
-        let headers = add(headers, header::DEAD_LETTER_DETAIL, &rejection.detail);
-        let headers = add(headers, header::ROUTE, route_header(envelope.kind));
+        let mut headers = base_headers(envelope, source, rejection.key.as_deref(), content_type);
+        headers.push(header::DEAD_LETTER_REASON, rejection.reason.code());
+        headers.push(header::DEAD_LETTER_DETAIL, &rejection.detail);
+        headers.push(header::ROUTE, route_header(envelope.kind));
         Record {
             key: rejection.key.clone(),
             value: body,
@@ -241,35 +197,25 @@ fn base_headers(
     source: &str,
     subject: Option<&str>,
     content_type: &str,
-) -> OwnedHeaders {
+) -> Headers {
     // A UTC time always formats; the fallback keeps the header present regardless.
     let time = envelope
         .received
         .to_offset(time::UtcOffset::UTC)
         .format(CE_TIME)
         .unwrap_or_else(|_| envelope.received.unix_timestamp().to_string());
-    let mut headers = OwnedHeaders::new_with_capacity(10);
-    headers = add(headers, header::SPECVERSION, "1.0");
-    headers = add(headers, header::ID, &hex::encode(envelope.digest));
-    headers = add(headers, header::SOURCE, source);
-    headers = add(headers, header::TYPE, envelope.kind.event_type());
+    let mut headers = Headers(Vec::with_capacity(Headers::CAPACITY));
+    headers.push(header::SPECVERSION, "1.0");
+    headers.push(header::ID, hex::encode(envelope.digest));
+    headers.push(header::SOURCE, source);
+    headers.push(header::TYPE, envelope.kind.event_type());
     if let Some(subject) = subject {
-        headers = add(headers, header::SUBJECT, subject);
+        headers.push(header::SUBJECT, subject);
     }
-    headers = add(headers, header::TIME, &time);
-    headers = add(
-        headers,
-        header::TRACEPARENT,
-        &envelope.traceparent.to_string(),
-    );
-    add(headers, header::CONTENT_TYPE, content_type)
-}
-
-fn add(headers: OwnedHeaders, key: &str, value: &str) -> OwnedHeaders {
-    headers.insert(Header {
-        key,
-        value: Some(value),
-    })
+    headers.push(header::TIME, time);
+    headers.push(header::TRACEPARENT, envelope.traceparent.to_string());
+    headers.push(header::CONTENT_TYPE, content_type);
+    headers
 }
 
 /// Receipt time truncated to milliseconds, the precision `ce_time` promises.
@@ -281,8 +227,6 @@ pub fn now_millis() -> OffsetDateTime {
 
 #[cfg(test)]
 mod tests {
-    use rdkafka::message::Headers;
-
     use super::*;
 
     fn envelope() -> Envelope {
@@ -297,15 +241,10 @@ mod tests {
         }
     }
 
-    fn header_map(headers: &OwnedHeaders) -> Vec<(String, String)> {
+    fn header_map(headers: &Headers) -> Vec<(String, String)> {
         headers
             .iter()
-            .map(|h| {
-                (
-                    h.key.to_owned(),
-                    String::from_utf8(h.value.unwrap().to_vec()).unwrap(),
-                )
-            })
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect()
     }
 

@@ -6,9 +6,11 @@
 //! time and an addition must never lose an event. A body that fails is a [`Rejection`], which
 //! the caller routes to the dead-letter topic.
 
-use std::{fmt, str::FromStr};
+use std::fmt;
 
 use serde_json::value::RawValue;
+
+use crate::config::{Pointer, Rules};
 
 mod json;
 mod shape;
@@ -46,87 +48,6 @@ impl EventKind {
         match self {
             Self::BusinessProcess => shape::BUSINESS_PROCESS,
             Self::Action => shape::ACTION,
-        }
-    }
-}
-
-/// A JSON pointer (RFC 6901), checked to be non-empty and to start with `/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pointer(String);
-
-impl Pointer {
-    /// The pointer text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Pointer {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.starts_with('/') && s.len() > 1 {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(format!(
-                "{s:?} is not a JSON pointer to a field (expected e.g. /id)"
-            ))
-        }
-    }
-}
-
-/// Where to find the key and which fields are required, per kind (configurable because
-/// Authvia has not confirmed most field names).
-#[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "Routes")]
-pub struct Rules {
-    /// JSON pointer to the process id in a business process (the record key).
-    #[arg(long, env = "BP_RELAY_KEY_POINTER", default_value = "/id")]
-    pub key_pointer: Pointer,
-
-    /// JSON pointer to the owning process id in an action (the record key).
-    #[arg(
-        long,
-        env = "BP_RELAY_ACTIONS_KEY_POINTER",
-        default_value = "/businessProcess"
-    )]
-    pub actions_key_pointer: Pointer,
-
-    /// JSON pointer to the process version, copied to the `ce_processversion` header.
-    #[arg(long, env = "BP_RELAY_VERSION_POINTER", default_value = "/version")]
-    pub version_pointer: Pointer,
-
-    /// Top-level fields a business process must have (names Authvia has not confirmed).
-    #[arg(
-        long,
-        env = "BP_RELAY_REQUIRED_FIELDS",
-        value_delimiter = ',',
-        default_value = "id,partner,merchant,customer,status,expiration,actions,addresses"
-    )]
-    pub required_fields: Vec<String>,
-
-    /// Top-level fields an action must have.
-    #[arg(
-        long,
-        env = "BP_RELAY_ACTIONS_REQUIRED_FIELDS",
-        value_delimiter = ',',
-        default_value = "id,type,status"
-    )]
-    pub actions_required_fields: Vec<String>,
-}
-
-impl Rules {
-    fn key(&self, kind: EventKind) -> &Pointer {
-        match kind {
-            EventKind::BusinessProcess => &self.key_pointer,
-            EventKind::Action => &self.actions_key_pointer,
-        }
-    }
-
-    fn required(&self, kind: EventKind) -> &[String] {
-        match kind {
-            EventKind::BusinessProcess => &self.required_fields,
-            EventKind::Action => &self.actions_required_fields,
         }
     }
 }
@@ -223,9 +144,9 @@ impl Webhook {
                 None,
             ));
         };
-        let key = find_key(&object, rules.key(kind))?;
+        let key = find_key(&object, key_pointer(rules, kind))?;
         let with_key = |reason, detail: String| reject(reason, detail, Some(key.clone()));
-        for name in rules.required(kind) {
+        for name in required_fields(rules, kind) {
             if !object.contains(name) {
                 return Err(with_key(
                     RejectReason::MissingField,
@@ -249,6 +170,22 @@ fn reject(reason: RejectReason, detail: impl Into<String>, key: Option<String>) 
         reason,
         detail: detail.into(),
         key,
+    }
+}
+
+/// Where the record key of a `kind` delivery is.
+fn key_pointer(rules: &Rules, kind: EventKind) -> &Pointer {
+    match kind {
+        EventKind::BusinessProcess => &rules.key_pointer,
+        EventKind::Action => &rules.actions_key_pointer,
+    }
+}
+
+/// The top-level fields a `kind` delivery must have.
+fn required_fields(rules: &Rules, kind: EventKind) -> &[String] {
+    match kind {
+        EventKind::BusinessProcess => &rules.required_fields,
+        EventKind::Action => &rules.actions_required_fields,
     }
 }
 

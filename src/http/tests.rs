@@ -13,7 +13,6 @@ use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Frame;
 use prometheus::Registry;
-use rdkafka::message::Headers as _;
 
 use super::*;
 use crate::{
@@ -604,12 +603,10 @@ async fn each_dead_letter_reason_is_routed_to_the_dead_letter_topic_with_a_2xx()
     for ((topic, record), (body, reason)) in published.iter().zip(&cases) {
         assert_eq!(topic, "authvia.webhooks.dead-letter");
         assert_eq!(&record.value[..], &body[..], "the exact body is kept");
-        let header = record
-            .headers
-            .iter()
-            .find(|h| h.key == "bp_relay_dead_letter_reason")
-            .unwrap();
-        assert_eq!(header.value, Some(reason.code().as_bytes()));
+        assert_eq!(
+            record.headers.get("bp_relay_dead_letter_reason"),
+            Some(reason.code())
+        );
     }
     let text = String::from_utf8(metrics::encode(&registry).1).unwrap();
     assert!(
@@ -673,6 +670,7 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(mut future: F) -> Opt
     .await
 }
 
+#[cfg(feature = "kafka")]
 mod against_the_mock_cluster {
     //! The real producer against librdkafka's mock cluster: what a broker does matters here.
 
