@@ -249,12 +249,12 @@ async fn confirm_topics(
 impl<P: Publish> App<P> {
     /// Reloads the signing secrets files while running, when there is one (either route's).
     fn watch_signing_secrets(&mut self, config: &Config, verifiers: Option<RouteVerifiers>) {
-        let lists = config.signing.secret_lists();
+        let lists = config.authentication.secret_lists();
         if let (Some(verifiers), true) = (verifiers, lists.has_file()) {
             let task = rotation::watch(
                 verifiers,
                 lists,
-                config.signing.signing_secrets_grace,
+                config.authentication.signing_secrets_grace,
                 self.metrics.clone(),
             );
             self.tasks.spawn(async move {

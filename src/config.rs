@@ -10,14 +10,15 @@ use std::{path::Path, time::Duration};
 
 use secrecy::SecretString;
 
+mod authentication;
 mod kafka;
 mod lifecycle;
 mod listeners;
 mod rules;
-mod signing;
 mod telemetry;
 mod topics;
 
+pub use authentication::{Authentication, RouteSecrets, SecretList, SecretLists};
 pub use kafka::{
     librdkafka_property, Compression, Kafka, KafkaOption, SaslMechanism, SecurityProtocol,
     AUTHVIA_DEADLINE, LATE_LANDING_MESSAGE_TIMEOUT, RESERVED_OPTIONS, STATISTICS_INTERVAL,
@@ -25,7 +26,6 @@ pub use kafka::{
 pub use lifecycle::Lifecycle;
 pub use listeners::Listeners;
 pub use rules::{Pointer, Rules};
-pub use signing::{RouteSecrets, SecretList, SecretLists, Signing};
 pub use telemetry::{AccessLog, LogFormat, Telemetry};
 pub use topics::Topics;
 
@@ -39,7 +39,7 @@ pub struct Config {
     pub listeners: Listeners,
     /// How deliveries are authenticated.
     #[command(flatten)]
-    pub signing: Signing,
+    pub authentication: Authentication,
     /// Where each kind of delivery is published.
     #[command(flatten)]
     pub topics: Topics,
@@ -77,7 +77,7 @@ impl Config {
     /// The first rule broken, as one human-readable line.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listeners.validate()?;
-        self.signing.validate()?;
+        self.authentication.validate()?;
         self.topics.validate().map_err(ConfigError::new)?;
         self.kafka.validate()?;
         self.lifecycle.validate()?;
@@ -104,7 +104,7 @@ impl Config {
     /// in Kafka", and a record another replica's retry writes again is rarely a duplicate).
     pub fn message_timeout(&self) -> Duration {
         let answers_from_memory =
-            self.signing.single_writer && !self.signing.redrive_horizon.is_zero();
+            self.authentication.single_writer && !self.authentication.redrive_horizon.is_zero();
         self.kafka
             .kafka_message_timeout
             .unwrap_or(if answers_from_memory {
@@ -196,7 +196,10 @@ mod tests {
             "/businessProcess"
         );
         assert_eq!(config.kafka.ack_timeout, Duration::from_secs(4));
-        assert_eq!(config.signing.signature_tolerance, Duration::from_secs(300));
+        assert_eq!(
+            config.authentication.signature_tolerance,
+            Duration::from_secs(300)
+        );
         assert_eq!(config.lifecycle.shutdown_grace, Duration::from_secs(20));
         assert_eq!(config.listeners.max_body, ByteSize::mib(1));
     }
@@ -448,14 +451,19 @@ mod tests {
         ])
         .unwrap();
         config.validate().unwrap();
-        let secrets = config.signing.secret_lists().read().unwrap().processes;
+        let secrets = config
+            .authentication
+            .secret_lists()
+            .read()
+            .unwrap()
+            .processes;
         let exposed: Vec<&str> = secrets.iter().map(|s| s.expose_secret()).collect();
         assert_eq!(exposed, ["old-secret", "new-secret"]);
     }
 
     #[test]
     fn the_actions_route_has_its_own_list_only_when_given_one() {
-        let lists = parse(&[]).unwrap().signing.secret_lists();
+        let lists = parse(&[]).unwrap().authentication.secret_lists();
         assert!(lists.actions.is_none(), "by default it shares the list");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("actions");
@@ -467,7 +475,7 @@ mod tests {
             path.to_str().unwrap(),
         ])
         .unwrap();
-        let secrets = config.signing.secret_lists().read().unwrap();
+        let secrets = config.authentication.secret_lists().read().unwrap();
         let exposed = |list: &[SecretString]| -> Vec<String> {
             list.iter().map(|s| s.expose_secret().to_owned()).collect()
         };
@@ -510,7 +518,7 @@ mod tests {
     fn one_secret_in_both_lists_is_refused_without_echoing_it() {
         let config = parse(&["--actions-signing-secrets", "other,s3cret"]).unwrap();
         let error = config
-            .signing
+            .authentication
             .secret_lists()
             .read()
             .err()
@@ -531,7 +539,7 @@ mod tests {
         std::fs::write(&path, "\n").unwrap();
         let config = parse(&["--actions-signing-secrets-file", path.to_str().unwrap()]).unwrap();
         let error = config
-            .signing
+            .authentication
             .secret_lists()
             .read()
             .err()
@@ -555,7 +563,7 @@ mod tests {
         ])
         .unwrap();
         let error = config
-            .signing
+            .authentication
             .secret_lists()
             .read()
             .err()

@@ -48,10 +48,10 @@ impl<P: Publish> Parts<P> {
         let authenticator = authenticator(config, &metrics, store.clone())?;
         let verifiers = authenticator.verifiers().cloned();
         let redrives = Arc::new(Redrives::new(
-            config.signing.redrive_horizon,
-            config.signing.redrive_capacity,
+            config.authentication.redrive_horizon,
+            config.authentication.redrive_capacity,
             store.clone(),
-            config.signing.single_writer,
+            config.authentication.single_writer,
             metrics.redrive(),
         ));
         let ingress = Ingress::new(config, authenticator, redrives, publisher, metrics, health);
@@ -90,20 +90,20 @@ fn authenticator(
     metrics: &Metrics,
     store: Option<Arc<RedisGuard>>,
 ) -> Result<Authenticator, ConfigError> {
-    let signing = &config.signing;
-    if signing.insecure_skip_signature {
+    let authentication = &config.authentication;
+    if authentication.insecure_skip_signature {
         warn!("SIGNATURE VERIFICATION IS OFF (--insecure-skip-signature): anyone who can reach this port can write to Kafka. Never run like this in production.");
         return Ok(Authenticator::Skipped);
     }
     let window = Window {
-        tolerance: signing.signature_tolerance,
-        margin: config.kafka.ack_timeout + signing.clock_skew,
+        tolerance: authentication.signature_tolerance,
+        margin: config.kafka.ack_timeout + authentication.clock_skew,
     };
-    let secrets = signing.secret_lists().read()?;
+    let secrets = authentication.secret_lists().read()?;
     let replay = match store {
         Some(store) => ReplayGuard::Shared(store),
         None => ReplayGuard::Memory(MemoryGuard::new(
-            signing.replay_capacity,
+            authentication.replay_capacity,
             metrics.replay_guard(),
         )),
     };
@@ -117,19 +117,19 @@ fn authenticator(
 
 /// The shared replay store, if one is configured (with signatures checked).
 fn shared_store(config: &Config) -> Result<Option<Arc<RedisGuard>>, ConfigError> {
-    let signing = &config.signing;
-    let Some(url) = signing
+    let authentication = &config.authentication;
+    let Some(url) = authentication
         .replay_store
         .as_ref()
-        .filter(|_| !signing.insecure_skip_signature)
+        .filter(|_| !authentication.insecure_skip_signature)
     else {
         return Ok(None);
     };
-    let password = signing.replay_store_password()?;
+    let password = authentication.replay_store_password()?;
     let store = RedisGuard::new(
         url.expose_secret(),
         password.as_ref().map(ExposeSecret::expose_secret),
-        &signing.replay_store_prefix,
+        &authentication.replay_store_prefix,
     )
     // Redis' messages name the part of the URL that is wrong, never the password.
     .map_err(|error| ConfigError::new(format!("--replay-store: {error}")))?;

@@ -200,7 +200,7 @@ mod tests {
         )
         .unwrap();
         config.validate().unwrap();
-        let lists = config.signing.secret_lists();
+        let lists = config.authentication.secret_lists();
         let secrets = lists.read().unwrap();
         let verifiers = match &secrets.actions {
             None => RouteVerifiers::shared(Verifier::new(&secrets.processes, TOLERANCE)),
@@ -212,7 +212,7 @@ mod tests {
         let reload = Reload::new(
             verifiers.clone(),
             lists,
-            config.signing.signing_secrets_grace,
+            config.authentication.signing_secrets_grace,
         );
         let registry = prometheus::Registry::new();
         let metrics = Metrics::register(&registry).unwrap();

@@ -38,16 +38,16 @@ const TRACEPARENT: &str = "traceparent";
 /// The target of the request span and of the access log.
 pub const REQUEST_TARGET: &str = "bp_relay::request";
 
-/// Keeps span export running until [`Telemetry::shutdown`]. Logging itself needs no guard.
+/// Keeps span export running until [`SpanExport::shutdown`]. Logging itself needs no guard.
 #[must_use = "call shutdown() at exit, or the spans of the last requests are lost"]
-pub struct Telemetry {
+pub struct SpanExport {
     provider: Option<SdkTracerProvider>,
 }
 
 /// The span exporter could not be started.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot start the OTLP exporter: {0}")]
-pub struct TelemetryError(String);
+pub struct SpanExportError(String);
 
 /// Installs the global subscriber, plus the OTLP span exporter when `otlp_endpoint` is set.
 /// Call once, from `main`, inside the tokio runtime: exports run on it.
@@ -57,7 +57,7 @@ pub struct TelemetryError(String);
 pub fn init(
     format: LogFormat,
     otlp_endpoint: Option<&http::Uri>,
-) -> Result<Telemetry, TelemetryError> {
+) -> Result<SpanExport, SpanExportError> {
     let provider = otlp_endpoint.map(tracer_provider).transpose()?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Request spans are at debug level, so without export (and without RUST_LOG=debug) no layer
@@ -89,10 +89,10 @@ pub fn init(
         .with(spans)
         .with(logs.with_filter(filter))
         .init();
-    Ok(Telemetry { provider })
+    Ok(SpanExport { provider })
 }
 
-impl Telemetry {
+impl SpanExport {
     /// Exports the spans still buffered and stops the exporter, within [`FLUSH_BUDGET`].
     /// Does nothing when spans are not exported.
     pub async fn shutdown(self) {
@@ -138,8 +138,8 @@ pub fn join_trace(span: &Span, incoming: Option<TraceParent>) -> TraceParent {
         .unwrap_or_else(|| incoming.map_or_else(TraceParent::fresh, |parent| parent.child()))
 }
 
-fn tracer_provider(endpoint: &http::Uri) -> Result<SdkTracerProvider, TelemetryError> {
-    let runtime = Handle::try_current().map_err(|error| TelemetryError(error.to_string()))?;
+fn tracer_provider(endpoint: &http::Uri) -> Result<SdkTracerProvider, SpanExportError> {
+    let runtime = Handle::try_current().map_err(|error| SpanExportError(error.to_string()))?;
     let exporter = SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
@@ -151,7 +151,7 @@ fn tracer_provider(endpoint: &http::Uri) -> Result<SdkTracerProvider, TelemetryE
             failing: AtomicBool::new(false),
         })
         .build()
-        .map_err(|error| TelemetryError(error.to_string()))?;
+        .map_err(|error| SpanExportError(error.to_string()))?;
     let resource = Resource::builder()
         .with_service_name("bp-relay")
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))

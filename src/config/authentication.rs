@@ -10,7 +10,7 @@ use super::{parse_secret, read_secret_file, ConfigError};
 /// Signature verification settings.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Signing")]
-pub struct Signing {
+pub struct Authentication {
     /// Signing secrets of the business-processes route's Subscription, and of the actions
     /// route's unless it has its own list; comma-separated, several accepted during rotation.
     #[arg(long, env = "BP_RELAY_SIGNING_SECRETS", value_delimiter = ',', value_parser = parse_secret, hide_env_values = true)]
@@ -91,7 +91,7 @@ pub struct Signing {
     pub insecure_skip_signature: bool,
 }
 
-impl Signing {
+impl Authentication {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let lists = self.secret_lists();
         let has_secrets = lists.processes.is_given();
