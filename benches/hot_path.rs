@@ -8,15 +8,15 @@ use std::{
 };
 
 use bp_relay::{
-    http::PROCESS_PATH,
-    parts::Parts,
-    publish::Memory,
-    record::{now_millis, Envelope, Record},
-    replay::{GuardMetrics, MemoryGuard, Signing},
-    samples,
-    signature::{self, Verifier},
-    traceparent::TraceParent,
-    webhook::{EventKind, Webhook},
+    demo::samples,
+    ingress::http::PROCESS_PATH,
+    ingress::publish::Memory,
+    ingress::record::{now_millis, Envelope, Record},
+    ingress::replay::{GuardMetrics, MemoryGuard, Signing},
+    ingress::signature::{self, Verifier},
+    ingress::traceparent::TraceParent,
+    ingress::webhook::{EventKind, Webhook},
+    process::parts::Parts,
     Config,
 };
 use bytes::Bytes;

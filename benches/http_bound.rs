@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use bp_relay::{publish::Memory, telemetry, App, Config};
+use bp_relay::{ingress::publish::Memory, process::telemetry, App, Config};
 use clap::Parser;
 
 #[tokio::main]

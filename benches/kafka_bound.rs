@@ -4,7 +4,7 @@
 //! `bp_relay::kafka::client_config` from the relay's own default configuration: acks=all,
 //! idempotence, murmur2_random, lz4, linger 5 ms, message.timeout.ms 4000, the queue bounds)
 //! sends the records the relay would send for the same deliveries: the business-process samples
-//! of `docs/examples/bp-*.json` (`bp_relay::samples`) with a distinct top-level `id` each, built
+//! of `docs/examples/bp-*.json` (`bp_relay::demo::samples`) with a distinct top-level `id` each, built
 //! by the relay's own `Record::accepted` (key = id, the `ce_*` headers). `--inflight` tasks each
 //! send one record and await its delivery report, then the next, for `--warmup` + `--duration`;
 //! the measured phase's deliveries/s and latencies (send -> delivery report) are printed as one
@@ -29,10 +29,10 @@ use std::{
 
 use anyhow::{anyhow, bail, ensure, Context as _};
 use bp_relay::{
-    record::{now_millis, Envelope, Record},
-    samples,
-    traceparent::TraceParent,
-    webhook::{EventKind, Webhook},
+    demo::samples,
+    ingress::record::{now_millis, Envelope, Record},
+    ingress::traceparent::TraceParent,
+    ingress::webhook::{EventKind, Webhook},
     Config,
 };
 use bytes::Bytes;

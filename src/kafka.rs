@@ -37,8 +37,8 @@ use generation::Generation;
 
 use crate::{
     health::Health,
-    publish::{Delivered, FailureReason, Fate, Publish, PublishError, Unacknowledged},
-    record::{self, Record},
+    ingress::publish::{Delivered, FailureReason, Fate, Publish, PublishError, Unacknowledged},
+    ingress::record::{self, Record},
 };
 
 /// How often startup asks again for topics that are not there yet: soon at first (they may be

@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use bp_relay::{app, samples, sign, telemetry, App, Config};
+use bp_relay::{demo::samples, demo::sign, process::app, process::telemetry, App, Config};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use tracing::{error, info, warn};

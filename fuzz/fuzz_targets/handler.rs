@@ -25,11 +25,11 @@ use std::{
 };
 
 use bp_relay::{
-    http::Ingress,
-    parts::Parts,
-    publish::{FailureReason, Memory},
-    route::Route,
-    signature, Config,
+    ingress::http::Ingress,
+    process::parts::Parts,
+    ingress::publish::{FailureReason, Memory},
+    ingress::route::Route,
+    ingress::signature, Config,
 };
 use bp_relay_fuzz::{
     frames::{End, Frames},
@@ -268,7 +268,7 @@ fn ingress() -> Ingress<Memory> {
 }
 
 /// The event kind of a webhook route's path, none for any other path.
-fn kind_of(path: &str) -> Option<bp_relay::webhook::EventKind> {
+fn kind_of(path: &str) -> Option<bp_relay::ingress::webhook::EventKind> {
     Route::of(path).and_then(Route::kind)
 }
 

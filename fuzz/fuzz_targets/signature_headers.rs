@@ -22,10 +22,10 @@ use std::{
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bp_relay::{
-    redrive::{RedriveMetrics, Redrives},
-    replay::{GuardMetrics, MemoryGuard, ReplayGuard},
-    signature::{self, AdmitError, Authenticator, SignatureError, Verifier, Window},
-    webhook::EventKind,
+    ingress::redrive::{RedriveMetrics, Redrives},
+    ingress::replay::{GuardMetrics, MemoryGuard, ReplayGuard},
+    ingress::signature::{self, AdmitError, Authenticator, SignatureError, Verifier, Window},
+    ingress::webhook::EventKind,
 };
 use bp_relay_fuzz::header_map;
 use http::HeaderMap;

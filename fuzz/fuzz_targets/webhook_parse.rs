@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 
 use bp_relay::{
-    webhook::{EventKind, RejectReason, Rules, Webhook},
+    ingress::webhook::{EventKind, RejectReason, Rules, Webhook},
     Config,
 };
 use clap::Parser;

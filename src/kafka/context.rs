@@ -390,7 +390,7 @@ mod tests {
             Arc::default(),
         );
         context.stats(stats_with(&[("b1:9092/1", 1), ("b2:9092/2", 2)]));
-        let text = || String::from_utf8(crate::metrics::encode(&registry).1).unwrap();
+        let text = || String::from_utf8(crate::ingress::metrics::encode(&registry).1).unwrap();
         assert!(
             text().contains("bp_relay_kafka_broker_up{broker=\"b2:9092/2\"} 1"),
             "{}",

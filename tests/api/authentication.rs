@@ -6,7 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bp_relay::samples;
+use bp_relay::demo::samples;
 use http::{HeaderMap, StatusCode};
 use rdkafka::Message;
 

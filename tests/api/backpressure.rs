@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bp_relay::samples;
+use bp_relay::demo::samples;
 use http::StatusCode;
 
 use crate::helpers::*;

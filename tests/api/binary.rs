@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use bp_relay::samples;
+use bp_relay::demo::samples;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::Full;

@@ -1,7 +1,7 @@
 //! Every authenticated delivery that is not a business process lands in the dead-letter topic,
 //! byte for byte, with its reason, and is answered 2xx so Authvia does not retry it for days.
 
-use bp_relay::samples;
+use bp_relay::demo::samples;
 use http::StatusCode;
 use rdkafka::Message;
 use serde_json::json;

@@ -39,7 +39,7 @@ pub use wait::{blocking, eventually};
 /// The secret every test relay is configured with, unless a test chooses others.
 pub const SECRET: &str = "whsec_integration_7c1d";
 
-pub use bp_relay::http::{ACTION_PATH, PROCESS_PATH};
+pub use bp_relay::ingress::http::{ACTION_PATH, PROCESS_PATH};
 
 /// Bootstrap servers of the shared test broker (started by scripts/test.sh).
 pub fn bootstrap() -> String {

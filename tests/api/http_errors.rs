@@ -1,7 +1,7 @@
 //! Requests that are not deliveries: unknown paths, wrong methods and oversized bodies get a
 //! JSON error that says what to fix, and write nothing. The admin listener answers the same way.
 
-use bp_relay::samples;
+use bp_relay::demo::samples;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::Full;

@@ -4,7 +4,7 @@
 
 use std::{process::Command, time::Duration};
 
-use bp_relay::samples;
+use bp_relay::demo::samples;
 use http::StatusCode;
 use rdkafka::{
     producer::{FutureProducer, FutureRecord},

@@ -3,7 +3,7 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use bp_relay::samples;
+use bp_relay::demo::samples;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
@@ -79,7 +79,10 @@ async fn business_processes_are_published_with_key_partition_headers_and_exact_b
             "{}",
             headers["ce_time"]
         );
-        assert!(bp_relay::traceparent::TraceParent::parse(&headers["ce_traceparent"]).is_some());
+        assert!(
+            bp_relay::ingress::traceparent::TraceParent::parse(&headers["ce_traceparent"])
+                .is_some()
+        );
         match json.get("version") {
             Some(version) => assert_eq!(headers["ce_processversion"], version.to_string()),
             None => assert!(!headers.contains_key("ce_processversion")),

@@ -86,7 +86,7 @@ async fn a_second_body_with_the_same_headers_is_refused_by_another_replica_and_a
     // The same headers on the other route are the same signing, bound to its first route:
     // refused with the other route's body and with the original one, on every replica.
     for (relay, body) in [
-        (&second, bp_relay::samples::ACTION.to_vec()),
+        (&second, bp_relay::demo::samples::ACTION.to_vec()),
         (&restarted, process_body("original")),
     ] {
         let other_route = post(&relay.url(ACTION_PATH), headers.clone(), body).await;
@@ -551,7 +551,7 @@ async fn two_relays_sharing_a_store_write_only_authvias_bodies_on_their_routes_a
         let (path, body) = if n % 2 == 0 {
             (PROCESS_PATH, process_body(&format!("genuine-{n}")))
         } else {
-            let mut action = bp_relay::samples::ACTION.to_vec();
+            let mut action = bp_relay::demo::samples::ACTION.to_vec();
             action.extend(std::iter::repeat_n(b' ', n));
             (ACTION_PATH, action)
         };

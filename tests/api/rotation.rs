@@ -139,7 +139,7 @@ async fn action_signed_with(relay: &TestRelay, secret: &str) -> StatusCode {
     post(
         &relay.url(ACTION_PATH),
         signed_headers(secret),
-        bp_relay::samples::ACTION.to_vec(),
+        bp_relay::demo::samples::ACTION.to_vec(),
     )
     .await
     .status

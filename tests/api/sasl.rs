@@ -3,7 +3,7 @@
 //! SCRAM-SHA-512 user created by Kafka's storage tool). The relay publishes with either; a wrong
 //! password makes startup fail with a line saying so; the password never shows.
 
-use bp_relay::samples;
+use bp_relay::demo::samples;
 use http::StatusCode;
 
 use crate::helpers::*;

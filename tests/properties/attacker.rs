@@ -29,10 +29,12 @@ use std::{
 };
 
 use bp_relay::{
-    http::{Ingress, ACTION_PATH, PROCESS_PATH},
-    parts::Parts,
-    publish::{FailureReason, Memory},
-    samples, signature, Config,
+    demo::samples,
+    ingress::http::{Ingress, ACTION_PATH, PROCESS_PATH},
+    ingress::publish::{FailureReason, Memory},
+    ingress::signature,
+    process::parts::Parts,
+    Config,
 };
 use bytes::Bytes;
 use clap::Parser;

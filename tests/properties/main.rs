@@ -20,11 +20,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bp_relay::{
-    http::{Ingress, ACTION_PATH, DISABLED_PATH, PROCESS_PATH},
-    parts::Parts,
-    publish::{FailureReason, Memory},
-    samples, signature,
-    webhook::{EventKind, RejectReason, Webhook},
+    demo::samples,
+    ingress::http::{Ingress, ACTION_PATH, DISABLED_PATH, PROCESS_PATH},
+    ingress::publish::{FailureReason, Memory},
+    ingress::signature,
+    ingress::webhook::{EventKind, RejectReason, Webhook},
+    process::parts::Parts,
     Config,
 };
 use clap::Parser;
@@ -118,7 +119,7 @@ impl Answer {
     }
 }
 
-async fn read(response: Response<bp_relay::response::Body>) -> Answer {
+async fn read(response: Response<bp_relay::ingress::response::Body>) -> Answer {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -157,7 +158,7 @@ fn assert_documented(answer: &Answer) -> Result<(), TestCaseError> {
 }
 
 fn is_delivery_route(path: &str) -> bool {
-    bp_relay::route::Route::of(path).is_some_and(|route| route.kind().is_some())
+    bp_relay::ingress::route::Route::of(path).is_some_and(|route| route.kind().is_some())
 }
 
 /// Authvia's disable callback: unsigned, it writes nothing and only `GET`/`HEAD` get 200.

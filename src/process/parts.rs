@@ -13,12 +13,12 @@ use tracing::warn;
 use crate::{
     config::{Config, ConfigError},
     health::Health,
-    http::Ingress,
-    metrics::Metrics,
-    publish::Publish,
-    redrive::Redrives,
-    replay::{MemoryGuard, RedisGuard, ReplayGuard},
-    signature::{Authenticator, RouteVerifiers, Window},
+    ingress::http::Ingress,
+    ingress::metrics::Metrics,
+    ingress::publish::Publish,
+    ingress::redrive::Redrives,
+    ingress::replay::{MemoryGuard, RedisGuard, ReplayGuard},
+    ingress::signature::{Authenticator, RouteVerifiers, Window},
 };
 
 /// A relay's parts, built once.

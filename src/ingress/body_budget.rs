@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 
-use crate::metrics::Metrics;
+use crate::ingress::metrics::Metrics;
 
 /// The bytes all requests may hold at once, and those they hold now.
 pub struct BodyBudget {

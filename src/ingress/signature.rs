@@ -3,7 +3,7 @@
 //!
 //! `X-AUTHVIA-SIGNATURE = base64(HMAC-SHA256(secret, VALUE + "." + len(VALUE) + "." + TIMESTAMP))`.
 //! The signature does not cover the body, so verification adds a timestamp window and, once
-//! the body is read, a replay guard ([`crate::replay::ReplayGuard`]).
+//! the body is read, a replay guard ([`crate::ingress::replay::ReplayGuard`]).
 
 mod keys;
 
@@ -22,9 +22,11 @@ use sha2::Sha256;
 
 use self::keys::Keys;
 use crate::{
-    redrive::{Fingerprint, Redrives},
-    replay::{binding, Binding, Digest, GuardFull, ReplayError, ReplayGuard, Signing, StoreError},
-    webhook::EventKind,
+    ingress::redrive::{Fingerprint, Redrives},
+    ingress::replay::{
+        binding, Binding, Digest, GuardFull, ReplayError, ReplayGuard, Signing, StoreError,
+    },
+    ingress::webhook::EventKind,
 };
 
 /// Header carrying the Base64 signature.
@@ -754,9 +756,9 @@ mod tests {
 
     #[tokio::test]
     async fn authenticator_admits_a_redelivery_and_refuses_another_body() {
-        let guard = ReplayGuard::Memory(crate::replay::MemoryGuard::new(
+        let guard = ReplayGuard::Memory(crate::ingress::replay::MemoryGuard::new(
             10,
-            crate::replay::GuardMetrics::register(&prometheus::Registry::new()).unwrap(),
+            crate::ingress::replay::GuardMetrics::register(&prometheus::Registry::new()).unwrap(),
         ));
         let authenticator = Authenticator::signed(&[SecretString::from(SECRET)], WINDOW, guard);
         let redrives = redrives();
@@ -846,7 +848,8 @@ mod tests {
             100,
             None,
             true,
-            crate::redrive::RedriveMetrics::register(&prometheus::Registry::new()).unwrap(),
+            crate::ingress::redrive::RedriveMetrics::register(&prometheus::Registry::new())
+                .unwrap(),
         ))
     }
 
@@ -874,7 +877,7 @@ mod tests {
             .await
             .unwrap();
         assert!(!admitted.redrive);
-        redrives.failed(crate::redrive::Failed {
+        redrives.failed(crate::ingress::redrive::Failed {
             signing: admitted.signing(),
             binding: binding("bp", &[1; 32]),
             subject: 7,
@@ -907,9 +910,9 @@ mod tests {
     }
 
     fn memory_guard() -> ReplayGuard {
-        ReplayGuard::Memory(crate::replay::MemoryGuard::new(
+        ReplayGuard::Memory(crate::ingress::replay::MemoryGuard::new(
             10,
-            crate::replay::GuardMetrics::register(&prometheus::Registry::new()).unwrap(),
+            crate::ingress::replay::GuardMetrics::register(&prometheus::Registry::new()).unwrap(),
         ))
     }
 

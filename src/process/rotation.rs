@@ -14,9 +14,9 @@ use tracing::{info, warn};
 
 use crate::{
     config::{RouteSecrets, SecretLists},
-    metrics::Metrics,
-    signature::RouteVerifiers,
-    webhook::EventKind,
+    ingress::metrics::Metrics,
+    ingress::signature::RouteVerifiers,
+    ingress::webhook::EventKind,
 };
 
 /// How often the secrets files are read again. The kubelet itself takes up to a minute or so to
@@ -133,7 +133,7 @@ mod tests {
     use super::*;
     use crate::{
         config::Config,
-        signature::{signed_headers, SignatureError, Verifier},
+        ingress::signature::{signed_headers, SignatureError, Verifier},
     };
 
     /// A directory laid out like a mounted Secret, updated the way the kubelet does it: the
@@ -332,7 +332,7 @@ mod tests {
 
     /// Whether `line` (a metric and its value) is in the text exposition of `registry`.
     fn exposes(registry: &prometheus::Registry, line: &str) -> bool {
-        String::from_utf8(crate::metrics::encode(registry).1)
+        String::from_utf8(crate::ingress::metrics::encode(registry).1)
             .unwrap()
             .lines()
             .any(|exposed| exposed == line)

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::webhook::EventKind;
+use crate::ingress::webhook::EventKind;
 
 /// A URL path of the webhook listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

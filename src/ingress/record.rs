@@ -11,9 +11,9 @@ use time::{format_description::FormatItem, macros::format_description, OffsetDat
 
 use crate::{
     config::Topics,
-    replay::Digest,
-    traceparent::TraceParent,
-    webhook::{EventKind, RejectReason, Rejection, Webhook},
+    ingress::replay::Digest,
+    ingress::traceparent::TraceParent,
+    ingress::webhook::{EventKind, RejectReason, Rejection, Webhook},
 };
 
 /// A record and the topic it goes to.

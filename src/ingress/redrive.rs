@@ -43,11 +43,11 @@ use sha2::{Digest as _, Sha256};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    publish::{Delivered, Fate, LateReport},
-    replay::{first_128_bits, Binding, RedisGuard, StoreError},
+    ingress::publish::{Delivered, Fate, LateReport},
+    ingress::replay::{first_128_bits, Binding, RedisGuard, StoreError},
 };
 
-/// A signing's fingerprint (see [`crate::replay::Signing`]).
+/// A signing's fingerprint (see [`crate::ingress::replay::Signing`]).
 pub type Fingerprint = u128;
 
 /// A record's topic and key: 128 bits of SHA-256, so that an entry's size does not depend on

@@ -16,10 +16,11 @@ use prometheus::Registry;
 
 use super::*;
 use crate::{
-    parts::Parts,
-    publish::{FailureReason, Memory},
-    samples, signature,
-    webhook::RejectReason,
+    demo::samples,
+    ingress::publish::{FailureReason, Memory},
+    ingress::signature,
+    ingress::webhook::RejectReason,
+    process::parts::Parts,
 };
 
 const SECRET: &str = "whsec_handler_tests";

@@ -10,10 +10,10 @@ use prometheus::Registry;
 use serde::Serialize;
 
 use crate::{
-    error::Error,
     health::Health,
-    metrics::{self, Metrics},
-    response::{self, Body},
+    ingress::error::Error,
+    ingress::metrics::{self, Metrics},
+    ingress::response::{self, Body},
 };
 
 /// The admin routes, for the 404 message.

@@ -26,7 +26,7 @@ fn rules() -> Rules {
 }
 
 fn sample(name: &str) -> &'static [u8] {
-    crate::samples::get(name)
+    crate::demo::samples::get(name)
 }
 
 fn process(json: Value) -> Result<Webhook, Rejection> {
@@ -43,7 +43,7 @@ fn minimal() -> Value {
 
 #[test]
 fn every_shared_business_process_sample_parses_with_its_id_as_key() {
-    for (name, body) in crate::samples::BUSINESS_PROCESSES {
+    for (name, body) in crate::demo::samples::BUSINESS_PROCESSES {
         let webhook = Webhook::parse(EventKind::BusinessProcess, body, &rules())
             .unwrap_or_else(|r| panic!("{name}: {r}"));
         let json: Value = serde_json::from_slice(body).unwrap();

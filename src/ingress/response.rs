@@ -6,7 +6,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::ingress::error::Error;
 
 /// The response body type of both listeners.
 pub type Body = Full<Bytes>;
@@ -55,7 +55,7 @@ pub fn json(status: StatusCode, body: &impl Serialize) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::{FailureReason, PublishError};
+    use crate::ingress::publish::{FailureReason, PublishError};
 
     #[test]
     fn method_not_allowed_names_the_allowed_methods() {

@@ -8,26 +8,26 @@
 pub const BUSINESS_PROCESSES: [(&str, &[u8]); 4] = [
     (
         "bp-minimal.json",
-        include_bytes!("../docs/examples/bp-minimal.json"),
+        include_bytes!("../../docs/examples/bp-minimal.json"),
     ),
     (
         "bp-in-progress.json",
-        include_bytes!("../docs/examples/bp-in-progress.json"),
+        include_bytes!("../../docs/examples/bp-in-progress.json"),
     ),
     (
         "bp-failed-expired.json",
-        include_bytes!("../docs/examples/bp-failed-expired.json"),
+        include_bytes!("../../docs/examples/bp-failed-expired.json"),
     ),
     (
         "bp-resolved-uuid-v5.json",
-        include_bytes!("../docs/examples/bp-resolved-uuid-v5.json"),
+        include_bytes!("../../docs/examples/bp-resolved-uuid-v5.json"),
     ),
 ];
 
 /// Action deliveries (`business_processes_actions.update`), by file name.
 pub const ACTIONS: [(&str, &[u8]); 1] = [(
     "action-update.json",
-    include_bytes!("../docs/examples/action-update.json"),
+    include_bytes!("../../docs/examples/action-update.json"),
 )];
 
 /// The richest business process: the default body of `bp-relay sign` and of the benches.

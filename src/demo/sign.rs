@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use rand::{distr::Alphanumeric, Rng};
 
-use crate::signature;
+use crate::ingress::signature;
 
 /// `bp-relay sign`'s own flags: it takes none of the relay's.
 #[derive(Debug, clap::Args)]

@@ -23,18 +23,18 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
-    admin::Admin,
     config::{Config, ConfigError},
     health::Health,
-    http::Ingress,
+    ingress::http::Ingress,
+    ingress::metrics::Metrics,
+    ingress::publish::Publish,
+    ingress::replay::RedisGuard,
+    ingress::server::{self, Limits},
+    ingress::signature::RouteVerifiers,
     kafka::{self, ClientMetrics, EmbeddedKafka, ProducerGaveUp, Publisher, TopicCheckError},
-    metrics::Metrics,
-    parts::Parts,
-    publish::Publish,
-    replay::RedisGuard,
-    rotation,
-    server::{self, Limits},
-    signature::RouteVerifiers,
+    process::admin::Admin,
+    process::parts::Parts,
+    process::rotation,
 };
 
 /// Stands in for the embedded cluster's address, known only once it runs, in `check`.

@@ -15,7 +15,7 @@ use std::{
 
 use tokio::{sync::watch, time::Instant};
 
-use crate::record::Record;
+use crate::ingress::record::Record;
 
 /// Why a record did not reach Kafka (a closed set: metric label and error code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! The webhook ingress: routing, the body limit and the handler. Errors become answers in
-//! [`crate::response`]; each is logged and counted once, here.
+//! [`crate::ingress::response`]; each is logged and counted once, here.
 //!
 //! A request is answered 2xx only after its record is durable, either on the route's topic or,
 //! for an authenticated body that is not a business process, on the dead-letter topic.
@@ -16,24 +16,24 @@ use hyper::body::Body;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
-use tracing::{debug, error, field::Empty, info, warn, Instrument, Span};
+use tracing::{error, field::Empty, Instrument};
 
 use crate::{
-    body_budget::{self, BodyBudget, Share},
     config::{AccessLog, Config, Rules, Topics},
-    error::Error,
     health::Health,
-    metrics::{self, Metrics},
-    publish::{Delivered, Publish, Unacknowledged},
-    record::{self, Envelope, Outgoing},
-    redrive::{self, Claim, Failed, Redrives},
-    replay::Digest,
-    response,
-    route::{self, Route},
-    signature::{Admitted, Authenticator},
-    telemetry,
-    traceparent::TraceParent,
-    webhook::{EventKind, Rejection, Webhook},
+    ingress::access::{self, Access, Stored},
+    ingress::body_budget::{self, BodyBudget, Share},
+    ingress::error::Error,
+    ingress::metrics::{self, Metrics},
+    ingress::publish::{Delivered, Publish, Unacknowledged},
+    ingress::record::{self, Envelope, Outgoing},
+    ingress::redrive::{self, Claim, Failed, Redrives},
+    ingress::replay::Digest,
+    ingress::response,
+    ingress::route::{self, Route},
+    ingress::signature::{Admitted, Authenticator},
+    ingress::traceparent::TraceParent,
+    ingress::webhook::{EventKind, Rejection, Webhook},
 };
 
 /// Path of the `business_processes.update` subscription.
@@ -80,7 +80,7 @@ struct Ack<'a> {
 }
 
 impl<P: Publish> Ingress<P> {
-    /// The ingress for `config` with its parts ([`crate::parts::Parts`] builds them): it
+    /// The ingress for `config` with its parts ([`crate::process::parts::Parts`] builds them): it
     /// authenticates with `authenticator`, remembers 5xx'd deliveries in `redrives`, publishes
     /// through `publisher`, and lets deliveries in once `health` says startup is done.
     pub fn new(
@@ -139,13 +139,14 @@ impl<P: Publish> Ingress<P> {
         let route_label = metrics::route_label(kind);
         // Exported over OTLP when that is on; at debug level, so it costs nothing otherwise.
         let span = tracing::debug_span!(
-            target: telemetry::REQUEST_TARGET, "request", route = route_label, key = Empty, topic = Empty,
+            target: access::REQUEST_TARGET, "request", route = route_label, key = Empty, topic = Empty,
             partition = Empty, offset = Empty, outcome = Empty, status = Empty,
             // Read by the OTLP exporter (tracing-opentelemetry's special fields).
             "otel.kind" = "server", "otel.status_code" = Empty,
         );
         // Before the span is first entered: an exported span joins the sender's trace.
-        let traceparent = telemetry::join_trace(&span, incoming_traceparent(request.headers()));
+        let traceparent =
+            access::join_trace(&span, access::incoming_traceparent(request.headers()));
         let mut access = Access {
             route: route_label,
             traceparent,
@@ -182,7 +183,7 @@ impl<P: Publish> Ingress<P> {
             .request_answered(kind, response.status(), elapsed);
         access.status = response.status().as_u16();
         access.latency_us = elapsed.as_micros() as u64;
-        record_on(&span, &access, &outcome);
+        access.record_on(&span, &outcome);
         access.log(&outcome, self.access_log);
         response
     }
@@ -399,135 +400,11 @@ struct Written {
     stored_before: bool,
 }
 
-/// A durable record and where it is.
-struct Stored<'a> {
-    topic: &'a str,
-    delivered: Delivered,
-    rejection: Option<Rejection>,
-    /// Answered with the record an earlier copy of a redriven delivery left.
-    stored_before: bool,
-}
-
-/// What one request's log line says: ids and outcomes, never bodies or secrets.
-struct Access {
-    route: &'static str,
-    traceparent: TraceParent,
-    key: Option<String>,
-    topic: Option<String>,
-    status: u16,
-    latency_us: u64,
-}
-
-impl Access {
-    /// The one log line of a request: every failure and dead letter at info or warn, the rest
-    /// at debug unless `--access-log all`.
-    fn log(&self, outcome: &Result<Stored<'_>, Error>, policy: AccessLog) {
-        let (route, status, latency_us) = (self.route, self.status, self.latency_us);
-        // Formatted only for a line that is written (tracing evaluates fields once enabled).
-        let trace_id = tracing::field::display(TraceId(&self.traceparent));
-        let (key, topic) = (self.key.as_deref(), self.topic.as_deref());
-        match outcome {
-            Ok(Stored {
-                delivered,
-                stored_before: true,
-                ..
-            }) => {
-                info!(target: telemetry::REQUEST_TARGET, route, key, topic, partition = delivered.partition, offset = delivered.offset, trace_id, status, latency_us, outcome = "stored_before", "Request answered with the record an earlier copy of this delivery left: nothing written.");
-            }
-            Ok(Stored {
-                delivered,
-                rejection: None,
-                ..
-            }) if policy == AccessLog::All => {
-                info!(target: telemetry::REQUEST_TARGET, route, key, topic, partition = delivered.partition, offset = delivered.offset, trace_id, status, latency_us, outcome = "published", "Request answered.");
-            }
-            Ok(Stored {
-                delivered,
-                rejection: None,
-                ..
-            }) => {
-                debug!(target: telemetry::REQUEST_TARGET, route, key, topic, partition = delivered.partition, offset = delivered.offset, trace_id, status, latency_us, outcome = "published", "Request answered.");
-            }
-            Ok(Stored {
-                delivered,
-                rejection: Some(rejection),
-                ..
-            }) => {
-                warn!(target: telemetry::REQUEST_TARGET, route, key, topic, partition = delivered.partition, offset = delivered.offset, trace_id, status, latency_us, outcome = "dead_lettered", reason = rejection.reason.code(), detail = %rejection.detail, "Request answered: not a valid delivery of its route, published to the dead-letter topic.");
-            }
-            Err(error @ Error::Publish(publish)) => {
-                let source = publish.source.as_ref().map(tracing::field::display);
-                warn!(target: telemetry::REQUEST_TARGET, route, key, topic, trace_id, status, latency_us, code = error.code(), error = source, "Request refused: Kafka did not acknowledge the record.");
-            }
-            // 401 and every 5xx at warn (a forged or broken signing, or a delivery Authvia must
-            // retry); the other 4xx, the sender's own mistakes, at info.
-            Err(error)
-                if error.status() == StatusCode::UNAUTHORIZED
-                    || error.status().is_server_error() =>
-            {
-                warn!(target: telemetry::REQUEST_TARGET, route, trace_id, status, latency_us, code = error.code(), "Request refused.");
-            }
-            Err(error) => {
-                info!(target: telemetry::REQUEST_TARGET, route, trace_id, status, latency_us, code = error.code(), "Request refused.");
-            }
-        }
-    }
-}
-
-/// Shows a trace id without allocating it until a line is written.
-struct TraceId<'a>(&'a TraceParent);
-
-impl std::fmt::Display for TraceId<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.trace_id())
-    }
-}
-
-/// The outcome on the request span, for the OTLP export (a no-op when the span is disabled).
-fn record_on(span: &Span, access: &Access, outcome: &Result<Stored<'_>, Error>) {
-    if span.is_disabled() {
-        return;
-    }
-    span.record("key", access.key.as_deref());
-    span.record("topic", access.topic.as_deref());
-    span.record("status", access.status);
-    match outcome {
-        Ok(stored) => {
-            span.record("partition", stored.delivered.partition);
-            span.record("offset", stored.delivered.offset);
-            span.record(
-                "outcome",
-                if stored.stored_before {
-                    "stored_before"
-                } else if stored.rejection.is_some() {
-                    "dead_lettered"
-                } else {
-                    "published"
-                },
-            );
-        }
-        Err(error) => {
-            span.record("outcome", error.code());
-        }
-    }
-    if access.status >= 500 {
-        span.record("otel.status_code", "error");
-    }
-}
-
 fn unix_seconds(time: SystemTime) -> i64 {
     time.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| {
             i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
         })
-}
-
-fn incoming_traceparent(headers: &HeaderMap) -> Option<TraceParent> {
-    headers
-        .get("traceparent")?
-        .to_str()
-        .ok()
-        .and_then(TraceParent::parse)
 }
 
 /// Reads at most `limit` bytes before `deadline`, taking each piece from the body budget as it

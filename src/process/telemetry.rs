@@ -7,36 +7,29 @@
 //! exists.
 
 use std::{
-    collections::HashMap,
     io::IsTerminal,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
-use opentelemetry::{propagation::TextMapPropagator as _, trace::TracerProvider as _, KeyValue};
+use opentelemetry::{trace::TracerProvider as _, KeyValue};
 use opentelemetry_http::{hyper::HyperClient, Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig as _, WithHttpConfig as _};
-use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider, Resource};
+use opentelemetry_sdk::{trace::SdkTracerProvider, Resource};
 use tokio::runtime::Handle;
-use tracing::{info, warn, Span};
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing::{info, warn};
 use tracing_subscriber::{
     filter::filter_fn, fmt, layer::SubscriberExt as _, util::SubscriberInitExt as _, EnvFilter,
     Layer as _,
 };
 
-use crate::{config::LogFormat, traceparent::TraceParent};
+use crate::{config::LogFormat, ingress::access::REQUEST_TARGET};
 
 /// How long shutdown waits for the last spans to reach the collector.
 pub const FLUSH_BUDGET: Duration = Duration::from_secs(3);
 
 /// Bound on one export request to the collector.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
-
-const TRACEPARENT: &str = "traceparent";
-
-/// The target of the request span and of the access log.
-pub const REQUEST_TARGET: &str = "bp_relay::request";
 
 /// Keeps span export running until [`SpanExport::shutdown`]. Logging itself needs no guard.
 #[must_use = "call shutdown() at exit, or the spans of the last requests are lost"]
@@ -111,31 +104,6 @@ impl SpanExport {
             Err(error) => warn!(%error, "Span export did not stop cleanly."),
         }
     }
-}
-
-/// Makes `span` part of the sender's trace when spans are exported, and returns the traceparent
-/// the record carries: the exported span's own ids. Without export, it is the sender's trace with
-/// a new span id, or a fresh trace when the request carried none.
-///
-/// Call before `span` is first entered: its parent is fixed from then on.
-pub fn join_trace(span: &Span, incoming: Option<TraceParent>) -> TraceParent {
-    if span.is_disabled() {
-        // Nothing is exported: no OpenTelemetry context to join or read.
-        return incoming.map_or_else(TraceParent::fresh, |parent| parent.child());
-    }
-    let propagator = TraceContextPropagator::new();
-    if let Some(parent) = incoming {
-        let carrier = HashMap::from([(TRACEPARENT.to_owned(), parent.to_string())]);
-        // Fails only without the OpenTelemetry layer (or with the span filtered out), when
-        // there is no exported span to attach.
-        let _ = span.set_parent(propagator.extract(&carrier));
-    }
-    let mut carrier = HashMap::new();
-    propagator.inject_context(&span.context(), &mut carrier);
-    carrier
-        .get(TRACEPARENT)
-        .and_then(|text| TraceParent::parse(text))
-        .unwrap_or_else(|| incoming.map_or_else(TraceParent::fresh, |parent| parent.child()))
 }
 
 fn tracer_provider(endpoint: &http::Uri) -> Result<SdkTracerProvider, SpanExportError> {
@@ -227,44 +195,5 @@ mod tests {
             url("http://gateway:80/otlp/"),
             "http://gateway:80/otlp/v1/traces"
         );
-    }
-
-    #[test]
-    fn without_export_the_record_continues_the_senders_trace() {
-        let sender =
-            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-        let joined = join_trace(&Span::none(), Some(sender));
-        assert_eq!(joined.trace_id(), sender.trace_id());
-        assert_ne!(joined, sender);
-        assert!(TraceParent::parse(&join_trace(&Span::none(), None).to_string()).is_some());
-    }
-
-    #[test]
-    fn with_export_the_request_span_joins_the_senders_trace_and_the_record_names_it() {
-        use opentelemetry::trace::TraceContextExt as _;
-        let provider = SdkTracerProvider::builder().build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-        tracing::subscriber::with_default(subscriber, || {
-            let sender =
-                TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-                    .unwrap();
-            let span = tracing::info_span!("request");
-            let joined = join_trace(&span, Some(sender));
-            let exported = span.context().span().span_context().clone();
-            assert_eq!(exported.trace_id().to_string(), sender.trace_id());
-            assert_eq!(
-                joined.to_string(),
-                format!("00-{}-{}-01", exported.trace_id(), exported.span_id())
-            );
-            assert_ne!(joined, sender);
-
-            let root = tracing::info_span!("request");
-            let fresh = join_trace(&root, None);
-            assert_eq!(
-                fresh.trace_id(),
-                root.context().span().span_context().trace_id().to_string()
-            );
-        });
     }
 }

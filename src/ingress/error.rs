@@ -1,14 +1,14 @@
 //! The request-path error: every way a request to either listener can fail, with its HTTP
-//! status and a stable code. Pure: no I/O, no logging. [`crate::response`] turns it into a
+//! status and a stable code. Pure: no I/O, no logging. [`crate::ingress::response`] turns it into a
 //! response in one place; the handler logs it once.
 
 use http::StatusCode;
 
 use crate::{
-    publish::PublishError,
-    redrive::RedrivePending,
-    replay::{GuardFull, StoreError},
-    signature::{AdmitError, SignatureError},
+    ingress::publish::PublishError,
+    ingress::redrive::RedrivePending,
+    ingress::replay::{GuardFull, StoreError},
+    ingress::signature::{AdmitError, SignatureError},
 };
 
 /// Seconds a sender should wait before retrying a 503.
@@ -136,7 +136,7 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::FailureReason;
+    use crate::ingress::publish::FailureReason;
 
     fn publish(reason: FailureReason) -> Error {
         Error::Publish(PublishError::because(reason))

@@ -37,8 +37,8 @@ use tracing::{debug, warn};
 
 use crate::{
     config::Listeners,
-    metrics::{ConnectionDeadline, Metrics},
-    response::Body,
+    ingress::metrics::{ConnectionDeadline, Metrics},
+    ingress::response::Body,
 };
 
 /// First pause after a failed accept (out of file descriptors, say); it doubles up to

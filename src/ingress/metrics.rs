@@ -15,11 +15,11 @@ use prometheus::{
 };
 
 use crate::{
-    publish::FailureReason,
-    redrive::RedriveMetrics,
-    replay::GuardMetrics,
-    signature::SignatureError,
-    webhook::{EventKind, RejectReason},
+    ingress::publish::FailureReason,
+    ingress::redrive::RedriveMetrics,
+    ingress::replay::GuardMetrics,
+    ingress::signature::SignatureError,
+    ingress::webhook::{EventKind, RejectReason},
 };
 
 /// Latency buckets from 0.5 ms to Authvia's 5 s deadline.
@@ -532,7 +532,7 @@ mod tests {
             .map(|f| f.name().to_owned())
             .collect();
         registered.sort();
-        let text = include_str!("../scripts/chart/metrics.txt");
+        let text = include_str!("../../scripts/chart/metrics.txt");
         let mut listed: Vec<String> = text
             .lines()
             .map(str::trim)

@@ -15,7 +15,7 @@ use tokio::{
 };
 
 use super::*;
-use crate::metrics;
+use crate::ingress::metrics;
 
 const HEAD: Duration = Duration::from_millis(300);
 const IDLE: Duration = Duration::from_millis(1500);

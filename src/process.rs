@@ -1,0 +1,11 @@
+//! The process around the pipeline: [`app`] starts it, serves it and drains it; [`parts`]
+//! builds every shared part once from the configuration; [`admin`] answers `/metrics`,
+//! `/healthz` and `/readyz`; [`rotation`] reloads the signing secrets while running;
+//! [`telemetry`] installs logging and the span exporter.
+
+pub mod admin;
+#[cfg(feature = "kafka")]
+pub mod app;
+pub mod parts;
+pub mod rotation;
+pub mod telemetry;
