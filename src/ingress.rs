@@ -23,4 +23,5 @@ pub mod route;
 pub mod server;
 pub mod signature;
 pub mod traceparent;
+pub mod warning;
 pub mod webhook;

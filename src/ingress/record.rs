@@ -6,6 +6,8 @@
 //! every name here: change one only together with README.md ("Record contract") and
 //! docs/asyncapi.yaml.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use time::{format_description::FormatItem, macros::format_description, OffsetDateTime};
 
@@ -125,15 +127,16 @@ pub struct Record {
 }
 
 /// A record's headers, in the order the contract lists them: names from [`header`], values as
-/// text. Free of the Kafka client, which copies them into its own at send time.
+/// text (the fixed ones borrowed, not copied). Free of the Kafka client, which copies them into
+/// its own at send time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(&'static str, String)>);
+pub struct Headers(Vec<(&'static str, Cow<'static, str>)>);
 
 impl Headers {
     /// Room for every header a record can carry (base eight plus version or dead-letter three).
     const CAPACITY: usize = 11;
 
-    fn push(&mut self, name: &'static str, value: impl Into<String>) {
+    fn push(&mut self, name: &'static str, value: impl Into<Cow<'static, str>>) {
         self.0.push((name, value.into()));
     }
 
@@ -146,7 +149,7 @@ impl Headers {
 
     /// Every header, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.0.iter().map(|(name, value)| (*name, value.as_str()))
+        self.0.iter().map(|(name, value)| (*name, value.as_ref()))
     }
 }
 
@@ -155,7 +158,7 @@ impl Record {
     pub fn accepted(envelope: &Envelope, source: &str, webhook: &Webhook, body: Bytes) -> Record {
         let mut headers = base_headers(envelope, source, Some(&webhook.key), JSON);
         if let Some(version) = &webhook.version {
-            headers.push(header::PROCESS_VERSION, version);
+            headers.push(header::PROCESS_VERSION, version.clone());
         }
         Record {
             key: Some(webhook.key.clone()),
@@ -179,7 +182,7 @@ impl Record {
         };
         let mut headers = base_headers(envelope, source, rejection.key.as_deref(), content_type);
         headers.push(header::DEAD_LETTER_REASON, rejection.reason.code());
-        headers.push(header::DEAD_LETTER_DETAIL, &rejection.detail);
+        headers.push(header::DEAD_LETTER_DETAIL, rejection.detail.clone());
         headers.push(header::ROUTE, route_header(envelope.kind));
         Record {
             key: rejection.key.clone(),
@@ -196,7 +199,7 @@ fn base_headers(
     envelope: &Envelope,
     source: &str,
     subject: Option<&str>,
-    content_type: &str,
+    content_type: &'static str,
 ) -> Headers {
     // A UTC time always formats; the fallback keeps the header present regardless.
     let time = envelope
@@ -207,10 +210,10 @@ fn base_headers(
     let mut headers = Headers(Vec::with_capacity(Headers::CAPACITY));
     headers.push(header::SPECVERSION, "1.0");
     headers.push(header::ID, hex::encode(envelope.digest));
-    headers.push(header::SOURCE, source);
+    headers.push(header::SOURCE, source.to_owned());
     headers.push(header::TYPE, envelope.kind.event_type());
     if let Some(subject) = subject {
-        headers.push(header::SUBJECT, subject);
+        headers.push(header::SUBJECT, subject.to_owned());
     }
     headers.push(header::TIME, time);
     headers.push(header::TRACEPARENT, envelope.traceparent.to_string());

@@ -32,7 +32,7 @@ use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
     sync::{
-        atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard, PoisonError,
     },
     time::Duration,
@@ -45,6 +45,7 @@ use tokio::{sync::watch, time::Instant};
 use crate::{
     ingress::publish::{Delivered, Fate, LateReport},
     ingress::replay::{first_128_bits, Binding, RedisGuard, StoreError},
+    ingress::warning::RepeatedWarning,
 };
 
 /// A signing's fingerprint (see [`crate::ingress::replay::Signing`]).
@@ -72,9 +73,6 @@ const REPORT_BOUND: Duration = Duration::from_secs(600);
 
 /// The late reports' label of a report not awaited (see [`Fate::LABELS`]).
 const UNTRACKED: &str = "untracked";
-
-/// The warning about a full memory is logged at most once per this many seconds.
-const WARN_INTERVAL_SECONDS: i64 = 60;
 
 /// The redrive memory's own metrics.
 #[derive(Clone)]
@@ -228,7 +226,7 @@ pub struct Redrives {
     tickets: AtomicU64,
     // Late reports being awaited, each by a task: at most `capacity`.
     awaiting: AtomicUsize,
-    last_warned: AtomicI64,
+    full_warning: RepeatedWarning,
 }
 
 /// Everything remembered in this process, under one lock: the paths that take it are rare (a
@@ -300,7 +298,7 @@ impl Redrives {
             metrics,
             tickets: AtomicU64::new(0),
             awaiting: AtomicUsize::new(0),
-            last_warned: AtomicI64::new(i64::MIN),
+            full_warning: RepeatedWarning::new(),
         }
     }
 
@@ -670,13 +668,7 @@ impl Redrives {
     }
 
     fn warn_full(&self, now: i64) {
-        let last = self.last_warned.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= WARN_INTERVAL_SECONDS
-            && self
-                .last_warned
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.full_warning.due(now) {
             tracing::warn!("The redrive memory is full: the oldest 5xx'd deliveries are forgotten before --redrive-horizon, and their original-signed retries will get 401 (raise --redrive-capacity; bp_relay_redrive_forgotten_total counts them).");
         }
     }

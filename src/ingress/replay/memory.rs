@@ -11,15 +11,13 @@
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
-    sync::{
-        atomic::{AtomicI64, Ordering},
-        Mutex, PoisonError,
-    },
+    sync::{Mutex, PoisonError},
 };
 
 use prometheus::{IntCounter, IntGauge, Registry};
 
 use super::{Binding, Signing};
+use crate::ingress::warning::RepeatedWarning;
 
 /// The guard's own metrics.
 #[derive(Clone)]
@@ -52,9 +50,6 @@ impl GuardMetrics {
 #[derive(Debug, thiserror::Error)]
 #[error("the in-memory replay guard is full of signings still inside the timestamp window")]
 pub struct GuardFull;
-
-/// The warning about a full guard is logged at most once per this many seconds.
-const WARN_INTERVAL_SECONDS: i64 = 60;
 
 /// Shards split the lock; a shard holds at least this many entries, so a small guard is one
 /// shard and its bound is exact whichever signings come.
@@ -91,7 +86,7 @@ impl Shard {
 pub struct MemoryGuard {
     shards: Box<[Mutex<Shard>]>,
     metrics: GuardMetrics,
-    last_warned: AtomicI64,
+    full_warning: RepeatedWarning,
 }
 
 impl MemoryGuard {
@@ -114,7 +109,7 @@ impl MemoryGuard {
         Self {
             shards,
             metrics,
-            last_warned: AtomicI64::new(i64::MIN),
+            full_warning: RepeatedWarning::new(),
         }
     }
 
@@ -156,16 +151,10 @@ impl MemoryGuard {
         Ok(bound)
     }
 
-    /// Counts a refusal, and warns at most once per [`WARN_INTERVAL_SECONDS`].
+    /// Counts a refusal, and warns at most once a minute.
     fn refuse(&self, now: i64) {
         self.metrics.refusals.inc();
-        let last = self.last_warned.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= WARN_INTERVAL_SECONDS
-            && self
-                .last_warned
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.full_warning.due(now) {
             tracing::warn!(
                 "The replay guard is full of signings still inside the timestamp window: new deliveries get 503 replay_guard_full until some expire. Raise --replay-capacity or use --replay-store (bp_relay_replay_guard_refusals_total counts them)."
             );

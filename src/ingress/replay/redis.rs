@@ -3,6 +3,7 @@
 //! of headers cannot carry a second body through another replica, or after a restart.
 
 use std::{
+    future::Future,
     sync::{Arc, LazyLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -73,6 +74,23 @@ impl RedisGuard {
             .cloned()
     }
 
+    /// One exchange with the store on the shared connection, answered before `deadline`.
+    async fn exchange<T, Request, Answer>(
+        &self,
+        deadline: Instant,
+        request: Request,
+    ) -> Result<T, StoreError>
+    where
+        Request: FnOnce(ConnectionManager) -> Answer,
+        Answer: Future<Output = Result<T, RedisError>>,
+    {
+        let exchange = async { request(self.connection().await?).await };
+        let answer = tokio::time::timeout_at(deadline, exchange)
+            .await
+            .map_err(|_| StoreError::Timeout)?;
+        Ok(answer?)
+    }
+
     /// The binding remembered for `signing`: `bound` if it is new. One atomic round trip:
     /// `SET key bound NX GET EX ttl` stores the binding unless the key exists and returns what
     /// was there.
@@ -84,21 +102,14 @@ impl RedisGuard {
     ) -> Result<Binding, StoreError> {
         let key = format!("{}:{:032x}", self.prefix, signing.fingerprint());
         let ttl = (signing.remember_until - unix_now()).max(1);
-        let exchange = async {
-            let mut connection = self.connection().await?;
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(&bound.to_be_bytes()[..])
-                .arg("NX")
-                .arg("GET")
-                .arg("EX")
-                .arg(ttl)
-                .query_async::<Option<Vec<u8>>>(&mut connection)
-                .await
-        };
-        let previous = tokio::time::timeout_at(deadline, exchange)
-            .await
-            .map_err(|_| StoreError::Timeout)??;
+        let command = remember_command(&key, &bound.to_be_bytes(), ttl);
+        let previous = self
+            .exchange(deadline, |mut connection| async move {
+                command
+                    .query_async::<Option<Vec<u8>>>(&mut connection)
+                    .await
+            })
+            .await?;
         Ok(previous.map_or(bound, |bytes| remembered_binding(&bytes)))
     }
 
@@ -118,8 +129,8 @@ impl RedisGuard {
         capacity: u64,
     ) -> Result<u64, StoreError> {
         let (expiries, bindings) = self.redrive_keys();
-        let exchange = async {
-            let mut connection = self.connection().await?;
+        let deadline = Instant::now() + RESPONSE_TIMEOUT;
+        self.exchange(deadline, |mut connection| async move {
             REMEMBER_REDRIVE
                 .key(expiries)
                 .key(bindings)
@@ -130,11 +141,8 @@ impl RedisGuard {
                 .arg(capacity)
                 .invoke_async::<u64>(&mut connection)
                 .await
-        };
-        let forgotten = tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
-            .await
-            .map_err(|_| StoreError::Timeout)??;
-        Ok(forgotten)
+        })
+        .await
     }
 
     /// The route and body a 5xx'd `signing` is bound to, if the store remembers it.
@@ -147,19 +155,17 @@ impl RedisGuard {
         deadline: Instant,
     ) -> Result<Option<Binding>, StoreError> {
         let (expiries, bindings) = self.redrive_keys();
-        let exchange = async {
-            let mut connection = self.connection().await?;
-            RECALL_REDRIVE
-                .key(expiries)
-                .key(bindings)
-                .arg(format!("{signing:032x}"))
-                .arg(unix_now())
-                .invoke_async::<Option<Vec<u8>>>(&mut connection)
-                .await
-        };
-        let found = tokio::time::timeout_at(deadline, exchange)
-            .await
-            .map_err(|_| StoreError::Timeout)??;
+        let found = self
+            .exchange(deadline, |mut connection| async move {
+                RECALL_REDRIVE
+                    .key(expiries)
+                    .key(bindings)
+                    .arg(format!("{signing:032x}"))
+                    .arg(unix_now())
+                    .invoke_async::<Option<Vec<u8>>>(&mut connection)
+                    .await
+            })
+            .await?;
         Ok(found.map(|bytes| remembered_binding(&bytes)))
     }
 
@@ -212,26 +218,17 @@ impl RedisGuard {
     /// No answer in time, a failed connection, or the store refused the command.
     pub async fn check(&self, timeout: Duration) -> Result<(), StoreError> {
         let key = format!("{}:{PROBE_KEY}", self.prefix);
-        let exchange = async {
-            let mut connection = self.connection().await?;
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(&[0u8; 16][..])
-                .arg("NX")
-                .arg("GET")
-                .arg("EX")
-                .arg(PROBE_TTL_SECONDS)
+        let command = remember_command(&key, &[0; 16], PROBE_TTL_SECONDS);
+        self.exchange(Instant::now() + timeout, |mut connection| async move {
+            command
                 .query_async::<Option<Vec<u8>>>(&mut connection)
                 .await
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| StoreError::Timeout)??;
+        })
+        .await?;
         // And the redrive memory's lookup: a store that takes SET but no script (an ACL
         // without `@scripting`) would answer every original-signed retry with 503.
         let (expiries, bindings) = self.redrive_keys();
-        let lookup = async {
-            let mut connection = self.connection().await?;
+        self.exchange(Instant::now() + timeout, |mut connection| async move {
             RECALL_REDRIVE
                 .key(expiries)
                 .key(bindings)
@@ -239,10 +236,8 @@ impl RedisGuard {
                 .arg(unix_now())
                 .invoke_async::<Option<Vec<u8>>>(&mut connection)
                 .await
-        };
-        tokio::time::timeout(timeout, lookup)
-            .await
-            .map_err(|_| StoreError::Timeout)??;
+        })
+        .await?;
         Ok(())
     }
 
@@ -251,14 +246,15 @@ impl RedisGuard {
     /// qualifies, or does not say (no answer, or `INFO` not permitted: the probe's command
     /// tells then).
     pub async fn unsupported(&self, timeout: Duration) -> Option<String> {
-        let exchange = async {
-            let mut connection = self.connection().await?;
-            redis::cmd("INFO")
-                .arg("server")
-                .query_async::<String>(&mut connection)
-                .await
-        };
-        let info = tokio::time::timeout(timeout, exchange).await.ok()?.ok()?;
+        let info = self
+            .exchange(Instant::now() + timeout, |mut connection| async move {
+                redis::cmd("INFO")
+                    .arg("server")
+                    .query_async::<String>(&mut connection)
+                    .await
+            })
+            .await
+            .ok()?;
         unsupported_server(&info)
     }
 }
@@ -304,7 +300,7 @@ return redis.call('HGET', KEYS[2], ARGV[1])
 
 /// The probe's key, under the guard's prefix: no fingerprint (32 hex digits) looks like it.
 const PROBE_KEY: &str = "readiness-probe";
-const PROBE_TTL_SECONDS: u64 = 5;
+const PROBE_TTL_SECONDS: i64 = 5;
 
 /// The first version with `SET ... NX GET` (6.2 has `GET`, but not together with `NX`).
 const MIN_VERSION: (u32, u32) = (7, 0);
@@ -355,6 +351,21 @@ pub fn describe(error: &StoreError) -> String {
 
 /// The binding stored under a key; anything but our own 16 bytes (written by something else) is
 /// treated as another binding, so the request is refused rather than admitted.
+/// The guard's one command: `SET key value NX GET EX ttl` stores `value` unless the key exists,
+/// and returns what was there. The probe runs the same command, so readiness tests what
+/// requests need.
+fn remember_command(key: &str, value: &[u8], ttl: i64) -> redis::Cmd {
+    let mut command = redis::cmd("SET");
+    command
+        .arg(key)
+        .arg(value)
+        .arg("NX")
+        .arg("GET")
+        .arg("EX")
+        .arg(ttl);
+    command
+}
+
 fn remembered_binding(bytes: &[u8]) -> Binding {
     <[u8; 16]>::try_from(bytes).map_or(!0, u128::from_be_bytes)
 }
