@@ -8,8 +8,6 @@
 
 use std::fmt;
 
-use serde_json::value::RawValue;
-
 use crate::config::{Pointer, Rules};
 
 mod json;
@@ -126,24 +124,25 @@ impl Webhook {
     /// # Errors
     /// A [`Rejection`] naming the first problem found.
     pub fn parse(kind: EventKind, body: &[u8], rules: &Rules) -> Result<Webhook, Rejection> {
-        // One pass checks the whole document is JSON; the rules then read only what they need.
-        let document: &RawValue = serde_json::from_slice(body).map_err(|error| Rejection {
-            reason: RejectReason::NotJson,
-            detail: format!(
-                "body is not JSON ({:?} error at line {} column {})",
-                error.classify(),
-                error.line(),
-                error.column()
-            ),
-            key: None,
-        })?;
-        let Some(object) = json::Object::parse(document) else {
-            return Err(reject(
+        // One pass reads the top-level members and checks the whole document is JSON; the
+        // rules then read only what they need.
+        let object = json::Object::document(body).map_err(|error| match error {
+            json::Document::NotJson(error) => Rejection {
+                reason: RejectReason::NotJson,
+                detail: format!(
+                    "body is not JSON ({:?} error at line {} column {})",
+                    error.classify(),
+                    error.line(),
+                    error.column()
+                ),
+                key: None,
+            },
+            json::Document::NotAnObject => reject(
                 RejectReason::NotAnObject,
                 "body is JSON but not an object",
                 None,
-            ));
-        };
+            ),
+        })?;
         let key = find_key(&object, key_pointer(rules, kind))?;
         let with_key = |reason, detail: String| reject(reason, detail, Some(key.clone()));
         for name in required_fields(rules, kind) {

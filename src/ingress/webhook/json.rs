@@ -26,6 +26,25 @@ impl<'a> Object<'a> {
         serde_json::from_str(raw.get()).ok()
     }
 
+    /// The top-level object of a whole document, in one pass that also checks every byte of it
+    /// is JSON (each member's value is scanned once, as the raw value it is kept as).
+    ///
+    /// # Errors
+    /// [`NotAnObject`](Document::NotAnObject) for valid JSON of another kind, else
+    /// [`NotJson`](Document::NotJson) with serde_json's reason.
+    pub(super) fn document(body: &'a [u8]) -> Result<Object<'a>, Document> {
+        match serde_json::from_slice(body) {
+            Ok(object) => Ok(object),
+            // A type mismatch is found at the first value, before the rest is read: whether the
+            // rest is JSON takes the full check (a body that is not an object is rare).
+            Err(error) if error.is_data() => match serde_json::from_slice::<&RawValue>(body) {
+                Ok(_) => Err(Document::NotAnObject),
+                Err(error) => Err(Document::NotJson(error)),
+            },
+            Err(error) => Err(Document::NotJson(error)),
+        }
+    }
+
     /// The member called `name`; with duplicates, the last (as most JSON readers do).
     pub(super) fn get(&self, name: &str) -> Option<&'a RawValue> {
         self.members
@@ -38,6 +57,15 @@ impl<'a> Object<'a> {
     pub(super) fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
+}
+
+/// Why a body has no top-level object.
+#[derive(Debug)]
+pub(super) enum Document {
+    /// The body is not JSON.
+    NotJson(serde_json::Error),
+    /// The body is JSON, but not an object.
+    NotAnObject,
 }
 
 /// The elements of the array in `raw`, unparsed, or `None` for another kind of value.

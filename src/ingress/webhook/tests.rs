@@ -96,6 +96,40 @@ fn json_array_is_not_an_object() {
     assert_eq!(rejection.reason, RejectReason::NotAnObject);
 }
 
+/// The top level is read in one pass: a body is JSON or not as a whole, whatever its first
+/// value says.
+#[test]
+fn a_body_is_json_only_if_all_of_it_is() {
+    let reason = |body: &[u8]| {
+        Webhook::parse(EventKind::BusinessProcess, body, &rules())
+            .unwrap_err()
+            .reason
+    };
+    for body in [
+        &b"[1, oops"[..],
+        b"\"open",
+        b"{\"id\": \"p-1\"} trailing",
+        b"{\"id\": \"p-1\", \"actions\": [1,}",
+        b"{\"id\": \"p-1\"",
+        b"",
+    ] {
+        assert_eq!(
+            reason(body),
+            RejectReason::NotJson,
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    for body in [&b"[1, 2]"[..], b" \"text\" ", b"42", b"null"] {
+        assert_eq!(
+            reason(body),
+            RejectReason::NotAnObject,
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
 #[test]
 fn missing_empty_or_non_string_key_is_rejected() {
     let mut json = minimal();
