@@ -16,12 +16,12 @@ use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opt
 use rdkafka::{
     config::RDKafkaLogLevel,
     error::{KafkaError, RDKafkaErrorCode},
-    statistics::{Broker, Statistics},
     ClientContext,
 };
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
+use super::statistics::{Broker, Statistics};
 use crate::health::Health;
 
 /// The same client error is logged at most once per this interval; the next line says how
@@ -201,7 +201,7 @@ impl Context {
         self.fatal.clone()
     }
 
-    fn record_queue(&self, stats: &Statistics) {
+    fn record_queue(&self, stats: &Statistics<'_>) {
         let m = &self.metrics;
         m.queue_messages.set(stats.msg_cnt as i64);
         m.queue_bytes.set(stats.msg_size as i64);
@@ -219,9 +219,9 @@ impl Context {
         );
     }
 
-    fn record_broker(&self, broker: &Broker) {
+    fn record_broker(&self, broker: &Broker<'_>) {
         let m = &self.metrics;
-        let name = broker.name.as_str();
+        let name = broker.name.as_ref();
         m.broker_up
             .with_label_values(&[name])
             .set(i64::from(broker.state == "UP"));
@@ -248,18 +248,51 @@ impl Context {
     }
 
     /// Drops the series and counters of brokers that are no longer cluster members.
-    fn forget_departed(&self, members: &[&Broker]) {
+    fn forget_departed(&self, members: &[&Broker<'_>]) {
         let Ok(mut last_counters) = self.last_counters.lock() else {
             return;
         };
         let departed: Vec<String> = last_counters
             .keys()
-            .filter(|name| !members.iter().any(|broker| &broker.name == *name))
+            .filter(|name| !members.iter().any(|broker| broker.name == name.as_str()))
             .cloned()
             .collect();
         for name in departed {
             self.metrics.forget_broker(&name);
             last_counters.remove(&name);
+        }
+    }
+
+    /// Metrics and readiness from one statistics report.
+    fn stats(&self, stats: &Statistics<'_>) {
+        if self.fatal.load(Ordering::SeqCst) {
+            // A failed producer's connections say nothing about whether the relay can publish.
+            return;
+        }
+        self.record_queue(stats);
+        // Bootstrap entries (node id -1) stand for configured addresses, not cluster members.
+        let members: Vec<&Broker<'_>> = stats
+            .brokers
+            .values()
+            .filter(|broker| broker.nodeid >= 0)
+            .collect();
+        let mut any_up = false;
+        for broker in &members {
+            any_up |= broker.state == "UP";
+            self.record_broker(broker);
+        }
+        self.forget_departed(&members);
+        let was_up = self.any_broker_up.swap(any_up, Ordering::Relaxed);
+        if any_up {
+            self.health.broker_seen_up(Instant::now());
+            self.health.producer_recovered();
+            if !was_up {
+                if let Ok(mut log) = self.error_log.lock() {
+                    // A new outage is news again.
+                    log.clear();
+                }
+                info!("A Kafka broker connection is up.");
+            }
         }
     }
 
@@ -294,35 +327,10 @@ impl Context {
 }
 
 impl ClientContext for Context {
-    fn stats(&self, stats: Statistics) {
-        if self.fatal.load(Ordering::SeqCst) {
-            // A failed producer's connections say nothing about whether the relay can publish.
-            return;
-        }
-        self.record_queue(&stats);
-        // Bootstrap entries (node id -1) stand for configured addresses, not cluster members.
-        let members: Vec<&Broker> = stats
-            .brokers
-            .values()
-            .filter(|broker| broker.nodeid >= 0)
-            .collect();
-        let mut any_up = false;
-        for broker in &members {
-            any_up |= broker.state == "UP";
-            self.record_broker(broker);
-        }
-        self.forget_departed(&members);
-        let was_up = self.any_broker_up.swap(any_up, Ordering::Relaxed);
-        if any_up {
-            self.health.broker_seen_up(Instant::now());
-            self.health.producer_recovered();
-            if !was_up {
-                if let Ok(mut log) = self.error_log.lock() {
-                    // A new outage is news again.
-                    log.clear();
-                }
-                info!("A Kafka broker connection is up.");
-            }
+    fn stats_raw(&self, json: &[u8]) {
+        match Statistics::parse(json) {
+            Ok(stats) => self.stats(&stats),
+            Err(error) => debug!(%error, "librdkafka's statistics could not be read."),
         }
     }
 
@@ -357,7 +365,7 @@ impl ClientContext for Context {
 mod tests {
     use super::*;
 
-    fn stats_with(brokers: &[(&str, i32)]) -> Statistics {
+    fn stats_with(brokers: &[(&str, i32)]) -> Vec<u8> {
         let brokers: serde_json::Map<String, serde_json::Value> = brokers
             .iter()
             .map(|(name, id)| {
@@ -377,7 +385,7 @@ mod tests {
             "metadata_cache_cnt": 1, "brokers": brokers, "topics": {}, "tx": 0, "tx_bytes": 0, "rx": 0,
             "rx_bytes": 0, "txmsgs": 0, "txmsg_bytes": 0, "rxmsgs": 0, "rxmsg_bytes": 0
         });
-        serde_json::from_value(json).unwrap()
+        serde_json::to_vec(&json).unwrap()
     }
 
     #[test]
@@ -389,14 +397,14 @@ mod tests {
             health,
             Arc::default(),
         );
-        context.stats(stats_with(&[("b1:9092/1", 1), ("b2:9092/2", 2)]));
+        context.stats_raw(&stats_with(&[("b1:9092/1", 1), ("b2:9092/2", 2)]));
         let text = || String::from_utf8(crate::ingress::metrics::encode(&registry).1).unwrap();
         assert!(
             text().contains("bp_relay_kafka_broker_up{broker=\"b2:9092/2\"} 1"),
             "{}",
             text()
         );
-        context.stats(stats_with(&[("b1:9092/1", 1)]));
+        context.stats_raw(&stats_with(&[("b1:9092/1", 1)]));
         assert!(!text().contains("b2:9092/2"), "{}", text());
         assert!(
             text().contains("bp_relay_kafka_broker_tx_errors_total{broker=\"b1:9092/1\"} 2"),
