@@ -7,7 +7,8 @@
 //! builds the record and picks its topic, [`publish`] hands it to a publisher and waits for
 //! the acknowledgement; [`response`] answers, mapping every [`error`] in one place; [`access`]
 //! writes the request's one log line and its span; [`metrics`] counts each step;
-//! [`traceparent`] carries the sender's trace into the record.
+//! [`traceparent`] carries the sender's trace into the record; [`warning`] keeps a warning
+//! that every request would repeat (a full memory) to one line a minute.
 
 pub mod access;
 pub mod body_budget;
