@@ -5,7 +5,7 @@
 use std::{borrow::Cow, fmt};
 
 use serde::{
-    de::{MapAccess, Visitor},
+    de::{IgnoredAny, MapAccess, SeqAccess, Visitor},
     Deserialize, Deserializer,
 };
 use serde_json::value::RawValue;
@@ -66,6 +66,16 @@ pub(super) enum Document {
     NotJson(serde_json::Error),
     /// The body is JSON, but not an object.
     NotAnObject,
+}
+
+/// The items of the array in `raw`, each the object it is or `None` for another kind of value,
+/// read in one pass; `None` when `raw` is not an array.
+pub(super) fn objects<'a>(raw: &'a RawValue) -> Option<Vec<Option<Object<'a>>>> {
+    if kind(raw) != Kind::Array {
+        return None;
+    }
+    let items: Vec<Item<'a>> = serde_json::from_str(raw.get()).ok()?;
+    Some(items.into_iter().map(|item| item.0).collect())
 }
 
 /// The elements of the array in `raw`, unparsed, or `None` for another kind of value.
@@ -189,23 +199,79 @@ impl<'de> Deserialize<'de> for Text<'de> {
 
 impl<'de> Deserialize<'de> for Object<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = Object<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object")
-            }
-
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some(Text(name)) = map.next_key()? {
-                    members.push((name, map.next_value()?));
-                }
-                Ok(Object { members })
-            }
-        }
         deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+struct ObjectVisitor;
+
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = Object<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        while let Some(Text(name)) = map.next_key()? {
+            members.push((name, map.next_value()?));
+        }
+        Ok(Object { members })
+    }
+}
+
+/// An array item: the object it is, or `None` for a value of another kind (read and skipped).
+struct Item<'a>(Option<Object<'a>>);
+
+impl<'de> Deserialize<'de> for Item<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ItemVisitor)
+    }
+}
+
+struct ItemVisitor;
+
+impl<'de> Visitor<'de> for ItemVisitor {
+    type Value = Item<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+        ObjectVisitor
+            .visit_map(map)
+            .map(|object| Item(Some(object)))
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Item(None))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Item(None))
     }
 }
 

@@ -127,14 +127,14 @@ fn check_shape(value: &RawValue, shape: Shape) -> Result<(), Mismatch> {
 }
 
 fn check_items(value: &RawValue, fields: &[Field]) -> Result<(), Mismatch> {
-    let Some(items) = json::array(value) else {
+    let Some(items) = json::objects(value) else {
         return Err(Mismatch {
             reversed_path: Vec::new(),
             expected: "an array",
         });
     };
     for (index, item) in items.into_iter().enumerate() {
-        let Some(object) = Object::parse(item) else {
+        let Some(object) = item else {
             return Err(Mismatch {
                 reversed_path: vec![index.to_string()],
                 expected: "an object",

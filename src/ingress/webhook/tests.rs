@@ -194,6 +194,36 @@ fn wrongly_typed_known_fields_are_rejected() {
     }
 }
 
+/// An item of an array of objects is read once, as the object it is; any other kind of item is
+/// named by its index, and a well-typed item after it does not hide it.
+#[test]
+fn an_item_that_is_not_an_object_is_named_by_its_index() {
+    let ok = serde_json::json!({"id": "a", "type": "t", "status": "s"});
+    for (index, bad) in [
+        serde_json::json!([1, [2]]),
+        serde_json::json!("text"),
+        serde_json::Value::Null,
+        serde_json::json!(2.5),
+        serde_json::json!(true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut json = minimal();
+        json["actions"] = serde_json::json!([ok.clone(), bad.clone(), ok.clone()]);
+        let rejection = process(json).unwrap_err();
+        assert_eq!(rejection.reason, RejectReason::InvalidField, "case {index}");
+        assert_eq!(rejection.detail, "/actions/1 is not an object", "{bad}");
+    }
+    let mut json = minimal();
+    json["actions"] =
+        serde_json::json!([ok.clone(), {"id": "b", "type": "t", "status": "s", "union": "x"}]);
+    assert_eq!(
+        process(json).unwrap_err().detail,
+        "/actions/1/union is not a non-negative integer"
+    );
+}
+
 #[test]
 fn rejection_detail_never_contains_payload_values() {
     let mut json = minimal();
