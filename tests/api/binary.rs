@@ -310,7 +310,7 @@ async fn sigterm_answers_every_request_in_flight_and_every_2xx_is_in_kafka() {
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_quick_start_acknowledges_signed_samples_and_refuses_a_wrong_secret() {
     let mut process = RelayProcess::spawn(
-        &RelayArgs::new()
+        RelayArgs::new()
             .switch("--embedded-kafka")
             .signing_secrets(&["whsec_demo"])
             .on_free_ports(),

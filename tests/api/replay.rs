@@ -361,7 +361,7 @@ async fn a_redis_cluster_as_the_store_is_refused_at_startup_with_one_line() {
     let redis = DedicatedRedis::start_with(&["--cluster-enabled", "yes"]).await;
     let (url, password_file) = (redis.url(), redis.password_file());
     let mut relay = RelayProcess::spawn(
-        &RelayArgs::new()
+        RelayArgs::new()
             .brokers("127.0.0.1:9")
             .signing_secrets(&["s"])
             .on_free_ports()

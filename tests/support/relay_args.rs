@@ -114,11 +114,11 @@ impl<'a> IntoIterator for &'a RelayArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::RelayArgs;
-
+    // `super::` spelled out: a bench (no test harness) compiles this module without its
+    // `#[test]` functions, where a `use` would be unused.
     #[test]
     fn the_last_value_of_a_flag_counts_in_either_spelling() {
-        let args = RelayArgs::new().flag("--ack-timeout", "4s").args([
+        let args = super::RelayArgs::new().flag("--ack-timeout", "4s").args([
             "--ack-timeout=3s",
             "--ack-timeout-extra",
             "1s",
@@ -128,12 +128,12 @@ mod tests {
             args.flag("--ack-timeout", "2s").value_of("--ack-timeout"),
             Some("2s")
         );
-        assert_eq!(RelayArgs::new().value_of("--ack-timeout"), None);
+        assert_eq!(super::RelayArgs::new().value_of("--ack-timeout"), None);
     }
 
     #[test]
     fn a_subcommand_comes_first_and_the_parser_reads_the_flags() {
-        let args = RelayArgs::new()
+        let args = super::RelayArgs::new()
             .brokers("k:9092")
             .signing_secrets(&["a", "b"])
             .subcommand("check-config");
@@ -148,7 +148,7 @@ mod tests {
                 "a,b"
             ]
         );
-        let relay = RelayArgs::new().brokers("k:9092");
+        let relay = super::RelayArgs::new().brokers("k:9092");
         assert!(relay.clone().flag("--ack-timeout", "3s").parse().is_ok());
         assert!(relay.flag("--ack-timeout", "banana").parse().is_err());
     }
