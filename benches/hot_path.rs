@@ -2,6 +2,9 @@
 //! body digest, parse and key lookup, record assembly, and the whole handler over an in-memory
 //! publisher. Run: `cargo bench --bench hot_path`.
 
+#[path = "../tests/support/relay_args.rs"]
+mod relay_args;
+
 use std::{
     hint::black_box,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -20,10 +23,10 @@ use bp_relay::{
     Config,
 };
 use bytes::Bytes;
-use clap::Parser;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use http::Request;
 use http_body_util::Full;
+use relay_args::RelayArgs;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
@@ -37,18 +40,14 @@ fn now() -> i64 {
 }
 
 fn config() -> Config {
-    Config::try_parse_from([
-        "bp-relay",
-        "--kafka-brokers",
-        "unused:9092",
-        "--signing-secrets",
-        "whsec_old,whsec_bench",
+    RelayArgs::new()
+        .brokers("unused:9092")
+        .signing_secrets(&["whsec_old", SECRET])
         // Room for every signing of a run (each iteration is a new one): a full guard answers
         // 503 at once (or, before, evicted live signings), which would measure a short cut.
-        "--replay-capacity",
-        "5000000",
-    ])
-    .unwrap()
+        .flag("--replay-capacity", "5000000")
+        .parse()
+        .unwrap()
 }
 
 fn bench(c: &mut Criterion) {

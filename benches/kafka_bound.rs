@@ -18,6 +18,9 @@
 //!
 //! Not a product: built only with `--features bench`.
 
+#[path = "../tests/support/relay_args.rs"]
+mod relay_args;
+
 use std::{
     collections::BTreeMap,
     sync::{
@@ -33,7 +36,6 @@ use bp_relay::{
     ingress::record::{now_millis, Envelope, Record},
     ingress::traceparent::TraceParent,
     ingress::webhook::{EventKind, Webhook},
-    Config,
 };
 use bytes::Bytes;
 use clap::Parser;
@@ -41,6 +43,7 @@ use rdkafka::{
     message::OwnedHeaders,
     producer::{FutureProducer, FutureRecord, Producer},
 };
+use relay_args::RelayArgs;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -346,14 +349,11 @@ async fn main() -> anyhow::Result<()> {
     let started_at = OffsetDateTime::now_utc();
 
     // The relay's producer settings, from the relay's own code and default configuration.
-    let relay = Config::try_parse_from([
-        "bp-relay",
-        "--kafka-brokers",
-        &args.brokers,
-        "--signing-secrets",
-        "unused-by-the-kafka-bound",
-    ])
-    .map_err(|e| anyhow!("the relay's default configuration: {e}"))?;
+    let relay = RelayArgs::new()
+        .brokers(&args.brokers)
+        .signing_secrets(&["unused-by-the-kafka-bound"])
+        .parse()
+        .map_err(|e| anyhow!("the relay's default configuration: {e}"))?;
     let client = bp_relay::kafka::client_config(
         &relay.kafka,
         &args.brokers,

@@ -13,24 +13,8 @@ use rdkafka::Message;
 use crate::helpers::*;
 
 /// The flags of a relay on `topics` with the test secret, on port 0, as a child process.
-fn child_args(topics: &Topics) -> Vec<String> {
-    let mut args = topics.args();
-    args.extend(
-        [
-            "--signing-secrets",
-            SECRET,
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ]
-        .map(String::from),
-    );
-    args
-}
-
-fn as_strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
+fn child_args(topics: &Topics) -> RelayArgs {
+    topics.args().signing_secrets(&[SECRET]).on_free_ports()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -68,15 +52,11 @@ async fn bad_configuration_exits_64_with_one_line_before_binding() {
         ),
     ];
     for (case, named) in cases {
-        let mut args = vec![
-            "--kafka-brokers",
-            "127.0.0.1:9",
-            "--listen",
-            &listen,
-            "--admin-listen",
-            "127.0.0.1:0",
-        ];
-        args.extend_from_slice(case);
+        let args = RelayArgs::new()
+            .brokers("127.0.0.1:9")
+            .flag("--listen", &listen)
+            .flag("--admin-listen", "127.0.0.1:0")
+            .args(case.iter().copied());
         let (code, _stdout, stderr) = run_to_end(&args).await;
         assert_eq!(code, 64, "{args:?}: {stderr}");
         let lines: Vec<&str> = stderr
@@ -108,14 +88,12 @@ async fn an_unknown_flag_or_malformed_value_exits_64_with_clap_s_message() {
         "clap's whole message, with the usage line: {stderr}"
     );
 
-    let (code, _stdout, stderr) = run_to_end(&[
-        "--kafka-brokers",
-        "127.0.0.1:9",
-        "--signing-secrets",
-        "s",
-        "--listen",
-        "not-an-address",
-    ])
+    let (code, _stdout, stderr) = run_to_end(
+        &RelayArgs::new()
+            .brokers("127.0.0.1:9")
+            .signing_secrets(&["s"])
+            .flag("--listen", "not-an-address"),
+    )
     .await;
     assert_eq!(code, 64, "{stderr}");
     assert!(
@@ -137,46 +115,26 @@ async fn check_config_accepts_a_good_configuration_and_refuses_a_bad_one_without
     std::fs::write(&secrets, "whsec_a\nwhsec_b\n").unwrap();
     let secrets = secrets.to_str().unwrap();
     // Port 9 (discard): nothing answers there, and check-config must not need it to.
-    let flags = [
-        "--kafka-brokers",
-        "127.0.0.1:9",
-        "--signing-secrets-file",
-        secrets,
-    ];
-    let args = [&["check-config"], &flags[..]].concat();
+    let flags = RelayArgs::new()
+        .brokers("127.0.0.1:9")
+        .flag("--signing-secrets-file", secrets);
+    let args = flags.clone().subcommand("check-config");
     let (code, stdout, stderr) = run_to_end(&args).await;
     assert_eq!(code, 0, "{args:?}: {stderr}");
     assert_eq!(stdout.trim(), "bp-relay: configuration OK", "{args:?}");
     // The relay's flags come after the subcommand: before it they would be the relay's own, so
     // the mix is refused rather than half applied.
-    let flags_first = [&flags[..], &["check-config"]].concat();
+    let flags_first = flags.clone().args(["check-config"]);
     let (code, _stdout, stderr) = run_to_end(&flags_first).await;
     assert_eq!(code, 64, "{flags_first:?}: {stderr}");
+    let with_option = |option: &str| args.clone().flag("--kafka-option", option);
 
     // librdkafka refuses the value of a property it knows.
-    let (code, _stdout, stderr) = run_to_end(&[
-        "check-config",
-        "--kafka-brokers",
-        "127.0.0.1:9",
-        "--signing-secrets-file",
-        secrets,
-        "--kafka-option",
-        "socket.keepalive.enable=banana",
-    ])
-    .await;
+    let (code, _stdout, stderr) = run_to_end(&with_option("socket.keepalive.enable=banana")).await;
     assert_eq!(code, 64, "{stderr}");
     assert!(stderr.contains("socket.keepalive.enable"), "{stderr}");
     // A property the relay sets itself is refused, naming the flag to use.
-    let (code, _stdout, stderr) = run_to_end(&[
-        "check-config",
-        "--kafka-brokers",
-        "127.0.0.1:9",
-        "--signing-secrets-file",
-        secrets,
-        "--kafka-option",
-        "linger.ms=20",
-    ])
-    .await;
+    let (code, _stdout, stderr) = run_to_end(&with_option("linger.ms=20")).await;
     assert_eq!(code, 64, "{stderr}");
     assert!(
         stderr.contains("linger.ms") && stderr.contains("--kafka-linger"),
@@ -201,16 +159,7 @@ async fn check_config_accepts_a_good_configuration_and_refuses_a_bad_one_without
             "(librdkafka reads it as message.timeout.ms) is reserved",
         ),
     ] {
-        let (code, stdout, stderr) = run_to_end(&[
-            "check-config",
-            "--kafka-brokers",
-            "127.0.0.1:9",
-            "--signing-secrets-file",
-            secrets,
-            "--kafka-option",
-            option,
-        ])
-        .await;
+        let (code, stdout, stderr) = run_to_end(&with_option(option)).await;
         assert_eq!((code, stdout.as_str()), (64, ""), "{option}: {stderr}");
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{option}: one line: {stderr}");
@@ -222,11 +171,13 @@ async fn check_config_accepts_a_good_configuration_and_refuses_a_bad_one_without
 async fn missing_topics_are_named_at_startup_with_exit_69() {
     let topics = Topics::create(&bootstrap(), 1, &[]).await;
     let absent = unique("absent");
-    let mut args = child_args(&topics);
-    let actions_flag = args.iter().position(|a| a == "--actions-topic").unwrap();
-    args[actions_flag + 1] = absent.clone();
-    args.extend(["--startup-timeout", "2s"].map(String::from));
-    let (code, _stdout, stderr) = run_to_end(&as_strs(&args)).await;
+    let args = RelayArgs::new()
+        .brokers(&bootstrap())
+        .topics(&topics.processes.name, &absent, &topics.dead_letter.name)
+        .signing_secrets(&[SECRET])
+        .on_free_ports()
+        .flag("--startup-timeout", "2s");
+    let (code, _stdout, stderr) = run_to_end(&args).await;
     assert_eq!(code, 69, "{stderr}");
     assert!(
         stderr.contains(&absent) && stderr.contains("missing"),
@@ -250,10 +201,9 @@ async fn in_flight(admin: SocketAddr) -> f64 {
 async fn sigterm_answers_every_request_in_flight_and_every_2xx_is_in_kafka() {
     const HELD: usize = 10;
     let topics = Topics::create(&bootstrap(), 3, &[]).await;
-    let mut args = child_args(&topics);
     // The whole budget: the held requests must be finished within it.
-    args.extend(["--ack-timeout", "4900ms"].map(String::from));
-    let mut process = Process::spawn(&as_strs(&args), &[]);
+    let args = child_args(&topics).flag("--ack-timeout", "4900ms");
+    let mut process = RelayProcess::spawn(&args, &[]);
     let (ingress, admin) = process.started().await;
 
     // Requests the signal catches in flight: headers and half the body sent, the rest held back.
@@ -287,7 +237,7 @@ async fn sigterm_answers_every_request_in_flight_and_every_2xx_is_in_kafka() {
             tokio::spawn(try_send(request))
         })
         .collect();
-    process.signal("TERM");
+    process.signal(Signal::Term);
     eventually(
         "the relay to start draining",
         Duration::from_secs(10),
@@ -330,10 +280,10 @@ async fn sigterm_answers_every_request_in_flight_and_every_2xx_is_in_kafka() {
         acked.push(answer.json());
     }
     assert_eq!(
-        process.exit_code(Duration::from_secs(25)).await,
-        0,
+        process.wait_exit(Duration::from_secs(25)).await.code(),
+        Some(0),
         "{}",
-        process.all_logs()
+        process.logs()
     );
     let records = topics.processes.consume(acked.len()).await;
     for ack in acked {
@@ -348,7 +298,7 @@ async fn sigterm_answers_every_request_in_flight_and_every_2xx_is_in_kafka() {
             "acknowledged record {partition}/{offset} is in Kafka"
         );
     }
-    let logs = process.all_logs();
+    let logs = process.logs();
     assert!(logs.contains("SIGTERM received."), "{logs}");
     assert!(
         !logs.contains(SECRET),
@@ -359,16 +309,11 @@ async fn sigterm_answers_every_request_in_flight_and_every_2xx_is_in_kafka() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_quick_start_acknowledges_signed_samples_and_refuses_a_wrong_secret() {
-    let mut process = Process::spawn(
-        &[
-            "--embedded-kafka",
-            "--signing-secrets",
-            "whsec_demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
+    let mut process = RelayProcess::spawn(
+        RelayArgs::new()
+            .switch("--embedded-kafka")
+            .signing_secrets(&["whsec_demo"])
+            .on_free_ports(),
         &[],
     );
     let (ingress, _admin) = process.started().await;
@@ -424,17 +369,19 @@ async fn embedded_quick_start_acknowledges_signed_samples_and_refuses_a_wrong_se
             "each signed sample is a record"
         );
     }
-    process.signal("INT");
-    assert_eq!(process.exit_code(Duration::from_secs(25)).await, 0);
+    process.signal(Signal::Int);
+    assert_eq!(
+        process.wait_exit(Duration::from_secs(25)).await.code(),
+        Some(0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_never_contain_secrets_or_sample_bodies() {
     let topics = Topics::create(&bootstrap(), 1, &[]).await;
     // Every request logged, 2xx answers included.
-    let mut args = child_args(&topics);
-    args.extend(["--access-log", "all"].map(String::from));
-    let mut process = Process::spawn(&as_strs(&args), &[]);
+    let args = child_args(&topics).flag("--access-log", "all");
+    let mut process = RelayProcess::spawn(&args, &[]);
     let (ingress, _admin) = process.started().await;
     let url = format!("http://{ingress}{PROCESS_PATH}");
     let bodies: Vec<Vec<u8>> = samples::BUSINESS_PROCESSES
@@ -459,10 +406,9 @@ async fn logs_never_contain_secrets_or_sample_bodies() {
             .status,
         StatusCode::UNAUTHORIZED
     );
-    process.signal("TERM");
-    assert_eq!(process.exit_code(Duration::from_secs(25)).await, 0);
+    assert_eq!(process.stop(Duration::from_secs(25)).await.code(), Some(0));
 
-    let logs = process.all_logs();
+    let logs = process.logs();
     assert_eq!(
         logs.matches("\"outcome\":\"published\"").count(),
         samples::BUSINESS_PROCESSES.len(),

@@ -1,6 +1,6 @@
 //! The harness: every test owns its world. [`spawn_relay`] creates fresh topics on the test
 //! broker, builds a relay in this process on port 0 and hands back what a test needs to talk to
-//! it; [`Process`] runs the binary as an operator does; [`DedicatedBroker`] is a broker of the
+//! it; [`RelayProcess`] runs the binary as an operator does; [`DedicatedBroker`] is a broker of the
 //! test's own, to stop or freeze. Kafka reads run on blocking threads; every wait is bounded.
 //!
 //! `TEST_LOG=1` shows the in-process relays' logs in a failing test's output, filtered by
@@ -8,10 +8,9 @@
 
 mod broker;
 mod client;
-mod process;
 mod redis;
-#[path = "../support/wait.rs"]
-mod wait;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -22,8 +21,7 @@ use std::{
     time::Duration,
 };
 
-use bp_relay::{kafka::Publisher, App, Config};
-use clap::Parser;
+use bp_relay::{kafka::Publisher, App};
 use http::HeaderMap;
 use rand::{distr::Alphanumeric, Rng};
 use tokio::sync::oneshot;
@@ -32,9 +30,12 @@ pub use broker::{headers_of, java_partition, DedicatedBroker, Topic, Topics};
 pub use client::{
     hold, post, send, signed_headers, signed_headers_at, try_send, Answer, HeldRequest,
 };
-pub use process::{run_to_end, Process};
 pub use redis::DedicatedRedis;
-pub use wait::{blocking, eventually};
+pub use support::{
+    relay_args::RelayArgs,
+    relay_process::{run_to_end, RelayProcess, Signal},
+    wait::{blocking, eventually},
+};
 
 /// The secret every test relay is configured with, unless a test chooses others.
 pub const SECRET: &str = "whsec_integration_7c1d";
@@ -107,7 +108,7 @@ fn init_test_log() {
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
     partitions: i32,
-    flags: Vec<String>,
+    flags: RelayArgs,
     secrets: Vec<String>,
     bootstrap: Option<String>,
     process_topic_config: Vec<(String, String)>,
@@ -117,7 +118,7 @@ impl Default for RelayOptions {
     fn default() -> Self {
         RelayOptions {
             partitions: 1,
-            flags: Vec::new(),
+            flags: RelayArgs::new(),
             secrets: vec![SECRET.to_owned()],
             bootstrap: None,
             process_topic_config: Vec::new(),
@@ -134,7 +135,7 @@ impl RelayOptions {
 
     /// More relay flags, e.g. `["--max-body", "1KiB"]`.
     pub fn flags(mut self, flags: &[&str]) -> Self {
-        self.flags.extend(flags.iter().map(|flag| flag.to_string()));
+        self.flags = self.flags.args(flags.iter().copied());
         self
     }
 
@@ -171,22 +172,15 @@ pub async fn spawn_relay(options: RelayOptions) -> TestRelay {
         &options.process_topic_config,
     )
     .await;
-    let mut args: Vec<String> = [
-        "bp-relay",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args = RelayArgs::new().on_free_ports();
     // No secrets: the test gives them another way (--signing-secrets-file in its flags).
     if !options.secrets.is_empty() {
-        args.extend(["--signing-secrets".to_owned(), options.secrets.join(",")]);
+        let secrets: Vec<&str> = options.secrets.iter().map(String::as_str).collect();
+        args = args.signing_secrets(&secrets);
     }
-    args.extend(topics.args());
-    args.extend(options.flags);
-    let config = Config::try_parse_from(&args)
+    let args = args.args(topics.args()).args(options.flags);
+    let config = args
+        .parse()
         .unwrap_or_else(|error| panic!("relay flags {args:?}: {error}"));
     let (started, addresses) = oneshot::channel();
     let (shutdown, stopped) = oneshot::channel::<()>();

@@ -66,21 +66,17 @@ impl Collector {
 }
 
 /// The binary on the embedded Kafka, unsigned, with `args` and `env`.
-fn spawn_embedded(args: &[&str], env: &[(&str, &str)]) -> Process {
-    let mut all = vec![
-        "--embedded-kafka",
-        "--insecure-skip-signature",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ];
-    all.extend_from_slice(args);
-    Process::spawn(&all, env)
+fn spawn_embedded(args: RelayArgs, env: &[(&str, &str)]) -> RelayProcess {
+    let all = RelayArgs::new()
+        .switch("--embedded-kafka")
+        .switch("--insecure-skip-signature")
+        .on_free_ports()
+        .args(args);
+    RelayProcess::spawn(&all, env)
 }
 
 /// Sends a small process keyed `p-otlp` with the sender's traceparent; returns the relay's answer.
-async fn send_process(relay: &Process) -> Answer {
+async fn send_process(relay: &RelayProcess) -> Answer {
     let (ingress, _admin) = relay.started().await;
     let mut headers = unsigned_headers();
     headers.insert("traceparent", SENDER.parse().unwrap());
@@ -93,9 +89,8 @@ async fn send_process(relay: &Process) -> Answer {
 }
 
 /// SIGTERM, then the exit code.
-async fn terminate(relay: &mut Process) -> i32 {
-    relay.signal("TERM");
-    relay.exit_code(Duration::from_secs(25)).await
+async fn terminate(relay: &mut RelayProcess) -> Option<i32> {
+    relay.stop(Duration::from_secs(25)).await.code()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -111,7 +106,10 @@ fn id_bytes(hex_id: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn request_span_is_exported_before_exit_as_a_child_of_the_senders_trace() {
     let collector = Collector::start().await;
-    let mut relay = spawn_embedded(&["--otlp-endpoint", &collector.endpoint()], &[]);
+    let mut relay = spawn_embedded(
+        RelayArgs::new().flag("--otlp-endpoint", &collector.endpoint()),
+        &[],
+    );
 
     let answer = send_process(&relay).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
@@ -122,13 +120,13 @@ async fn request_span_is_exported_before_exit_as_a_child_of_the_senders_trace() 
         .remove(0);
     let record_traceparent = headers_of(&record)["ce_traceparent"].clone();
     // Spans are exported in batches every 5 s; the shutdown flush must deliver the last ones.
-    assert_eq!(terminate(&mut relay).await, 0, "{}", relay.all_logs());
+    assert_eq!(terminate(&mut relay).await, Some(0), "{}", relay.logs());
 
     let requests = collector.requests();
     assert!(
         !requests.is_empty(),
         "the collector received nothing:\n{}",
-        relay.all_logs()
+        relay.logs()
     );
     assert!(
         requests.iter().all(|(path, _)| path == "/v1/traces"),
@@ -185,7 +183,7 @@ async fn without_the_flag_nothing_is_exported_even_with_otel_environment_variabl
     let collector = Collector::start().await;
     let endpoint = collector.endpoint();
     let mut relay = spawn_embedded(
-        &[],
+        RelayArgs::new(),
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &endpoint),
@@ -194,7 +192,7 @@ async fn without_the_flag_nothing_is_exported_even_with_otel_environment_variabl
 
     let answer = send_process(&relay).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-    assert_eq!(terminate(&mut relay).await, 0, "{}", relay.all_logs());
+    assert_eq!(terminate(&mut relay).await, Some(0), "{}", relay.logs());
     assert!(
         collector.requests().is_empty(),
         "no --otlp-endpoint, no export"

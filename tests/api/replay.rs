@@ -360,36 +360,28 @@ async fn a_store_out_of_memory_refuses_with_503_and_writes_nothing_until_it_has_
 async fn a_redis_cluster_as_the_store_is_refused_at_startup_with_one_line() {
     let redis = DedicatedRedis::start_with(&["--cluster-enabled", "yes"]).await;
     let (url, password_file) = (redis.url(), redis.password_file());
-    let mut relay = Process::spawn(
-        &[
-            "--kafka-brokers",
-            "127.0.0.1:9",
-            "--signing-secrets",
-            "s",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--replay-store",
-            &url,
-            "--replay-store-password-file",
-            &password_file,
-        ],
+    let mut relay = RelayProcess::spawn(
+        RelayArgs::new()
+            .brokers("127.0.0.1:9")
+            .signing_secrets(&["s"])
+            .on_free_ports()
+            .flag("--replay-store", &url)
+            .flag("--replay-store-password-file", &password_file),
         &[],
     );
-    let code = relay.exit_code(Duration::from_secs(20)).await;
-    assert_eq!(code, 64, "{}", relay.all_logs());
+    let code = relay.wait_exit(Duration::from_secs(20)).await.code();
+    assert_eq!(code, Some(64), "{}", relay.logs());
     eventually(
         "the one line naming the cluster",
         Duration::from_secs(5),
         || async {
-            relay.all_logs().lines().any(|line| {
+            relay.logs().lines().any(|line| {
                 line.starts_with("bp-relay: --replay-store: the store is a Redis Cluster")
             })
         },
     )
     .await;
-    let logs = relay.all_logs();
+    let logs = relay.logs();
     let lines: Vec<&str> = logs
         .lines()
         .filter(|line| line.starts_with("bp-relay"))

@@ -17,35 +17,24 @@ fn sasl_args(
     mechanism: &str,
     user: &str,
     password_file: &str,
-) -> Vec<String> {
-    let mut args: Vec<String> = topics.args();
-    let brokers = args
-        .iter()
-        .position(|arg| arg == "--kafka-brokers")
-        .unwrap();
-    args[brokers + 1] = broker.sasl_ssl_bootstrap();
-    args.extend(
-        [
-            "--kafka-security-protocol",
-            "sasl_ssl",
-            "--kafka-sasl-mechanism",
-            mechanism,
-            "--kafka-sasl-username",
-            user,
-            "--kafka-sasl-password-file",
-            password_file,
+) -> RelayArgs {
+    RelayArgs::new()
+        .brokers(&broker.sasl_ssl_bootstrap())
+        .topics(
+            &topics.processes.name,
+            &topics.actions.name,
+            &topics.dead_letter.name,
+        )
+        .flag("--kafka-security-protocol", "sasl_ssl")
+        .flag("--kafka-sasl-mechanism", mechanism)
+        .flag("--kafka-sasl-username", user)
+        .flag("--kafka-sasl-password-file", password_file)
+        .flag(
             "--kafka-ssl-ca-location",
             &broker.ca_file().display().to_string(),
-            "--signing-secrets",
-            SECRET,
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ]
-        .map(String::from),
-    );
-    args
+        )
+        .signing_secrets(&[SECRET])
+        .on_free_ports()
 }
 
 fn password_file(dir: &tempfile::TempDir, password: &str) -> String {
@@ -62,7 +51,7 @@ async fn the_relay_publishes_over_sasl_ssl_with_plain_and_scram_and_never_shows_
     for (mechanism, user) in [("PLAIN", "relay-plain"), ("SCRAM-SHA-512", "relay-scram")] {
         let topics = Topics::create(&broker.bootstrap(), 1, &[]).await;
         let args = sasl_args(&broker, &topics, mechanism, user, &password_file);
-        let process = Process::spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+        let process = RelayProcess::spawn(&args, &[]);
         let (ingress, _admin) = process.started().await;
         let answer = post(
             &format!("http://{ingress}{PROCESS_PATH}"),
@@ -83,7 +72,7 @@ async fn the_relay_publishes_over_sasl_ssl_with_plain_and_scram_and_never_shows_
             "{mechanism}"
         );
         assert!(
-            !process.all_logs().contains(PASSWORD),
+            !process.logs().contains(PASSWORD),
             "{mechanism}: the password is in the logs"
         );
     }
@@ -92,10 +81,9 @@ async fn the_relay_publishes_over_sasl_ssl_with_plain_and_scram_and_never_shows_
     let (_, help, _) = run_to_end(&["--help"]).await;
     assert!(!help.contains(PASSWORD));
     let topics = Topics::named(&broker.bootstrap());
-    let mut args = sasl_args(&broker, &topics, "PLAIN", "relay-plain", &password_file);
-    args.insert(0, "check-config".to_owned());
-    let (code, stdout, stderr) =
-        run_to_end(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let args = sasl_args(&broker, &topics, "PLAIN", "relay-plain", &password_file)
+        .subcommand("check-config");
+    let (code, stdout, stderr) = run_to_end(&args).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD));
 }
@@ -106,10 +94,9 @@ async fn a_wrong_password_fails_startup_with_exit_69_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let wrong = password_file(&dir, "not-the-password");
     let topics = Topics::create(&broker.bootstrap(), 1, &[]).await;
-    let mut args = sasl_args(&broker, &topics, "SCRAM-SHA-512", "relay-scram", &wrong);
-    args.extend(["--startup-timeout", "5s"].map(String::from));
-    let (code, stdout, stderr) =
-        run_to_end(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let args = sasl_args(&broker, &topics, "SCRAM-SHA-512", "relay-scram", &wrong)
+        .flag("--startup-timeout", "5s");
+    let (code, stdout, stderr) = run_to_end(&args).await;
     assert_eq!(code, 69, "{stdout}{stderr}");
     let last_line = stderr.lines().last().unwrap_or_default();
     assert!(

@@ -12,19 +12,8 @@ use crate::helpers::*;
 async fn a_relay_started_before_kafka_waits_for_it_and_then_publishes_without_a_restart() {
     let broker = DedicatedBroker::unstarted();
     let topics = Topics::named(&broker.bootstrap());
-    let mut args = topics.args();
-    args.extend(
-        [
-            "--signing-secrets",
-            SECRET,
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ]
-        .map(String::from),
-    );
-    let process = Process::spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let args = topics.args().signing_secrets(&[SECRET]).on_free_ports();
+    let process = RelayProcess::spawn(&args, &[]);
     let (ingress, admin) = process.listening().await;
 
     assert_eq!(
@@ -79,8 +68,8 @@ async fn a_relay_started_before_kafka_waits_for_it_and_then_publishes_without_a_
         "only the delivery after startup was written"
     );
     assert!(
-        !process.all_logs().contains("\"level\":\"ERROR\""),
+        !process.logs().contains("\"level\":\"ERROR\""),
         "waiting for Kafka is not an error:\n{}",
-        process.all_logs()
+        process.logs()
     );
 }

@@ -18,7 +18,10 @@ use rdkafka::{
     ClientConfig,
 };
 
-use crate::wait::{blocking, eventually};
+use crate::support::{
+    relay_args::RelayArgs,
+    wait::{blocking, eventually},
+};
 
 /// Nodes of the cluster, ids 0..NODES.
 pub const NODES: usize = 3;
@@ -302,17 +305,8 @@ impl Topics {
     }
 
     /// The relay flags naming them.
-    pub fn args(&self) -> Vec<String> {
-        [
-            "--topic",
-            &self.processes,
-            "--actions-topic",
-            &self.actions,
-            "--dead-letter-topic",
-            &self.dead_letter,
-        ]
-        .map(String::from)
-        .to_vec()
+    pub fn args(&self) -> RelayArgs {
+        RelayArgs::new().topics(&self.processes, &self.actions, &self.dead_letter)
     }
 }
 

@@ -32,9 +32,9 @@ mod readback;
 mod relay;
 mod retry;
 mod scenarios;
+#[path = "../support/mod.rs"]
+mod support;
 mod verdict;
-#[path = "../support/wait.rs"]
-mod wait;
 
 use std::{
     fmt::Write as _,

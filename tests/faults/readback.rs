@@ -11,7 +11,7 @@ use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
 };
 
-use crate::wait::blocking;
+use crate::support::wait::blocking;
 
 /// How long reading one topic may take.
 const READ_BOUND: Duration = Duration::from_secs(60);

@@ -1,23 +1,19 @@
-//! The `bp-relay` binary under test, run as an operator runs it: a child process with JSON logs
-//! (kept in a file per scenario), its addresses read from its startup line. Killed on drop.
+//! The `bp-relay` binary under test in a scenario: a child process
+//! ([`RelayProcess`](crate::support::relay_process::RelayProcess)) on the scenario's cluster,
+//! with its log kept in a file per scenario, and what the scenario reads from its admin
+//! listener. Killed on drop.
 
-use std::{
-    fs::File,
-    net::SocketAddr,
-    path::PathBuf,
-    process::{Child, Command, ExitStatus, Stdio},
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-use crate::{verdict::LateReports, wait::eventually};
-
-/// The binary under test (the profile of this test build).
-const BIN: &str = env!("CARGO_BIN_EXE_bp-relay");
+use crate::{
+    support::{relay_args::RelayArgs, relay_process::RelayProcess},
+    verdict::LateReports,
+};
 
 /// The signing secret of every relay here.
 pub const SECRET: &str = "whsec_faults_4b1e";
@@ -25,13 +21,10 @@ pub const SECRET: &str = "whsec_faults_4b1e";
 /// The relay's log message when a producer failed fatally (src/kafka/supervisor.rs).
 const PRODUCER_REPLACED: &str = "The Kafka producer failed fatally; replacing it.";
 
-/// How long a relay may take to connect to the cluster and log its startup line.
-const STARTUP: Duration = Duration::from_secs(30);
-
 /// A running relay.
 pub struct Relay {
-    child: Child,
-    log: PathBuf,
+    /// The child process: its signals, exit and log.
+    pub process: RelayProcess,
     /// The webhook ingress.
     pub ingress: SocketAddr,
     /// The admin listener (/readyz, /metrics).
@@ -43,66 +36,26 @@ pub struct Relay {
 impl Relay {
     /// Starts the binary on `bootstrap` with `flags` (topics, timeouts...) on free ports,
     /// logging to `log`, and waits for its startup line.
-    pub async fn start(bootstrap: &str, flags: &[String], log: PathBuf) -> Relay {
-        let ack_timeout =
-            flag_value(flags, "--ack-timeout").map_or(Duration::from_secs(4), |value| {
+    pub async fn start(bootstrap: &str, flags: &RelayArgs, log: PathBuf) -> Relay {
+        let ack_timeout = flags
+            .value_of("--ack-timeout")
+            .map_or(Duration::from_secs(4), |value| {
                 humantime::parse_duration(value)
                     .unwrap_or_else(|error| panic!("--ack-timeout {value}: {error}"))
             });
-        let output =
-            File::create(&log).unwrap_or_else(|error| panic!("{}: {error}", log.display()));
-        let child = Command::new(BIN)
-            .args([
-                "--kafka-brokers",
-                bootstrap,
-                "--signing-secrets",
-                SECRET,
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .args(flags)
-            .args(["--log-format", "json"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(output.try_clone().unwrap()))
-            .stderr(Stdio::from(output))
-            .spawn()
-            .expect("spawn bp-relay");
-        let mut relay = Relay {
-            child,
-            log,
-            ingress: ([0, 0, 0, 0], 0).into(),
-            admin: ([0, 0, 0, 0], 0).into(),
+        let args = RelayArgs::new()
+            .brokers(bootstrap)
+            .signing_secrets(&[SECRET])
+            .on_free_ports()
+            .args(flags.clone());
+        let process = RelayProcess::spawn_logging_to(&args, &[], &log);
+        let (ingress, admin) = process.listening().await;
+        Relay {
+            process,
+            ingress,
+            admin,
             ack_timeout,
-        };
-        let mut started = None;
-        eventually("the relay to log its startup line", STARTUP, || {
-            started = relay.started_line();
-            let exited = relay.exited();
-            assert!(
-                exited.is_none(),
-                "the relay exited at startup ({exited:?}):\n{}",
-                relay.log_tail()
-            );
-            let found = started.is_some();
-            async move { found }
-        })
-        .await;
-        (relay.ingress, relay.admin) = started.unwrap();
-        relay
-    }
-
-    fn started_line(&self) -> Option<(SocketAddr, SocketAddr)> {
-        let text = std::fs::read_to_string(&self.log).ok()?;
-        text.lines().find_map(|line| {
-            let json: serde_json::Value = serde_json::from_str(line).ok()?;
-            (json["message"] == "bp-relay started.").then_some(())?;
-            Some((
-                json["ingress"].as_str()?.parse().ok()?,
-                json["admin"].as_str()?.parse().ok()?,
-            ))
-        })
+        }
     }
 
     /// The URL of the business-process route.
@@ -174,8 +127,8 @@ impl Relay {
 
     /// How many times its log says it replaced its producer after a fatal error.
     pub fn producer_replacements(&self) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
+        self.process
+            .logs()
             .lines()
             .filter(|line| line.contains(PRODUCER_REPLACED))
             .count()
@@ -193,50 +146,6 @@ impl Relay {
         let status = response.status();
         let body = response.into_body().collect().await.ok()?.to_bytes();
         Some((status, String::from_utf8_lossy(&body).into_owned()))
-    }
-
-    /// Sends a signal by name (`KILL`, `TERM`).
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} of the relay failed");
-    }
-
-    /// How it exited, if it has.
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("wait for the relay")
-    }
-
-    /// Waits (polling) until it exits; panics after `within`.
-    pub async fn exit_status(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.exited() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the relay did not exit within {within:?}:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The end of its log, for failure messages.
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -261,17 +170,6 @@ fn sum_of_series(text: &str, name: &str, label: &str) -> f64 {
                 .then(|| value.trim().parse::<f64>().ok())?
         })
         .sum()
-}
-
-/// The value after `flag` in `flags`, if given (`--flag value` or `--flag=value`).
-fn flag_value<'a>(flags: &'a [String], flag: &str) -> Option<&'a str> {
-    flags.iter().enumerate().rev().find_map(|(index, arg)| {
-        if arg == flag {
-            flags.get(index + 1).map(String::as_str)
-        } else {
-            arg.strip_prefix(flag)?.strip_prefix('=')
-        }
-    })
 }
 
 #[cfg(test)]

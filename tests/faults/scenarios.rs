@@ -29,8 +29,8 @@ use crate::{
     readback::read_topic,
     relay::Relay,
     retry::WINDOW,
+    support::{relay_args::RelayArgs, wait::eventually},
     verdict::{judge, Allowances, Counts},
-    wait::eventually,
 };
 
 /// The node behind the proxy: it advertises the proxy's address to clients.
@@ -126,7 +126,7 @@ struct Run {
     scenario: &'static str,
     topics: Topics,
     /// Every flag of its relays.
-    flags: Vec<String>,
+    flags: RelayArgs,
     relay: Relay,
     /// Relays it killed or stopped and replaced (their logs are read at the end).
     retired: Vec<Relay>,
@@ -136,21 +136,18 @@ struct Run {
 impl Run {
     /// Fresh topics, a relay on them with `flags` (and the matrix's short signing window), load
     /// flowing (2xx answers coming back).
-    async fn start(world: &World, scenario: &'static str, flags: &[String]) -> Run {
+    async fn start(world: &World, scenario: &'static str, flags: RelayArgs) -> Run {
         let topics = world.cluster.create_topics(scenario).await;
-        let mut all_flags = topics.args();
-        all_flags.extend([
-            "--signature-tolerance".to_owned(),
-            format!("{}s", WINDOW.as_secs()),
-        ]);
-        all_flags.extend_from_slice(flags);
-        // BP_RELAY_FAULTS_RELAY_ARGS (space-separated): settings to compare under every fault.
-        all_flags.extend(
-            std::env::var("BP_RELAY_FAULTS_RELAY_ARGS")
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(String::from),
-        );
+        let all_flags = topics
+            .args()
+            .flag("--signature-tolerance", &format!("{}s", WINDOW.as_secs()))
+            .args(flags)
+            // BP_RELAY_FAULTS_RELAY_ARGS (space-separated): settings to compare under every fault.
+            .args(
+                std::env::var("BP_RELAY_FAULTS_RELAY_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            );
         let log = world.out_dir.join(format!("{scenario}-relay.log"));
         let relay = Relay::start(&world.cluster.bootstrap(), &all_flags, log).await;
         eventually("the relay to be ready", RECOVERY_BOUND, || relay.ready()).await;
@@ -219,15 +216,14 @@ impl Run {
         if let Ok(extra) = std::env::var("BP_RELAY_FAULTS_RELAY_ARGS") {
             notes.push(format!("relay flags added: {extra}"));
         }
-        if relay.exited().is_none() {
+        if relay.process.exited().is_none() {
             allowances.late = relay.late_reports().await;
             notes.push(relay.redrive_note().await);
-            relay.signal("TERM");
-            let status = relay.exit_status(Duration::from_secs(30)).await;
+            let status = relay.process.stop(Duration::from_secs(30)).await;
             assert!(
                 status.success(),
                 "scenario {scenario}: the relay exited with {status} after the load:\n{}",
-                relay.log_tail()
+                relay.process.log_tail()
             );
         }
         // A produce request the proxy still holds could land after the read.

@@ -34,15 +34,15 @@ use bp_relay::{
     ingress::publish::{FailureReason, Memory},
     ingress::signature,
     process::parts::Parts,
-    Config,
 };
 use bytes::Bytes;
-use clap::Parser;
 use http::{HeaderMap, Request};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use proptest::prelude::*;
 use tokio::time::{Instant, Sleep};
+
+use crate::relay_args::RelayArgs;
 
 const SECRET: &str = "whsec_attacker_property";
 /// `--signature-tolerance` (short: waiting to its edge is free on the paused clock anyway).
@@ -66,19 +66,13 @@ fn relay_seconds() -> i64 {
 }
 
 fn ingress() -> Ingress<Memory> {
-    let tolerance = format!("{TOLERANCE_SECONDS}s");
-    let args = [
-        "bp-relay",
-        "--kafka-brokers",
-        "unused:9092",
-        "--signing-secrets",
-        SECRET,
-        "--signature-tolerance",
-        &tolerance,
-        "--ack-timeout",
-        "4s",
-    ];
-    let config = Config::try_parse_from(args).unwrap();
+    let config = RelayArgs::new()
+        .brokers("unused:9092")
+        .signing_secrets(&[SECRET])
+        .flag("--signature-tolerance", &format!("{TOLERANCE_SECONDS}s"))
+        .flag("--ack-timeout", "4s")
+        .parse()
+        .unwrap();
     config.validate().unwrap();
     let (ingress, _) = Parts::over(&config, Memory::keeping()).unwrap();
     ingress.with_clock(relay_clock)

@@ -14,6 +14,8 @@
 
 mod attacker;
 mod frames;
+#[path = "../support/relay_args.rs"]
+mod relay_args;
 mod status_table;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,11 +30,11 @@ use bp_relay::{
     process::parts::Parts,
     Config,
 };
-use clap::Parser;
 use frames::{End, Frames};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
+use relay_args::RelayArgs;
 use secrecy::SecretString;
 
 const SECRET: &str = "whsec_property_tests";
@@ -40,18 +42,13 @@ const MAX_BODY: usize = 2048;
 const DEAD_LETTER_TOPIC: &str = "authvia.webhooks.dead-letter";
 
 fn config() -> Config {
-    let args = [
-        "bp-relay",
-        "--kafka-brokers",
-        "unused:9092",
-        "--signing-secrets",
-        SECRET,
-        "--max-body",
-        "2KiB",
-        "--replay-capacity",
-        "64",
-    ];
-    let config = Config::try_parse_from(args).unwrap();
+    let config = RelayArgs::new()
+        .brokers("unused:9092")
+        .signing_secrets(&[SECRET])
+        .flag("--max-body", "2KiB")
+        .flag("--replay-capacity", "64")
+        .parse()
+        .unwrap();
     config.validate().unwrap();
     config
 }

@@ -1,6 +1,5 @@
 //! Bounded waits on conditions, shared by the integration tests (`tests/api`) and the fault
-//! matrix (`tests/faults`), each of which includes this file: a test never sleeps to
-//! synchronise.
+//! matrix (`tests/faults`) through `tests/support`: a test never sleeps to synchronise.
 
 use std::{
     future::Future,
@@ -12,7 +11,19 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// Polls `condition` until it holds and returns how long that took, or panics after `timeout`
 /// naming `what`.
-pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut condition: F) -> Duration
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, condition: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    within(timeout, condition)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for: {what}"))
+}
+
+/// Polls `condition` until it holds and returns how long that took, or `None` after `timeout`:
+/// for a caller that has more to say than [`eventually`] when the time is up.
+pub async fn within<F, Fut>(timeout: Duration, mut condition: F) -> Option<Duration>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -20,19 +31,17 @@ where
     let started = Instant::now();
     loop {
         if condition().await {
-            return started.elapsed();
+            return Some(started.elapsed());
         }
-        assert!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
+        if started.elapsed() >= timeout {
+            return None;
+        }
         tokio::time::sleep(POLL).await;
     }
 }
 
 /// Runs a blocking call (librdkafka, a child process) on a blocking thread; a panic in it
 /// panics the caller.
-#[allow(dead_code)] // Each including crate uses what it needs.
 pub async fn blocking<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(call)
         .await

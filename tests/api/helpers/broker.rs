@@ -18,7 +18,7 @@ use rdkafka::{
     ClientConfig, TopicPartitionList,
 };
 
-use super::{blocking, eventually, free_port, unique};
+use super::{blocking, eventually, free_port, unique, RelayArgs};
 
 /// How long a test waits for records to arrive, or for a topic to get leaders.
 const KAFKA_WAIT: Duration = Duration::from_secs(30);
@@ -224,20 +224,13 @@ impl Topics {
         [&self.processes, &self.actions, &self.dead_letter]
     }
 
-    /// The relay flags naming the cluster and these topics.
-    pub fn args(&self) -> Vec<String> {
-        [
-            "--kafka-brokers",
-            &self.bootstrap,
-            "--topic",
+    /// The relay flags naming the broker and these topics.
+    pub fn args(&self) -> RelayArgs {
+        RelayArgs::new().brokers(&self.bootstrap).topics(
             &self.processes.name,
-            "--actions-topic",
             &self.actions.name,
-            "--dead-letter-topic",
             &self.dead_letter.name,
-        ]
-        .map(String::from)
-        .to_vec()
+        )
     }
 }
 

@@ -8,7 +8,11 @@ use super::{
     acknowledged_within, every_partition_acknowledged_since, hold_until, Report, Run, World,
     READINESS_BOUND, RECOVERY_BOUND,
 };
-use crate::{cluster::NodeAction, verdict::Allowances, wait::eventually};
+use crate::{
+    cluster::NodeAction,
+    support::{relay_args::RelayArgs, wait::eventually},
+    verdict::Allowances,
+};
 
 /// How long every broker stays stopped in b. The issue says 30 s; 15 s exercises the same
 /// paths (every request of the outage times out, several times over) in half the budget.
@@ -24,7 +28,7 @@ const REBALANCE_BOUND: Duration = Duration::from_secs(30);
 
 /// a. SIGKILL to the leader of partition 0 mid-load, then its restart.
 pub async fn kill_a_partition_leader(world: &World) -> Report {
-    let run = Run::start(world, "a", &[]).await;
+    let run = Run::start(world, "a", RelayArgs::new()).await;
     let preferred = world.cluster.leaders(&run.topics.processes).await;
     let victim = preferred[0] as usize;
     world.cluster.node(NodeAction::Kill, victim).await;
@@ -62,7 +66,7 @@ pub async fn kill_a_partition_leader(world: &World) -> Report {
 /// b. Every broker stopped (SIGTERM) mid-load for [`OUTAGE`], then started: 503s meanwhile,
 /// 2xx again within 15 s of their return, and the same relay process throughout.
 pub async fn stop_every_broker(world: &World) -> Report {
-    let mut run = Run::start(world, "b", &[]).await;
+    let mut run = Run::start(world, "b", RelayArgs::new()).await;
     world.cluster.every_node(NodeAction::Stop).await;
     let down = Instant::now();
     eventually(
@@ -81,7 +85,7 @@ pub async fn stop_every_broker(world: &World) -> Report {
         || async { run.load.count(|entry| entry.is_2xx() && entry.sent >= back) > 0 },
     )
     .await;
-    let exited = run.relay.exited();
+    let exited = run.relay.process.exited();
     let notes = vec![format!(
         "cluster restart took {:.1} s; first 2xx {:.1} s after every broker was back",
         (back - restarting).as_secs_f64(),
@@ -105,7 +109,7 @@ pub async fn stop_every_broker(world: &World) -> Report {
 /// c. Every broker paused (SIGSTOP) for [`PAUSE`]: answers within the deadline, /readyz failing
 /// within 10 s, then ready and acknowledging again within 10 s of SIGCONT.
 pub async fn pause_every_broker(world: &World) -> Report {
-    let run = Run::start(world, "c", &[]).await;
+    let run = Run::start(world, "c", RelayArgs::new()).await;
     world.cluster.every_node(NodeAction::Pause).await;
     let paused = Instant::now();
     let unready = eventually(
@@ -153,7 +157,7 @@ pub async fn pause_every_broker(world: &World) -> Report {
 /// d. Two of three brokers stopped for [`MINORITY`]: no record reaches two replicas, so no 2xx;
 /// 503 within the deadline.
 pub async fn stop_two_of_three_brokers(world: &World) -> Report {
-    let run = Run::start(world, "d", &[]).await;
+    let run = Run::start(world, "d", RelayArgs::new()).await;
     // One after the other, as nodes fail in practice: the first stop leaves two in-sync replicas
     // (still enough), the second leaves one.
     let stopped = [1, 2];

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use super::{Report, Run, World, READINESS_BOUND, RECOVERY_BOUND};
 use crate::{
     load::{Delivery, Entry, HeldRequest, SENDERS},
+    support::{relay_args::RelayArgs, relay_process::Signal, wait::eventually},
     verdict::Allowances,
-    wait::eventually,
 };
 
 /// e. SIGKILL to the relay mid-load: every 2xx it answered before is in Kafka.
 pub async fn kill_the_relay(world: &World) -> Report {
-    let mut run = Run::start(world, "e", &[]).await;
+    let mut run = Run::start(world, "e", RelayArgs::new()).await;
     // Mid-load: a good number acknowledged, more in flight.
     eventually(
         "200 deliveries acknowledged before the kill",
@@ -22,8 +22,8 @@ pub async fn kill_the_relay(world: &World) -> Report {
     )
     .await;
     let killed = Instant::now();
-    run.relay.signal("KILL");
-    run.relay.exit_status(Duration::from_secs(5)).await;
+    run.relay.process.signal(Signal::Kill);
+    run.relay.process.wait_exit(Duration::from_secs(5)).await;
     let acknowledged = run.load.count(Entry::is_2xx);
     eventually(
         "every sender to see the relay gone",
@@ -67,10 +67,7 @@ pub async fn terminate_the_relay(world: &World) -> Report {
     let mut run = Run::start(
         world,
         "f",
-        &[
-            "--shutdown-grace".to_owned(),
-            format!("{}s", GRACE.as_secs()),
-        ],
+        RelayArgs::new().flag("--shutdown-grace", &format!("{}s", GRACE.as_secs())),
     )
     .await;
     eventually(
@@ -97,7 +94,7 @@ pub async fn terminate_the_relay(world: &World) -> Report {
     )
     .await;
     let terminated = Instant::now();
-    run.relay.signal("TERM");
+    run.relay.process.signal(Signal::Term);
     let mut violations = Vec::new();
     let mut held_ok = 0;
     for request in held {
@@ -112,7 +109,11 @@ pub async fn terminate_the_relay(world: &World) -> Report {
         }
         run.load.record(entry);
     }
-    let status = run.relay.exit_status(GRACE + Duration::from_secs(5)).await;
+    let status = run
+        .relay
+        .process
+        .wait_exit(GRACE + Duration::from_secs(5))
+        .await;
     let took = terminated.elapsed();
     if !status.success() || took > GRACE {
         violations.push(format!(

@@ -4,7 +4,12 @@
 use std::time::{Duration, Instant};
 
 use super::{hold_until, Report, Run, World, PROXIED_NODE, RECOVERY_BOUND};
-use crate::{cluster::PARTITIONS, load::Entry, verdict::Allowances, wait::eventually};
+use crate::{
+    cluster::PARTITIONS,
+    load::Entry,
+    support::{relay_args::RelayArgs, wait::eventually},
+    verdict::Allowances,
+};
 
 /// How long one broker is slow in g, and by how much.
 const SLOW: Duration = Duration::from_secs(20);
@@ -12,7 +17,7 @@ const SLOW_LATENCY: Duration = Duration::from_millis(4500);
 
 /// g. The proxied node answers 4.5 s late for 20 s mid-load.
 pub async fn one_slow_broker(world: &World) -> Report {
-    let run = Run::start(world, "g", &[]).await;
+    let run = Run::start(world, "g", RelayArgs::new()).await;
     let leaders = world.cluster.leaders(&run.topics.processes).await;
     let slow_partitions: Vec<i32> = (0..PARTITIONS)
         .filter(|partition| leaders[*partition as usize] == PROXIED_NODE as i32)
