@@ -7,7 +7,11 @@
 
 use std::process::ExitCode;
 
-use bp_relay::{ingress::publish::Memory, process::telemetry, App, Config};
+use bp_relay::{
+    ingress::publish::Memory,
+    process::{shutdown, telemetry},
+    App, Config,
+};
 use clap::Parser;
 
 #[tokio::main]
@@ -31,19 +35,7 @@ async fn main() -> ExitCode {
     };
     tracing::warn!(ingress = %app.ingress_addr(), admin = %app.admin_addr(), "HTTP-side bound started: records are discarded, nothing reaches Kafka.");
     // Its publisher never fails: there is no producer to give up on.
-    let _ = app
-        .run(async {
-            let Ok(mut terminate) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-        })
-        .await;
+    let _ = app.run(shutdown::signal()).await;
     telemetry.shutdown().await;
     ExitCode::SUCCESS
 }

@@ -4,10 +4,14 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use bp_relay::{demo::samples, demo::sign, process::app, process::telemetry, App, Config};
+use bp_relay::{
+    demo::{samples, sign},
+    process::{app, shutdown, telemetry},
+    App, Config,
+};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// The command line: `bp-relay [FLAGS]` runs the relay, `bp-relay check-config [FLAGS]` checks
 /// the same flags, and `bp-relay sign` is a small client with flags of its own.
@@ -142,7 +146,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     info!(ingress = %app.ingress_addr(), admin = %app.admin_addr(), version = env!("CARGO_PKG_VERSION"), "bp-relay started.");
-    let outcome = app.run(shutdown_signal()).await;
+    let outcome = app.run(shutdown::signal()).await;
     // After the drain, so the spans of the last requests are exported too.
     telemetry.shutdown().await;
     match outcome {
@@ -152,27 +156,4 @@ async fn serve(config: Config) -> ExitCode {
             ExitCode::from(error.exit_code())
         }
     }
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(error) => {
-                    warn!(%error, "Cannot listen for SIGTERM; only SIGINT will stop the relay.");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => info!("SIGINT received."),
-            _ = terminate.recv() => info!("SIGTERM received."),
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

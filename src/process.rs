@@ -1,6 +1,7 @@
 //! The process around the pipeline: [`app`] starts it, serves it and drains it; [`parts`]
 //! builds every shared part once from the configuration; [`admin`] answers `/metrics`,
 //! `/healthz` and `/readyz`; [`rotation`] reloads the signing secrets while running;
+//! [`shutdown`] says when to stop;
 //! [`telemetry`] installs logging and the span exporter.
 
 pub mod admin;
@@ -8,4 +9,5 @@ pub mod admin;
 pub mod app;
 pub mod parts;
 pub mod rotation;
+pub mod shutdown;
 pub mod telemetry;
