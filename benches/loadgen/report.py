@@ -214,6 +214,8 @@ def markdown(meta, systems, failures):
       "(`acks=all`, idempotent producer, lz4, murmur2 partitioning), except the HTTP bound, "
       "which answers without Kafka. Batching is each system's own: bp-relay's defaults (linger 0, one "
       "produce request in flight per broker), linger 5 ms in the peers as written by hand.\n")
+    w("## Headline (the README's table)\n")
+    w(headline(by))
     w("![deliveries per second](throughput.svg)\n")
     w("![latency versus offered rate](latency.svg)\n")
 
@@ -403,6 +405,51 @@ def markdown(meta, systems, failures):
     w(meta["command"])
     w("```")
     return "\n".join(out) + "\n"
+
+
+def headline(by):
+    """The README's table: medians of this run for bp-relay and the peers, and bp-relay ÷ Go."""
+    cols = [n for n in ("bp-relay", "go", "python") if n in by and by[n]["runs"]]
+    if not cols:
+        return "No HTTP system ran.\n"
+    head = {"bp-relay": "bp-relay", "go": "Go (net/http + franz-go)", "python": "Python (FastAPI + confluent-kafka)"}
+    rows = []
+
+    def m(n, label, key):
+        return med(by[n], label, key)
+
+    def both(n, label, key, fmt):
+        return " / ".join(fmt(m(n, l, key)) for l in label)
+
+    def add(what, cell, ratio):
+        go_ok = "go" in cols and "bp-relay" in cols
+        rows.append(f"| {what} | " + " | ".join(cell(n) for n in cols) + (f" | {ratio()} |" if go_ok else " | — |"))
+
+    add("deliveries/s, 64 / 256 connections", lambda n: both(n, ("closed-64", "closed-256"), "deliveries_per_s", fmt_int),
+        lambda: " / ".join(fmt_ratio(m("bp-relay", l, "deliveries_per_s"), m("go", l, "deliveries_per_s")) for l in ("closed-64", "closed-256")))
+    opens = sorted({l for n in cols for l, x in by[n]["summary"].items() if x["mode"] == "open"},
+                   key=lambda l: next(by[n]["summary"][l]["offered_rate"] for n in cols if l in by[n]["summary"]))
+    for label in opens:
+        rate = next(by[n]["summary"][label]["offered_rate"] for n in cols if label in by[n]["summary"])
+        add(f"p50 / p99 / p99.9 at {rate:,.0f}/s, open loop, ms", lambda n: " / ".join(fmt_ms(m(n, label, k)) for k in ("p50_ms", "p99_ms", "p999_ms")),
+            lambda: " / ".join(fmt_ratio(m("bp-relay", label, k), m("go", label, k)) for k in ("p50_ms", "p99_ms", "p999_ms")))
+    for label in ["closed-64"] + [l for l in opens if l in ("open-4000", "open-8000")]:
+        add(f"CPU per delivery, {label}: system / system + broker, µs",
+            lambda n: " / ".join(fmt_us(m(n, label, k)) for k in ("cpu_us_per_delivery", "total_cpu_us_per_delivery")),
+            lambda: " / ".join(fmt_ratio(m("bp-relay", label, k), m("go", label, k)) for k in ("cpu_us_per_delivery", "total_cpu_us_per_delivery")))
+
+    def idle(n):
+        v = by[n].get("idle_rss_kb_default_flags")
+        if v:
+            return v
+        s = spread(x["idle_rss_kb"]["median"] for x in by[n]["summary"].values() if x.get("idle_rss_kb"))
+        return s["median"] if s else None
+    add("idle RSS / peak RSS at 64 connections, MiB", lambda n: f"{fmt_mb(idle(n))} / {fmt_mb(m(n, 'closed-64', 'peak_rss_kb'))}",
+        lambda: f"{fmt_ratio(idle('bp-relay'), idle('go'))} / {fmt_ratio(m('bp-relay', 'closed-64', 'peak_rss_kb'), m('go', 'closed-64', 'peak_rss_kb'))}")
+    lines = ["Medians of this run (ratios: bp-relay ÷ Go; latency, CPU and memory: below 1× is better).\n",
+             "| | " + " | ".join(head[n] for n in cols) + " | bp-relay ÷ Go |",
+             "|---|" + "--:|" * (len(cols) + 1)]
+    return "\n".join(lines + rows) + "\n"
 
 
 def targets(relay, go, by):
