@@ -279,14 +279,19 @@ def markdown(meta, systems, failures):
       "and `bp_relay_replay_guard_entries` from the admin `/metrics`; a run with a refusal fails. "
       "The guard's memory is part of the peak RSS (a hash map of 32-byte entries and a heap of 32-byte "
       "expiries, allocated at start for the whole capacity and touched as it fills).\n")
-    w("| system | run | `--replay-capacity` | entries at the end | refusals (all reps) | idle RSS, MiB | peak RSS, MiB |")
-    w("|---|---|--:|--:|--:|--:|--:|")
+    w("The guard's allocation is computed from the capacity as bp-relay lays it out (up to 16 shards, each a "
+      "hashbrown map of 16-byte keys and 16-byte values with one control byte per bucket, buckets a power of "
+      "two ≥ 8/7 of the shard's share, and a heap of 32-byte expiries): the most the guard adds to the RSS, "
+      "reached as it fills (the map's pages are touched at random).\n")
+    w("| system | run | `--replay-capacity` | guard's allocation, MiB | entries at the end | refusals (all reps) | idle RSS, MiB | peak RSS, MiB |")
+    w("|---|---|--:|--:|--:|--:|--:|--:|")
     for s in systems:
         for label, sm in s["summary"].items():
             if "guard_capacity" not in sm:
                 continue
             ref = sm.get("guard_refusals")
-            w(f"| {s['name']} | {label} | {fmt_int(sm['guard_capacity'])} | {fmt_spread(sm['guard_entries'], fmt_int)} | "
+            w(f"| {s['name']} | {label} | {fmt_int(sm['guard_capacity'])} | {fmt_mb(guard_bytes(sm['guard_capacity']) / 1024)} | "
+              f"{fmt_spread(sm['guard_entries'], fmt_int)} | "
               f"{'unread' if ref is None else f'{ref:,}'} | {fmt_spread(sm['idle_rss_kb'], fmt_mb)} | {fmt_spread(sm['peak_rss_kb'], fmt_mb)} |")
     w("")
 
@@ -405,6 +410,21 @@ def markdown(meta, systems, failures):
     w(meta["command"])
     w("```")
     return "\n".join(out) + "\n"
+
+
+def guard_bytes(capacity):
+    """The in-memory replay guard's allocation for --replay-capacity (src/ingress/replay/memory.rs:
+    capacity / 1024 shards, 1 to 16; per shard a HashMap<u128, u128> and a BinaryHeap of
+    (i64, u128), both with_capacity(share))."""
+    if not capacity:
+        return 0
+    shards = max(1, min(16, capacity // 1024))
+    total = 0
+    for n in range(shards):
+        share = capacity // shards + (1 if n < capacity % shards else 0)
+        buckets = 4 if share < 4 else 8 if share < 8 else 1 << ((share * 8 // 7) - 1).bit_length()
+        total += buckets * 32 + buckets + 16 + share * 32
+    return total
 
 
 def headline(by):
