@@ -214,6 +214,14 @@ for p in "$KAFKA_PORT" "$((KAFKA_PORT + 1))" $(seq "$PORT_BASE" "$((PORT_BASE + 
   fi
 done
 
+# Every run starts its system afresh, so its port is bound many times during a run: a port inside
+# the kernel's ephemeral range can meanwhile be the local end of some outgoing connection (the load
+# generator's own, thousands in an open loop), and the bind then fails.
+read -r EPH_LO EPH_HI </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || EPH_LO="" EPH_HI=""
+if [[ -n "$EPH_LO" ]] && ((PORT_BASE + 5 >= EPH_LO && PORT_BASE <= EPH_HI)); then
+  say "warning: HTTP ports $PORT_BASE-$((PORT_BASE + 5)) lie in the ephemeral range $EPH_LO-$EPH_HI: a start can fail with 'Address already in use' (set BP_RELAY_BENCH_PORT_BASE below $EPH_LO)"
+fi
+
 say "building the load generator and the Go peer (modules from the Go module proxy)"
 export GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false"
 (cd benches/loadgen && go build -o "$WORK/bin/loadgen" .)
@@ -487,11 +495,16 @@ bench_run() {
 # The Kafka bound's closed loops of one rep (no HTTP; the binary measures itself).
 bench_kafka_bound() {
   local rep="$1" n line t="bench.kafka-bound.$RUN_ID.bp"
+  local before after
   for n in 64 256; do
+    # The bound measures its own CPU; the broker's is read here, over the bound's whole run.
+    before="$(mem "$BROKER_PID")"
     if line="$(timeout $(((WARMUP_MS + DURATION_MS) / 1000 + 90)) "$KAFKA_BOUND_BIN" --brokers "$BROKERS" \
       --topic "$t" --inflight "$n" --duration "${DURATION_MS}ms" --warmup "${WARMUP_MS}ms" \
       --label "closed-$n" 2>>"$WORK/logs/kafka-bound.log")"; then
-      line="$(jq -c --argjson rep "$rep" '. + {rep: $rep}' <<<"$line")"
+      after="$(mem "$BROKER_PID")"
+      line="$(jq -c --argjson rep "$rep" --argjson a "$before" --argjson b "$after" \
+        '. + {rep: $rep, broker_cpu_s_whole_run: (if $a.cpu_s and $b.cpu_s then $b.cpu_s - $a.cpu_s else null end)}' <<<"$line")"
       printf '%s\n' "$line" >>"$WORK/runs/kafka-bound.jsonl"
       judge kafka-bound "$line"
     else
