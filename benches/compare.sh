@@ -43,10 +43,10 @@
 #   BP_RELAY_BENCH_BUILD=0      do not run cargo build; use the binaries as they are
 #   BP_RELAY_BIN, BP_RELAY_HTTP_BOUND_BIN, BP_RELAY_KAFKA_BOUND_BIN   binaries to use instead
 #   BP_RELAY_BENCH_KAFKA_PORT   broker port (default 19092; controller +1); not the test broker's
-#   BP_RELAY_BENCH_PORT_BASE    first of six HTTP ports on 127.0.0.1 (default 19180)
-#   BP_RELAY_BENCH_GUARD_RATE   the closed-loop rate the replay guard is sized for in every rep
-#                               (default: 30000, http-bound 60000, in the first rep; then 1.5 × the
-#                               fastest earlier rep); a run faster than that fails with guard refusals
+#   BP_RELAY_BENCH_PORT_BASE    first of six HTTP ports on 127.0.0.1 (default 19180; keep them below
+#                               the ephemeral range, /proc/sys/net/ipv4/ip_local_port_range)
+#   BP_RELAY_BENCH_GUARD_RATE   the closed-loop rate the replay guard is sized for (default 30000;
+#                               http-bound 60000); a run faster than that fails with guard refusals
 #   BP_RELAY_BENCH_BROKER_WARMUP   seconds of flat-out producing before the first system
 #                               (default 20, smoke 3; 0: none)
 #   BP_RELAY_BENCH_KAFKA_JVM_OPTS  extra broker JVM flags (default -XX:TieredStopAtLevel=4: the
@@ -409,17 +409,9 @@ prepare_topics() {
 guard_capacity() { # guard_capacity RATE
   awk -v r="$1" -v s="$(((WARMUP_MS + DURATION_MS)))" 'BEGIN { printf "%d", r * s / 1000 * 1.25 + 16384 }'
 }
-# The highest closed-loop rate a guard is sized for (a run above it fails with guard refusals):
-# closed_guard_rate SYSTEM LABEL. In the first rep an upper bound; later, 1.5 × the fastest earlier
-# rep of the same run, so the guard (allocated at start for its whole capacity) is not oversized.
+# The highest closed-loop rate a guard is sized for (a run above it fails with guard refusals).
+# Fixed rather than taken from an earlier rep, so that every rep's peak RSS carries the same guard.
 closed_guard_rate() {
-  local fastest=""
-  [[ -s "$WORK/runs/$1.jsonl" ]] &&
-    fastest="$(jq -s --arg l "$2" '[.[] | select(.label == $l) | .deliveries_per_s] | max // empty' "$WORK/runs/$1.jsonl")"
-  if [[ -n "$fastest" && -z "${BP_RELAY_BENCH_GUARD_RATE:-}" ]]; then
-    awk -v r="$fastest" 'BEGIN { printf "%d", r * 1.5 + 1 }'
-    return
-  fi
   case "$1" in
     http-bound) echo "${BP_RELAY_BENCH_GUARD_RATE:-60000}" ;;
     *) echo "${BP_RELAY_BENCH_GUARD_RATE:-30000}" ;;
@@ -553,7 +545,7 @@ for rep in $(seq 1 "$REPS"); do
       continue
     fi
     for n in 64 256; do
-      bench_run "$sys" "$rep" "closed-$n" "$(closed_guard_rate "$sys" "closed-$n")" --mode closed --connections "$n" || true
+      bench_run "$sys" "$rep" "closed-$n" "$(closed_guard_rate "$sys")" --mode closed --connections "$n" || true
     done
   done
 done
