@@ -9,18 +9,31 @@
 #   kafka-bound  target/<profile>/bp-relay-kafka-bound: the relay's producer and records, no HTTP
 #
 # Every HTTP system gets the same load from benches/loadgen: the samples docs/examples/bp-*.json
-# with a distinct id and a distinct, correctly signed X-AUTHVIA-VALUE per request. Runs per system:
-# closed loop at 64 and 256 connections; open loop at 1,000/s and at 25 %, 50 %, 75 % of the
-# system's own 64-connection rate. Each run checks that every 2xx answer is in Kafka. Then
-# benches/loadgen/report.py writes results.md, results.json, throughput.svg and latency.svg.
+# with a distinct id and a distinct, correctly signed X-AUTHVIA-VALUE per request. The runs, each on
+# a fresh process of the system, interleaved (for rep in 1..N, for each system, for each load):
+#   1. closed loop at 64 and 256 connections (the Kafka bound: as many records in flight);
+#   2. open loop at the same absolute rates for every system: 1,000/s, 4,000/s, 8,000/s and 75 % of
+#      the slowest HTTP system's (bp-relay, go, python) median closed-loop rate at 64 connections.
+# Each run records the system's process CPU and the broker's CPU over the measured window, checks
+# that every 2xx answer is in Kafka, and (bp-relay, http-bound) reads the admin /metrics after the
+# run: bp_relay_replay_guard_refusals_total must be 0, the guard being sized for the run with
+# --replay-capacity (rate × (warm-up + duration) × 1.25 + 16,384). Latency percentiles count every
+# non-2xx answer, transport error and dropped arrival (over 4,096 outstanding) as a failure at the
+# request timeout (10 s). Then benches/loadgen/report.py writes results.md, results.json (every run,
+# and per system and load the median, minimum and maximum), throughput.svg and latency.svg.
 #
-#   benches/compare.sh [--smoke] [--duration S] [--warmup S] [--out DIR] [--systems LIST] [--keep-work]
+#   benches/compare.sh [--smoke] [--reps N] [--duration S] [--warmup S] [--open-rates LIST]
+#                      [--out DIR] [--systems LIST] [--keep-work]
 #
-#   --smoke          2 s runs, one open-loop rate (50 % of max), results in a temp dir; the debug
-#                    binaries unless BP_RELAY_BENCH_PROFILE says otherwise (scripts/bench-smoke.sh)
+#   --smoke          1 rep of 2 s runs, open loop at 500/s and the 75 % rate only, results in a
+#                    temp dir; the debug binaries unless BP_RELAY_BENCH_PROFILE says otherwise
+#                    (scripts/bench-smoke.sh)
+#   --reps N         interleaved repetitions of every run (default 5, smoke 1; env BP_RELAY_BENCH_REPS)
 #   --duration S     measured seconds per run (default 20, smoke 2; env BP_RELAY_BENCH_DURATION)
 #   --warmup S       unmeasured seconds before each run, same load (default 2, smoke 0.5;
 #                    env BP_RELAY_BENCH_WARMUP)
+#   --open-rates L   open-loop rates, per second or 75pct (default 1000,4000,8000,75pct; smoke
+#                    500,75pct; env BP_RELAY_BENCH_OPEN_RATES)
 #   --out DIR        where the results go (default docs/benchmarks; smoke: a new temp dir)
 #   --systems LIST   comma-separated subset of bp-relay,go,python,http-bound,kafka-bound
 #   --keep-work      keep the work dir (process logs, raw run files) even on success
@@ -30,7 +43,10 @@
 #   BP_RELAY_BENCH_BUILD=0      do not run cargo build; use the binaries as they are
 #   BP_RELAY_BIN, BP_RELAY_HTTP_BOUND_BIN, BP_RELAY_KAFKA_BOUND_BIN   binaries to use instead
 #   BP_RELAY_BENCH_KAFKA_PORT   broker port (default 19092; controller +1); not the test broker's
-#   BP_RELAY_BENCH_PORT_BASE    first of six HTTP ports on 127.0.0.1 (default 19180)
+#   BP_RELAY_BENCH_PORT_BASE    first of six HTTP ports on 127.0.0.1 (default 19180; keep them below
+#                               the ephemeral range, /proc/sys/net/ipv4/ip_local_port_range)
+#   BP_RELAY_BENCH_GUARD_RATE   the closed-loop rate the replay guard is sized for (default 30000;
+#                               http-bound 60000); a run faster than that fails with guard refusals
 #   BP_RELAY_BENCH_BROKER_WARMUP   seconds of flat-out producing before the first system
 #                               (default 20, smoke 3; 0: none)
 #   BP_RELAY_BENCH_KAFKA_JVM_OPTS  extra broker JVM flags (default -XX:TieredStopAtLevel=4: the
@@ -48,6 +64,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd -P)"
 # The command as run, with the settings that change what it measures.
 COMMAND_LINE="$(for v in BP_RELAY_BENCH_PROFILE BP_RELAY_BENCH_DURATION BP_RELAY_BENCH_WARMUP BP_RELAY_BENCH_BROKER_WARMUP \
+  BP_RELAY_BENCH_REPS BP_RELAY_BENCH_OPEN_RATES BP_RELAY_BENCH_GUARD_RATE \
   BP_RELAY_BENCH_KAFKA_JVM_OPTS BP_RELAY_KAFKA_JVM_OPTS BP_RELAY_BIN BP_RELAY_HTTP_BOUND_BIN BP_RELAY_KAFKA_BOUND_BIN RUST_LOG; do
   if [[ -n "${!v+set}" ]]; then printf '%s=%q ' "$v" "${!v}"; fi
 done)benches/compare.sh${*:+ $*}"
@@ -60,6 +77,8 @@ WARMUP="${BP_RELAY_BENCH_WARMUP:-}"
 OUT=""
 SYSTEMS="bp-relay,go,python,http-bound,kafka-bound"
 KEEP_WORK=0
+REPS="${BP_RELAY_BENCH_REPS:-}"
+OPEN_RATES="${BP_RELAY_BENCH_OPEN_RATES:-}"
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -69,6 +88,8 @@ while [[ $# -gt 0 ]]; do
     --out) OUT="${2:?--out needs a directory}"; shift 2 ;;
     --systems) SYSTEMS="${2:?--systems needs a list}"; shift 2 ;;
     --keep-work) KEEP_WORK=1; shift ;;
+    --reps) REPS="${2:?--reps needs a count}"; shift 2 ;;
+    --open-rates) OPEN_RATES="${2:?--open-rates needs a list}"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "compare.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -76,14 +97,20 @@ done
 if ((SMOKE)); then
   DURATION="${DURATION:-2}"
   WARMUP="${WARMUP:-0.5}"
+  REPS="${REPS:-1}"
+  OPEN_RATES="${OPEN_RATES:-500,75pct}"
   PROFILE="${BP_RELAY_BENCH_PROFILE:-debug}"
 else
   DURATION="${DURATION:-20}"
   WARMUP="${WARMUP:-2}"
+  REPS="${REPS:-5}"
+  OPEN_RATES="${OPEN_RATES:-1000,4000,8000,75pct}"
   PROFILE="${BP_RELAY_BENCH_PROFILE:-release}"
 fi
 [[ "$DURATION" =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "compare.sh: --duration must be seconds, got '$DURATION'" >&2; exit 2; }
 [[ "$WARMUP" =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "compare.sh: --warmup must be seconds, got '$WARMUP'" >&2; exit 2; }
+[[ "$REPS" =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --reps must be a positive count, got '$REPS'" >&2; exit 2; }
+[[ "$OPEN_RATES" =~ ^(([1-9][0-9]*|75pct)(,|$))+$ ]] || { echo "compare.sh: --open-rates must be a comma-separated list of rates per second or 75pct, got '$OPEN_RATES'" >&2; exit 2; }
 [[ "$PROFILE" == release || "$PROFILE" == debug ]] || { echo "compare.sh: BP_RELAY_BENCH_PROFILE must be release or debug" >&2; exit 2; }
 DURATION_MS="$(awk -v s="$DURATION" 'BEGIN { printf "%d", s * 1000 }')"
 WARMUP_MS="$(awk -v s="$WARMUP" 'BEGIN { printf "%d", s * 1000 }')"
@@ -187,6 +214,14 @@ for p in "$KAFKA_PORT" "$((KAFKA_PORT + 1))" $(seq "$PORT_BASE" "$((PORT_BASE + 
   fi
 done
 
+# Every run starts its system afresh, so its port is bound many times during a run: a port inside
+# the kernel's ephemeral range can meanwhile be the local end of some outgoing connection (the load
+# generator's own, thousands in an open loop), and the bind then fails.
+read -r EPH_LO EPH_HI </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || EPH_LO="" EPH_HI=""
+if [[ -n "$EPH_LO" ]] && ((PORT_BASE + 5 >= EPH_LO && PORT_BASE <= EPH_HI)); then
+  say "warning: HTTP ports $PORT_BASE-$((PORT_BASE + 5)) lie in the ephemeral range $EPH_LO-$EPH_HI: a start can fail with 'Address already in use' (set BP_RELAY_BENCH_PORT_BASE below $EPH_LO)"
+fi
+
 say "building the load generator and the Go peer (modules from the Go module proxy)"
 export GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false"
 (cd benches/loadgen && go build -o "$WORK/bin/loadgen" .)
@@ -271,6 +306,9 @@ KAFKA_VERSION="$(basename "$(ls "$CACHE_DIR"/kafka-*/libs/kafka_2.13-*.jar 2>/de
   printf '  "smoke": %s,\n' "$( ((SMOKE)) && echo true || echo false)"
   printf '  "duration_s": %s,\n' "$DURATION"
   printf '  "warmup_s": %s,\n' "$WARMUP"
+  printf '  "reps": %s,\n' "$REPS"
+  printf '  "open_rates": "%s",\n' "$OPEN_RATES"
+  printf '  "request_timeout_s": 10,\n'
   printf '  "command": %s,\n' "$(printf '%s' "$COMMAND_LINE" | jq -Rs .)"
   printf '  "started_at": "%s"\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   printf '}\n'
@@ -280,80 +318,53 @@ jq -e . "$WORK/meta.json" >/dev/null
 # --- Runs -------------------------------------------------------------------------------------
 
 # One load run against an HTTP system: run_load SYSTEM LABEL PORT PID CHECK_TOPICS LOADGEN-ARGS...
-# Appends its JSON line to $WORK/runs/SYSTEM.jsonl and prints it.
+# Prints its JSON line (the caller adds the rep and the guard's figures, then records it).
 run_load() {
   local sys="$1" label="$2" port="$3" pid="$4" topics="$5"
   shift 5
   local check=(--brokers "$BROKERS" --check-topics "$topics")
   [[ -z "$topics" ]] && check=(--no-check)
   local limit=$(((WARMUP_MS + DURATION_MS) / 1000 + 90))
-  local line
-  if ! line="$(LOADGEN_SECRET="$SECRET" timeout "$limit" "$LOADGEN" run --system "$sys" --label "$label" \
+  if ! LOADGEN_SECRET="$SECRET" timeout "$limit" "$LOADGEN" run --system "$sys" --label "$label" \
     --url "http://127.0.0.1:$port/webhooks/business-processes" --samples 'docs/examples/bp-*.json' \
     --duration "${DURATION_MS}ms" --warmup "${WARMUP_MS}ms" --pid "$pid" --broker-pid "$BROKER_PID" \
-    "${check[@]}" "$@" 2>>"$WORK/logs/loadgen.log")"; then
+    "${check[@]}" "$@" 2>>"$WORK/logs/loadgen.log"; then
     tail -n 5 "$WORK/logs/loadgen.log" >&2
     return 1
   fi
-  printf '%s\n' "$line" >>"$WORK/runs/$sys.jsonl"
-  printf '%s\n' "$line"
 }
 
 summary() { # one line per run, for the log
-  jq -r '"\(.system) \(.label): \(.deliveries_per_s|floor)/s p50 \(.latency_ms.p50 // "-") ms p99 \(.latency_ms.p99 // "-") ms, status \(.status|tostring), cpu/10k \(.cpu_s_per_10k // "-" | tostring | .[0:5]) s, check \(if .check.done then (if .check.ok then "ok" else "FAILED" end) else "n/a" end)"'
+  jq -r '"\(.system) rep \(.rep) \(.label): \(.deliveries_per_s|floor)/s p50 \(.latency_ms.p50 // "-") ms p99 \(.latency_ms.p99 // "-") ms, status \(.status|tostring)\(if (.drops // 0) > 0 then ", dropped \(.drops)" else "" end), cpu/delivery \(if .cpu_s and .ok > 0 then (.cpu_s / .ok * 1e6 | floor | tostring) + " µs" else "-" end), broker \(if .broker_cpu_s and .ok > 0 then (.broker_cpu_s / .ok * 1e6 | floor | tostring) + " µs" else "-" end)\(if .replay_guard then ", guard refusals \(.replay_guard.refusals // "?")" else "" end), check \(if .check.done then (if .check.ok then "ok" else "FAILED" end) else "n/a" end)"'
 }
 
-# Judges a run line: a run without any 2xx, or with a failed check, is a failure.
+# Judges a run line: a run without any 2xx, with a failed check, or in which the replay guard
+# refused a delivery (it was too small for the run) is a failure.
 judge() {
-  local sys="$1" line="$2"
+  local sys="$1" line="$2" what
   printf '%s\n' "$line" | summary >&2
+  what="$sys rep $(jq -r '.rep // 1' <<<"$line") $(jq -r .label <<<"$line")"
   if [[ "$(jq -r '.ok' <<<"$line")" == 0 ]]; then
-    fail "$sys $(jq -r .label <<<"$line"): no 2xx answer ($(jq -r '.first_error // "no error recorded"' <<<"$line"))"
+    fail "$what: no 2xx answer ($(jq -r '.first_error // "no error recorded"' <<<"$line"))"
   fi
   if [[ "$(jq -r '.check.done and (.check.ok | not)' <<<"$line")" == true ]]; then
-    fail "$sys $(jq -r .label <<<"$line"): a 2xx is not in Kafka: $(jq -c '.check.problems' <<<"$line")"
+    fail "$what: a 2xx is not in Kafka: $(jq -c '.check.problems' <<<"$line")"
   fi
+  case "$(jq -r 'if .replay_guard == null then "none" elif .replay_guard.refusals == null then "unread" else (.replay_guard.refusals | tostring) end' <<<"$line")" in
+    none | 0) ;;
+    unread) fail "$what: bp_relay_replay_guard_refusals_total could not be read from the admin /metrics" ;;
+    *) fail "$what: the replay guard refused $(jq -r .replay_guard.refusals <<<"$line") deliveries (--replay-capacity $(jq -r .replay_guard.capacity <<<"$line") too small: raise BP_RELAY_BENCH_GUARD_RATE)" ;;
+  esac
 }
 
-# The run plan of one HTTP system whose server runs as pid $3 on port $2.
-run_plan() {
-  local sys="$1" port="$2" pid="$3" topics="$4" line max
-  line="$(run_load "$sys" closed-64 "$port" "$pid" "$topics" --mode closed --connections 64)" ||
-    { fail "$sys closed-64: the load generator broke (see $WORK/logs/loadgen.log)"; return 1; }
-  judge "$sys" "$line"
-  max="$(jq -r '.deliveries_per_s' <<<"$line")"
-  line="$(run_load "$sys" closed-256 "$port" "$pid" "$topics" --mode closed --connections 256)" ||
-    { fail "$sys closed-256: the load generator broke"; return 1; }
-  judge "$sys" "$line"
-  local rates=()
-  if ((SMOKE)); then
-    rates=("open-50pct:$(awk -v m="$max" 'BEGIN { r = int(m * 0.5); print (r < 1 ? 1 : r) }')")
-  else
-    rates=("open-1000:1000")
-    for pct in 25 50 75; do
-      rates+=("open-${pct}pct:$(awk -v m="$max" -v p="$pct" 'BEGIN { r = int(m * p / 100); print (r < 1 ? 1 : r) }')")
-    done
-  fi
-  local spec label rate
-  for spec in "${rates[@]}"; do
-    label="${spec%%:*}"
-    rate="${spec#*:}"
-    line="$(run_load "$sys" "$label" "$port" "$pid" "$topics" --mode open --rate "$rate")" ||
-      { fail "$sys $label: the load generator broke"; return 1; }
-    judge "$sys" "$line"
-  done
-}
-
-# Records idle (before load) or peak (after) memory of a system: mem SYSTEM PID idle|peak
-mem() {
-  "$LOADGEN" proc --pid "$2" >"$WORK/runs/$1.$3.json" 2>>"$WORK/logs/loadgen.log" || true
-}
+# Memory of a process tree now (JSON): mem PID
+mem() { "$LOADGEN" proc --pid "$1" 2>>"$WORK/logs/loadgen.log" || echo '{}'; }
 
 # Starts a server in its own session (its pid is the group id): start SYSTEM LOG CMD...
 start_server() {
   local sys="$1" log="$2"
   shift 2
-  setsid "$@" </dev/null >"$log" 2>&1 &
+  setsid "$@" </dev/null >>"$log" 2>&1 &
   SERVER_PID=$!
   STARTED_PIDS+=("$SERVER_PID")
 }
@@ -361,105 +372,222 @@ start_server() {
 http_answers() { curl -s -o /dev/null --max-time 2 "$1"; } # any HTTP answer at all
 readyz() { curl -fs -o /dev/null --max-time 2 "$1"; }
 
-# bench_http SYSTEM PORT READY_URL CHECK_TOPICS: waits for readiness, runs the plan, stops it.
-bench_http() {
-  local sys="$1" port="$2" ready="$3" topics="$4" rc
-  local probe=http_answers
+# Waits until the server $SERVER_PID of SYSTEM answers READY_URL: await_ready SYSTEM READY_URL
+await_ready() {
+  local sys="$1" ready="$2" rc probe=http_answers
   [[ "$ready" == */readyz || "$ready" == */healthz ]] && probe=readyz
   wait_for 60 "$SERVER_PID" "$probe" "$ready" && rc=0 || rc=$?
   if ((rc != 0)); then
     fail "$sys did not become ready within 60 s ($([[ $rc == 2 ]] && echo exited || echo timeout)); log: $WORK/logs/$sys.log"
     tail -n 20 "$WORK/logs/$sys.log" >&2 || true
     stop_group "$SERVER_PID" 10
-    return 0
+    return 1
   fi
-  mem "$sys" "$SERVER_PID" idle
-  say "$sys ready on 127.0.0.1:$port (pid $SERVER_PID); runs of ${DURATION}s after ${WARMUP}s warm-up"
-  run_plan "$sys" "$port" "$SERVER_PID" "$topics" || true
-  mem "$sys" "$SERVER_PID" peak
-  alive "$SERVER_PID" || fail "$sys exited during the runs; log: $WORK/logs/$sys.log"
-  stop_group "$SERVER_PID" 30
 }
+
+# A metric of a relay's admin /metrics (an unlabelled counter or gauge), empty if unread.
+scrape() { curl -fs --max-time 5 "http://127.0.0.1:$1/metrics" 2>/dev/null | awk -v m="$2" '$1 == m { printf "%d", $2; exit }'; }
 
 topics() { "$LOADGEN" topics --brokers "$BROKERS" --partitions 6 "$@" 2>>"$WORK/logs/loadgen.log"; }
 
-# bp-relay and its HTTP bound: the same flags, as a user runs the relay.
-bench_relay() {
-  local sys="$1" bin="$2" port="$3" admin="$4"
-  local t="bench.$sys.$RUN_ID"
-  if [[ ! -x "$bin" ]]; then
-    fail "$sys: $bin does not exist (build it, or set BP_RELAY_BENCH_BUILD / BP_RELAY_BIN)"
-    return 0
-  fi
-  topics "$t.bp" "$t.actions" "$t.dead-letter" || { fail "$sys: could not create its topics"; return 0; }
-  start_server "$sys" "$WORK/logs/$sys.log" env RUST_LOG="${RUST_LOG:-info}" "$bin" \
-    --kafka-brokers "$BROKERS" --signing-secrets "$SECRET" \
-    --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
-    --topic "$t.bp" --actions-topic "$t.actions" --dead-letter-topic "$t.dead-letter" --log-format json
-  local check="$t.bp,$t.dead-letter" ready="http://127.0.0.1:$admin/readyz"
-  if [[ "$sys" == http-bound ]]; then
-    check=""                                    # it writes nothing: no Kafka check
-    ready="http://127.0.0.1:$admin/healthz"     # never connects to a broker: never "ready"
-  fi
-  bench_http "$sys" "$port" "$ready" "$check"
+# Every system gets its topics once; each run's check compares the high watermarks before and after.
+declare -A CHECK_TOPICS=()
+prepare_topics() {
+  local sys="$1" t="bench.$1.$RUN_ID"
+  case "$sys" in
+    bp-relay) topics "$t.bp" "$t.actions" "$t.dead-letter" && CHECK_TOPICS[$sys]="$t.bp,$t.dead-letter" ;;
+    http-bound) topics "$t.bp" "$t.actions" "$t.dead-letter" && CHECK_TOPICS[$sys]="" ;; # writes nothing
+    go | python | kafka-bound) topics "$t.bp" && CHECK_TOPICS[$sys]="$t.bp" ;;
+    *) return 1 ;;
+  esac
 }
 
-for sys in ${SYSTEMS//,/ }; do
+# The replay guard's size for one run of bp-relay or its HTTP bound: every signing of a run is
+# still inside the window (2 × --signature-tolerance = 10 min, longer than any run) at its end, so
+# the guard must hold all of them: the run's highest rate × (warm-up + duration), plus a quarter
+# for the retries of the open loop and the unevenness of the 16 shards.
+guard_capacity() { # guard_capacity RATE
+  awk -v r="$1" -v s="$(((WARMUP_MS + DURATION_MS)))" 'BEGIN { printf "%d", r * s / 1000 * 1.25 + 16384 }'
+}
+# The highest closed-loop rate a guard is sized for (a run above it fails with guard refusals).
+# Fixed rather than taken from an earlier rep, so that every rep's peak RSS carries the same guard.
+closed_guard_rate() {
+  case "$1" in
+    http-bound) echo "${BP_RELAY_BENCH_GUARD_RATE:-60000}" ;;
+    *) echo "${BP_RELAY_BENCH_GUARD_RATE:-30000}" ;;
+  esac
+}
+
+# Starts an HTTP system for one run, sized for RATE deliveries/s: start_system SYSTEM RATE [default]
+# Sets SERVER_PID, PORT, ADMIN (empty unless the system has an admin port), READY, CAPACITY.
+start_system() {
+  local sys="$1" rate="$2" flags="${3:-}"
+  ADMIN="" CAPACITY=""
   case "$sys" in
-    bp-relay)
-      say "== bp-relay ($RELAY_BIN)"
-      bench_relay bp-relay "$RELAY_BIN" "$PORT_BASE" "$((PORT_BASE + 1))"
+    bp-relay | http-bound)
+      local bin="$RELAY_BIN" t="bench.$sys.$RUN_ID" guard=()
+      PORT="$PORT_BASE" ADMIN="$((PORT_BASE + 1))" READY="http://127.0.0.1:$((PORT_BASE + 1))/readyz"
+      if [[ "$sys" == http-bound ]]; then
+        bin="$HTTP_BOUND_BIN" PORT="$((PORT_BASE + 4))" ADMIN="$((PORT_BASE + 5))"
+        READY="http://127.0.0.1:$ADMIN/healthz" # never connects to a broker: never "ready"
+      fi
+      if [[ "$flags" != default ]]; then
+        CAPACITY="$(guard_capacity "$rate")"
+        guard=(--replay-capacity "$CAPACITY")
+      fi
+      start_server "$sys" "$WORK/logs/$sys.log" env RUST_LOG="${RUST_LOG:-info}" "$bin" \
+        --kafka-brokers "$BROKERS" --signing-secrets "$SECRET" \
+        --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$ADMIN" \
+        --topic "$t.bp" --actions-topic "$t.actions" --dead-letter-topic "$t.dead-letter" --log-format json "${guard[@]}"
       ;;
     go)
-      say "== go peer (net/http + franz-go)"
-      t="bench.go.$RUN_ID.bp"
-      if topics "$t"; then
-        start_server go "$WORK/logs/go.log" env SIGNING_SECRET="$SECRET" "$WORK/bin/peer-go" \
-          --listen "127.0.0.1:$((PORT_BASE + 2))" --brokers "$BROKERS" --topic "$t"
-        bench_http go "$((PORT_BASE + 2))" "http://127.0.0.1:$((PORT_BASE + 2))/" "$t"
-      else
-        fail "go: could not create its topic"
-      fi
+      PORT="$((PORT_BASE + 2))" READY="http://127.0.0.1:$((PORT_BASE + 2))/"
+      start_server go "$WORK/logs/go.log" env SIGNING_SECRET="$SECRET" "$WORK/bin/peer-go" \
+        --listen "127.0.0.1:$PORT" --brokers "$BROKERS" --topic "bench.go.$RUN_ID.bp"
       ;;
     python)
-      say "== python peer (FastAPI + uvicorn, 2 workers + confluent-kafka)"
-      t="bench.python.$RUN_ID.bp"
-      if topics "$t"; then
-        start_server python "$WORK/logs/python.log" env PYTHONDONTWRITEBYTECODE=1 SIGNING_SECRET="$SECRET" KAFKA_BROKERS="$BROKERS" TOPIC="$t" \
-          "$VENV/bin/uvicorn" app:app --app-dir "$ROOT/benches/peers/python" --host 127.0.0.1 \
-          --port "$((PORT_BASE + 3))" --workers 2 --no-access-log
-        bench_http python "$((PORT_BASE + 3))" "http://127.0.0.1:$((PORT_BASE + 3))/" "$t"
-      else
-        fail "python: could not create its topic"
-      fi
+      PORT="$((PORT_BASE + 3))" READY="http://127.0.0.1:$((PORT_BASE + 3))/"
+      start_server python "$WORK/logs/python.log" env PYTHONDONTWRITEBYTECODE=1 SIGNING_SECRET="$SECRET" \
+        KAFKA_BROKERS="$BROKERS" TOPIC="bench.python.$RUN_ID.bp" \
+        "$VENV/bin/uvicorn" app:app --app-dir "$ROOT/benches/peers/python" --host 127.0.0.1 \
+        --port "$PORT" --workers 2 --no-access-log
       ;;
-    http-bound)
-      # A bound that was not built is a failure, not a skip: the comparison needs it.
-      [[ -x "$HTTP_BOUND_BIN" ]] || { fail "http-bound: $HTTP_BOUND_BIN does not exist (build it, or unset BP_RELAY_BENCH_BUILD=0)"; continue; }
-      say "== http-bound ($HTTP_BOUND_BIN: bp-relay whose publisher answers at once)"
-      bench_relay http-bound "$HTTP_BOUND_BIN" "$((PORT_BASE + 4))" "$((PORT_BASE + 5))"
-      ;;
-    kafka-bound)
-      # A bound that was not built is a failure, not a skip: the comparison needs it.
-      [[ -x "$KAFKA_BOUND_BIN" ]] || { fail "kafka-bound: $KAFKA_BOUND_BIN does not exist (build it, or unset BP_RELAY_BENCH_BUILD=0)"; continue; }
-      say "== kafka-bound ($KAFKA_BOUND_BIN: the relay's producer settings and records, no HTTP)"
-      t="bench.kafka-bound.$RUN_ID.bp"
-      topics "$t" || { fail "kafka-bound: could not create its topic"; continue; }
-      for n in 64 256; do
-        if line="$(timeout $(((WARMUP_MS + DURATION_MS) / 1000 + 90)) "$KAFKA_BOUND_BIN" --brokers "$BROKERS" \
-          --topic "$t" --inflight "$n" --duration "${DURATION_MS}ms" --warmup "${WARMUP_MS}ms" \
-          --label "closed-$n" 2>>"$WORK/logs/kafka-bound.log")"; then
-          printf '%s\n' "$line" >>"$WORK/runs/kafka-bound.jsonl"
-          judge kafka-bound "$line"
-        else
-          fail "kafka-bound closed-$n: the binary failed (see $WORK/logs/kafka-bound.log)"
-          tail -n 20 "$WORK/logs/kafka-bound.log" >&2 || true
-          break
-        fi
-      done
-      ;;
-    *) fail "unknown system '$sys' in --systems" ;;
   esac
+}
+
+# One run of an HTTP system on a fresh process: bench_run SYSTEM REP LABEL RATE LOADGEN-ARGS...
+# RATE sizes bp-relay's replay guard. Records the run's line (with its rep, idle RSS and guard
+# figures) in $WORK/runs/SYSTEM.jsonl.
+bench_run() {
+  local sys="$1" rep="$2" label="$3" rate="$4"
+  shift 4
+  start_system "$sys" "$rate"
+  await_ready "$sys" "$READY" || return 1
+  local idle line refusals="" entries="" guard=null
+  idle="$(mem "$SERVER_PID")"
+  if ! line="$(run_load "$sys" "$label" "$PORT" "$SERVER_PID" "${CHECK_TOPICS[$sys]}" "$@")"; then
+    fail "$sys rep $rep $label: the load generator broke (see $WORK/logs/loadgen.log)"
+    stop_group "$SERVER_PID" 30
+    return 1
+  fi
+  if [[ -n "$ADMIN" ]]; then
+    refusals="$(scrape "$ADMIN" bp_relay_replay_guard_refusals_total)"
+    entries="$(scrape "$ADMIN" bp_relay_replay_guard_entries)"
+    guard="$(jq -nc --arg c "$CAPACITY" --arg r "$refusals" --arg e "$entries" \
+      '{capacity: ($c | tonumber? // null), refusals: ($r | tonumber? // null), entries: ($e | tonumber? // null)}')"
+  fi
+  alive "$SERVER_PID" || fail "$sys rep $rep $label: the system exited during the run; log: $WORK/logs/$sys.log"
+  stop_group "$SERVER_PID" 30
+  line="$(jq -c --argjson rep "$rep" --argjson idle "$idle" --argjson guard "$guard" \
+    '. + {rep: $rep, idle_rss_kb: ($idle.rss_kb // null), replay_guard: $guard}' <<<"$line")"
+  printf '%s\n' "$line" >>"$WORK/runs/$sys.jsonl"
+  judge "$sys" "$line"
+}
+
+# The Kafka bound's closed loops of one rep (no HTTP; the binary measures itself).
+bench_kafka_bound() {
+  local rep="$1" n line t="bench.kafka-bound.$RUN_ID.bp"
+  local before after
+  for n in 64 256; do
+    # The bound measures its own CPU; the broker's is read here, over the bound's whole run.
+    before="$(mem "$BROKER_PID")"
+    if line="$(timeout $(((WARMUP_MS + DURATION_MS) / 1000 + 90)) "$KAFKA_BOUND_BIN" --brokers "$BROKERS" \
+      --topic "$t" --inflight "$n" --duration "${DURATION_MS}ms" --warmup "${WARMUP_MS}ms" \
+      --label "closed-$n" 2>>"$WORK/logs/kafka-bound.log")"; then
+      after="$(mem "$BROKER_PID")"
+      line="$(jq -c --argjson rep "$rep" --argjson a "$before" --argjson b "$after" \
+        '. + {rep: $rep, broker_cpu_s_whole_run: (if $a.cpu_s and $b.cpu_s then $b.cpu_s - $a.cpu_s else null end)}' <<<"$line")"
+      printf '%s\n' "$line" >>"$WORK/runs/kafka-bound.jsonl"
+      judge kafka-bound "$line"
+    else
+      fail "kafka-bound rep $rep closed-$n: the binary failed (see $WORK/logs/kafka-bound.log)"
+      tail -n 20 "$WORK/logs/kafka-bound.log" >&2 || true
+      return 1
+    fi
+  done
+}
+
+# Which systems can run: built, with topics. A system that cannot is a failure, not a skip.
+RUNNABLE=()
+for sys in ${SYSTEMS//,/ }; do
+  case "$sys" in
+    bp-relay) bin="$RELAY_BIN" ;;
+    http-bound) bin="$HTTP_BOUND_BIN" ;;
+    kafka-bound) bin="$KAFKA_BOUND_BIN" ;;
+    go | python) bin="" ;;
+    *) fail "unknown system '$sys' in --systems"; continue ;;
+  esac
+  if [[ -n "$bin" && ! -x "$bin" ]]; then
+    fail "$sys: $bin does not exist (build it, or set BP_RELAY_BENCH_BUILD / BP_RELAY_BIN)"
+    continue
+  fi
+  prepare_topics "$sys" || { fail "$sys: could not create its topics"; continue; }
+  RUNNABLE+=("$sys")
+done
+http_systems() { local s; for s in "${RUNNABLE[@]}"; do [[ "$s" != kafka-bound ]] && echo "$s"; done; }
+
+# bp-relay's idle memory as a user starts it (default --replay-capacity), once per invocation.
+if [[ " ${RUNNABLE[*]} " == *" bp-relay "* ]]; then
+  start_system bp-relay 0 default
+  if await_ready bp-relay "$READY"; then
+    mem "$SERVER_PID" >"$WORK/runs/bp-relay.idle.json"
+    stop_group "$SERVER_PID" 30
+  fi
+fi
+
+# Closed loops first, interleaved: for each rep, each system, each concurrency. Each run on a fresh
+# process, so each run's peak RSS and replay guard are its own.
+for rep in $(seq 1 "$REPS"); do
+  say "== closed loops, rep $rep of $REPS (${DURATION}s runs after ${WARMUP}s warm-up)"
+  for sys in "${RUNNABLE[@]}"; do
+    if [[ "$sys" == kafka-bound ]]; then
+      bench_kafka_bound "$rep" || true
+      continue
+    fi
+    for n in 64 256; do
+      bench_run "$sys" "$rep" "closed-$n" "$(closed_guard_rate "$sys")" --mode closed --connections "$n" || true
+    done
+  done
+done
+
+# The open loops' rates: the same absolute rates for every system; "75pct" is 75 % of the slowest
+# HTTP system's median closed-loop rate at 64 connections, among the peers and bp-relay (not the
+# bounds): a high rate that every compared system can carry.
+median_rate() { # median_rate SYSTEM LABEL
+  [[ -s "$WORK/runs/$1.jsonl" ]] || return 0
+  jq -s --arg l "$2" '[.[] | select(.label == $l) | .deliveries_per_s] | sort |
+    if length == 0 then empty else (if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end) end' \
+    "$WORK/runs/$1.jsonl"
+}
+SLOWEST="" SLOWEST_RATE=""
+for sys in go python bp-relay; do
+  [[ " ${RUNNABLE[*]} " == *" $sys "* ]] || continue
+  r="$(median_rate "$sys" closed-64)"
+  [[ -n "$r" ]] || continue
+  if [[ -z "$SLOWEST_RATE" ]] || awk -v a="$r" -v b="$SLOWEST_RATE" 'BEGIN { exit !(a < b) }'; then
+    SLOWEST="$sys" SLOWEST_RATE="$r"
+  fi
+done
+OPEN=() # label:rate
+for spec in ${OPEN_RATES//,/ }; do
+  if [[ "$spec" == 75pct ]]; then
+    if [[ -z "$SLOWEST_RATE" ]]; then fail "open-75pct: no HTTP system has a closed-loop rate at 64 connections"; continue; fi
+    r="$(awk -v m="$SLOWEST_RATE" 'BEGIN { r = int(m * 0.75); print (r < 1 ? 1 : r) }')"
+    printf 'open-75pct|%s|%s|%s\n' "$r" "$SLOWEST" "$SLOWEST_RATE" >>"$WORK/open-rates.txt"
+    OPEN+=("open-75pct:$r")
+    say "open-75pct: $r/s (75 % of $SLOWEST's median $(printf '%.0f' "$SLOWEST_RATE")/s at 64 connections)"
+  else
+    OPEN+=("open-$spec:$spec")
+  fi
+done
+
+for rep in $(seq 1 "$REPS"); do
+  say "== open loops, rep $rep of $REPS (${OPEN[*]})"
+  for sys in $(http_systems); do
+    for spec in "${OPEN[@]}"; do
+      bench_run "$sys" "$rep" "${spec%%:*}" "${spec#*:}" --mode open --rate "${spec#*:}" || true
+    done
+  done
 done
 
 # --- Report -----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ command -v inferno-flamegraph >/dev/null || { echo "flamegraph.sh: needs inferno
 
 work="$(mktemp -d)"
 trap 'kill "$compare" 2>/dev/null || true; wait "$compare" 2>/dev/null || true; rm -rf "$work"' EXIT
-benches/compare.sh --systems bp-relay --duration 12 --out "$work/report" >"$work/compare.log" 2>&1 &
+benches/compare.sh --systems bp-relay --reps 1 --open-rates 1000 --duration 12 --out "$work/report" >"$work/compare.log" 2>&1 &
 compare=$!
 
 # Wait (bounded) for the closed-loop run at 64 connections to start.

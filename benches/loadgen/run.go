@@ -185,8 +185,11 @@ func (c *conn) do(m *requestMaker, timeout time.Duration) (status int, body []by
 type tally struct {
 	mu         sync.Mutex
 	hist       *hdrhistogram.Histogram // 2xx latency of the measured phase, microseconds
+	all        *hdrhistogram.Histogram // every measured arrival: 2xx at its latency, failures at the timeout
+	failAt     int64                   // the latency a failure counts as (the request timeout), microseconds
 	status     map[string]int64        // measured phase
 	okMeasured int64
+	failed     int64 // measured non-2xx answers and transport errors (drops are counted apart)
 	lastDone   time.Time
 	// Over the whole run (warm-up included), for the Kafka check:
 	okAll      int64
@@ -196,9 +199,11 @@ type tally struct {
 	firstErr   string
 }
 
-func newTally() *tally {
+func newTally(timeout time.Duration) *tally {
 	return &tally{
 		hist:   hdrhistogram.New(1, 60_000_000, 3),
+		all:    hdrhistogram.New(1, 60_000_000, 3),
+		failAt: max(1, timeout.Microseconds()),
 		status: map[string]int64{},
 		acked:  map[string]map[int32][]int64{},
 	}
@@ -239,13 +244,27 @@ func (t *tally) record(measured bool, status int, body []byte, err error, latenc
 		}
 	}
 	t.status[key]++
-	if status >= 200 && status < 300 {
+	if err == nil && status >= 200 && status < 300 {
 		t.okMeasured++
 		t.hist.RecordValue(max(1, latency.Microseconds()))
+		t.all.RecordValue(max(1, latency.Microseconds()))
+	} else {
+		// A failed request counts as if it had waited the whole timeout: a system cannot improve
+		// its percentiles by refusing work.
+		t.failed++
+		t.all.RecordValue(t.failAt)
 	}
 	if done.After(t.lastDone) {
 		t.lastDone = done
 	}
+}
+
+// drop counts a measured arrival the open loop did not send (over --max-outstanding): a failure
+// at the timeout in the percentiles of every request.
+func (t *tally) drop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.all.RecordValue(t.failAt)
 }
 
 // Result is the JSON line of one run.
@@ -264,9 +283,12 @@ type Result struct {
 	DeliveriesPerS float64            `json:"deliveries_per_s"`
 	Status         map[string]int64   `json:"status"`
 	Drops          int64              `json:"drops"`
+	Failed         int64              `json:"failed"`
 	DeadLettered   int64              `json:"dead_lettered"`
 	FirstError     string             `json:"first_error,omitempty"`
 	LatencyMS      map[string]float64 `json:"latency_ms"`
+	LatencyMS2xx   map[string]float64 `json:"latency_ms_2xx"`
+	FailedAtMS     float64            `json:"failed_at_ms"`
 	CPUS           *float64           `json:"cpu_s,omitempty"`
 	CPUSPer10k     *float64           `json:"cpu_s_per_10k,omitempty"`
 	Procs          int                `json:"procs,omitempty"`
@@ -429,7 +451,12 @@ func cmdRun(args []string) error {
 	res.Drops = drops
 	res.DeadLettered = tl.deadLetter
 	res.FirstError = tl.firstErr
-	res.LatencyMS = latencies(tl.hist)
+	// latency_ms: every measured arrival, each failure (non-2xx, transport error, drop) at the
+	// timeout; latency_ms_2xx: the 2xx answers alone.
+	res.Failed = tl.failed
+	res.LatencyMS = latencies(tl.all)
+	res.LatencyMS2xx = latencies(tl.hist)
+	res.FailedAtMS = float64(tl.failAt) / 1000
 	if rc.pid > 0 && procEnd.Procs > 0 {
 		cpu := procEnd.CPUS - procStart.CPUS
 		res.CPUS = &cpu
@@ -491,7 +518,7 @@ func closedLoop(m *requestMaker, addr string, rc runConfig, markStart func()) (*
 	marker := time.AfterFunc(rc.warmup, markStart)
 	defer marker.Stop()
 	var sent atomic.Int64
-	tl := newTally()
+	tl := newTally(rc.timeout)
 	var wg sync.WaitGroup
 	for range rc.connections {
 		wg.Add(1)
@@ -539,7 +566,7 @@ func closedLoop(m *requestMaker, addr string, rc runConfig, markStart func()) (*
 // have been answered; its latency counts from that scheduled time (no coordinated omission). At
 // most maxOutstanding requests are in flight; an arrival beyond that is dropped and counted.
 func openLoop(m *requestMaker, addr string, rc runConfig, markStart func()) (*tally, int64, int64, time.Time) {
-	tl := newTally()
+	tl := newTally(rc.timeout)
 	begin := time.Now()
 	measureStart := begin.Add(rc.warmup)
 	stop := measureStart.Add(rc.duration)
@@ -598,6 +625,7 @@ func openLoop(m *requestMaker, addr string, rc runConfig, markStart func()) (*ta
 		if outstanding.Load() >= int64(rc.maxOutstanding) {
 			if measured {
 				drops++
+				tl.drop()
 			}
 			continue
 		}
