@@ -42,8 +42,9 @@ pub struct Relay {
 
 impl Relay {
     /// Starts the binary on `bootstrap` with `flags` (topics, timeouts...) on free ports,
-    /// logging to `log`, and waits for its startup line.
-    pub async fn start(bootstrap: &str, flags: &[String], log: PathBuf) -> Relay {
+    /// logging to `log` what `log_filter` (its RUST_LOG) lets through, and waits for its
+    /// startup line.
+    pub async fn start(bootstrap: &str, flags: &[String], log: PathBuf, log_filter: &str) -> Relay {
         let ack_timeout =
             flag_value(flags, "--ack-timeout").map_or(Duration::from_secs(4), |value| {
                 humantime::parse_duration(value)
@@ -64,7 +65,7 @@ impl Relay {
             ])
             .args(flags)
             .args(["--log-format", "json"])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log_filter)
             .stdout(Stdio::from(output.try_clone().unwrap()))
             .stderr(Stdio::from(output))
             .spawn()
