@@ -79,6 +79,8 @@ pub async fn stop_every_broker(world: &World) -> Report {
     let restarting = Instant::now();
     world.cluster.restore().await;
     let back = Instant::now();
+    // Wall-clock time, to find the return in the relay's log.
+    let back_at = time::OffsetDateTime::now_utc();
     let recovered = eventually(
         "a 2xx after the brokers' return",
         RECOVERY_PATIENCE,
@@ -87,9 +89,13 @@ pub async fn stop_every_broker(world: &World) -> Report {
     .await;
     let exited = run.relay.exited();
     let notes = vec![format!(
-        "cluster restart took {:.1} s; first 2xx {:.1} s after every broker was back",
+        "cluster restart took {:.1} s; first 2xx {:.2} s after every broker was back (at {:02}:{:02}:{:02}.{:03} UTC)",
         (back - restarting).as_secs_f64(),
-        recovered.as_secs_f64()
+        recovered.as_secs_f64(),
+        back_at.hour(),
+        back_at.minute(),
+        back_at.second(),
+        back_at.millisecond()
     )];
     let (mut report, entries) = run.finish(world, Allowances::default(), notes).await;
     report.recovery = Some(recovered);
