@@ -152,6 +152,9 @@ pub struct Context {
     metrics: ClientMetrics,
     health: Arc<Health>,
     any_broker_up: Arc<AtomicBool>,
+    // Whether the last statistics listed a configured or learned broker at all (see
+    // `Generation::rebootstrap_if_brokerless`).
+    brokers_known: Arc<AtomicBool>,
     // Set by the supervisor once this producer is in librdkafka's fatal state.
     fatal: Arc<AtomicBool>,
     // Wakes the supervisor, which replaces a producer that failed fatally.
@@ -177,6 +180,7 @@ impl Context {
             metrics,
             health,
             any_broker_up: Arc::new(AtomicBool::new(false)),
+            brokers_known: Arc::new(AtomicBool::new(true)),
             fatal: Arc::new(AtomicBool::new(false)),
             error_signal,
             last_error: Arc::default(),
@@ -189,6 +193,12 @@ impl Context {
     /// moved into the producer.
     pub(super) fn any_broker_up(&self) -> Arc<AtomicBool> {
         self.any_broker_up.clone()
+    }
+
+    /// Whether the last statistics listed any configured or learned broker, readable after the
+    /// context has moved into the producer.
+    pub(super) fn brokers_known(&self) -> Arc<AtomicBool> {
+        self.brokers_known.clone()
     }
 
     /// The latest client error, readable after the context has moved into the producer.
@@ -300,6 +310,13 @@ impl ClientContext for Context {
             return;
         }
         self.record_queue(&stats);
+        self.brokers_known.store(
+            stats
+                .brokers
+                .values()
+                .any(|broker| matches!(broker.source.as_str(), "configured" | "learned")),
+            Ordering::Relaxed,
+        );
         // Bootstrap entries (node id -1) stand for configured addresses, not cluster members.
         let members: Vec<&Broker> = stats
             .brokers
@@ -403,6 +420,33 @@ mod tests {
             "{}",
             text()
         );
+    }
+
+    #[test]
+    fn a_client_left_with_no_configured_or_learned_broker_is_brokerless() {
+        let context = context();
+        let known = context.brokers_known();
+        assert!(
+            known.load(Ordering::Relaxed),
+            "known until statistics say otherwise"
+        );
+        let mut internal_only = stats_with(&[(":0/internal", -1)]);
+        for broker in internal_only.brokers.values_mut() {
+            broker.source = "internal".to_owned();
+        }
+        context.stats(internal_only);
+        assert!(!known.load(Ordering::Relaxed));
+        context.stats(stats_with(&[]));
+        assert!(!known.load(Ordering::Relaxed));
+        let mut bootstrap = stats_with(&[("b1:9092/bootstrap", -1)]);
+        for broker in bootstrap.brokers.values_mut() {
+            broker.source = "configured".to_owned();
+        }
+        context.stats(bootstrap);
+        assert!(known.load(Ordering::Relaxed));
+        context.stats(stats_with(&[]));
+        context.stats(stats_with(&[("b1:9092/1", 1)]));
+        assert!(known.load(Ordering::Relaxed));
     }
 
     fn context() -> Context {
