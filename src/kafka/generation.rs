@@ -69,7 +69,7 @@ impl Generation {
     /// no broker at all; returns whether it did. librdkafka (2.10 and later) drops the brokers
     /// a metadata answer leaves out, and a broker shutting down can answer with none: the client
     /// is then left with no broker, and its own re-bootstrap can be cancelled by that same
-    /// answer (librdkafka issue 5301), so it never connects again (measured: 1 of 60 outages of
+    /// answer (librdkafka issue 5301), so it never connects again (1 of 45 measured outages of
     /// every broker, docs/reliability.md). Blocks briefly (a lock, a thread per broker added).
     pub(super) fn rebootstrap_if_brokerless(&self, bootstrap: &str) -> bool {
         if self.brokers_known.load(Ordering::Relaxed) {
