@@ -473,23 +473,37 @@ impl Publisher {
     /// Asks a broker for `topic`'s metadata every [`PROBE_INTERVAL`], forever, and tells
     /// `health` whether one answered within [`PROBE_TIMEOUT`]. A broker can keep its connections open and answer
     /// nothing; only an answered request proves it serves.
+    /// An unanswered probe of a client left with no broker at all gives it the bootstrap servers
+    /// again ([`Generation::rebootstrap_if_brokerless`]).
     pub async fn probe_brokers(self, topic: String, health: Arc<Health>) {
         loop {
-            let producer = self.producer();
+            let generation = self.shared.current.load_full();
             let topic = topic.clone();
+            let bootstrap = self.shared.brokers.clone();
             let sent = std::time::Instant::now();
-            let answered = tokio::task::spawn_blocking(move || {
-                producer
+            let (answered, rebootstrapped) = tokio::task::spawn_blocking(move || {
+                let answered = generation
+                    .producer
                     .client()
                     .fetch_metadata(Some(&topic), PROBE_TIMEOUT)
-                    .is_ok()
+                    .is_ok();
+                (
+                    answered,
+                    !answered && generation.rebootstrap_if_brokerless(&bootstrap),
+                )
             })
             .await
-            .unwrap_or(false);
+            .unwrap_or((false, false));
             if answered {
                 health.broker_answered();
             } else {
                 health.broker_unanswered(sent);
+            }
+            if rebootstrapped {
+                warn!(
+                    brokers = self.shared.brokers,
+                    "The Kafka client had no broker left (a metadata answer listed none while the cluster shut down); it has the bootstrap servers again."
+                );
             }
             tokio::time::sleep(PROBE_INTERVAL).await;
         }

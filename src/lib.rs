@@ -21,7 +21,8 @@
 //!   topics, rules, Kafka, lifecycle, telemetry), each with its own checks.
 
 // The house's floor (linkerd2-proxy sets the same): idioms of the edition, no unsafe code
-// outside the one test hook that injects a fatal librdkafka error, no debugging leftovers.
+// outside the test hook that injects a fatal librdkafka error and the call that gives
+// librdkafka its bootstrap servers again (src/kafka/generation.rs), no debugging leftovers.
 #![deny(
     rust_2018_idioms,
     unsafe_code,

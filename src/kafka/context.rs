@@ -152,6 +152,9 @@ pub struct Context {
     metrics: ClientMetrics,
     health: Arc<Health>,
     any_broker_up: Arc<AtomicBool>,
+    // Whether the last statistics listed a configured or learned broker at all (see
+    // `Generation::rebootstrap_if_brokerless`).
+    brokers_known: Arc<AtomicBool>,
     // Set by the supervisor once this producer is in librdkafka's fatal state.
     fatal: Arc<AtomicBool>,
     // Wakes the supervisor, which replaces a producer that failed fatally.
@@ -177,6 +180,7 @@ impl Context {
             metrics,
             health,
             any_broker_up: Arc::new(AtomicBool::new(false)),
+            brokers_known: Arc::new(AtomicBool::new(true)),
             fatal: Arc::new(AtomicBool::new(false)),
             error_signal,
             last_error: Arc::default(),
@@ -189,6 +193,12 @@ impl Context {
     /// moved into the producer.
     pub(super) fn any_broker_up(&self) -> Arc<AtomicBool> {
         self.any_broker_up.clone()
+    }
+
+    /// Whether the last statistics listed any configured or learned broker, readable after the
+    /// context has moved into the producer.
+    pub(super) fn brokers_known(&self) -> Arc<AtomicBool> {
+        self.brokers_known.clone()
     }
 
     /// The latest client error, readable after the context has moved into the producer.
@@ -270,6 +280,13 @@ impl Context {
             return;
         }
         self.record_queue(stats);
+        self.brokers_known.store(
+            stats
+                .brokers
+                .values()
+                .any(|broker| matches!(broker.source.as_ref(), "configured" | "learned")),
+            Ordering::Relaxed,
+        );
         // Bootstrap entries (node id -1) stand for configured addresses, not cluster members.
         let members: Vec<&Broker<'_>> = stats
             .brokers
@@ -366,11 +383,20 @@ mod tests {
     use super::*;
 
     fn stats_with(brokers: &[(&str, i32)]) -> Vec<u8> {
+        let learned: Vec<_> = brokers
+            .iter()
+            .map(|&(name, id)| (name, id, "learned"))
+            .collect();
+        stats_from(&learned)
+    }
+
+    /// A statistics report listing `brokers` as (name, node id, source), each up.
+    fn stats_from(brokers: &[(&str, i32, &str)]) -> Vec<u8> {
         let brokers: serde_json::Map<String, serde_json::Value> = brokers
             .iter()
-            .map(|(name, id)| {
+            .map(|(name, id, source)| {
                 let broker = serde_json::json!({
-                    "name": name, "nodeid": id, "nodename": name, "source": "learned", "state": "UP",
+                    "name": name, "nodeid": id, "nodename": name, "source": source, "state": "UP",
                     "stateage": 1, "outbuf_cnt": 0, "outbuf_msg_cnt": 0, "waitresp_cnt": 0, "waitresp_msg_cnt": 0,
                     "tx": 1, "txbytes": 1, "txerrs": 2, "txretries": 0, "txidle": 0, "req_timeouts": 0, "rx": 1, "rxbytes": 1, "rxidle": 0,
                     "rxerrs": 0, "rxcorriderrs": 0, "rxpartial": 0, "zbuf_grow": 0, "buf_grow": 0, "wakeups": 0,
@@ -411,6 +437,25 @@ mod tests {
             "{}",
             text()
         );
+    }
+
+    #[test]
+    fn a_client_left_with_no_configured_or_learned_broker_is_brokerless() {
+        let context = context();
+        let known = context.brokers_known();
+        assert!(
+            known.load(Ordering::Relaxed),
+            "known until statistics say otherwise"
+        );
+        context.stats_raw(&stats_from(&[(":0/internal", -1, "internal")]));
+        assert!(!known.load(Ordering::Relaxed));
+        context.stats_raw(&stats_with(&[]));
+        assert!(!known.load(Ordering::Relaxed));
+        context.stats_raw(&stats_from(&[("b1:9092/bootstrap", -1, "configured")]));
+        assert!(known.load(Ordering::Relaxed));
+        context.stats_raw(&stats_with(&[]));
+        context.stats_raw(&stats_with(&[("b1:9092/1", 1)]));
+        assert!(known.load(Ordering::Relaxed));
     }
 
     fn context() -> Context {

@@ -30,6 +30,9 @@ pub struct Broker<'a> {
     pub name: Cow<'a, str>,
     /// The broker's id; -1 for a bootstrap entry that stands for a configured address.
     pub nodeid: i32,
+    /// Where librdkafka has it from: `configured`, `learned` (from metadata), `internal`, …
+    #[serde(borrow)]
+    pub source: Cow<'a, str>,
     /// `UP`, `DOWN`, `CONNECT`, …
     #[serde(borrow)]
     pub state: Cow<'a, str>,
@@ -70,9 +73,10 @@ mod tests {
       "msg_size_max": 268435456, "simple_cnt": 0, "metadata_cache_cnt": 1,
       "brokers": {
         "127.0.0.1:9092/bootstrap": {"name": "127.0.0.1:9092/bootstrap", "nodeid": -1,
-          "nodename": "127.0.0.1:9092", "state": "INIT", "txerrs": 0, "txretries": 0,
+          "nodename": "127.0.0.1:9092", "source": "configured", "state": "INIT", "txerrs": 0, "txretries": 0,
           "req_timeouts": 0, "req": {"Produce": 0}, "toppars": {}},
-        "b1:9092/1": {"name": "b1:9092/1", "nodeid": 1, "nodename": "b1:9092", "state": "UP",
+        "b1:9092/1": {"name": "b1:9092/1", "nodeid": 1, "nodename": "b1:9092",
+          "source": "learned", "state": "UP",
           "stateage": 5, "txerrs": 2, "txretries": 1, "req_timeouts": 4,
           "rtt": {"min": 1, "max": 9, "avg": 1500, "sum": 3, "cnt": 2, "stddev": 0,
                   "p50": 1, "p75": 1, "p90": 1, "p95": 1, "p99": 1, "p99_99": 1,
@@ -108,7 +112,10 @@ mod tests {
             (2, 1, 4)
         );
         let bootstrap = &stats.brokers["127.0.0.1:9092/bootstrap"];
-        assert_eq!(bootstrap.nodeid, -1);
+        assert_eq!(
+            (bootstrap.nodeid, bootstrap.source.as_ref()),
+            (-1, "configured")
+        );
         assert!(bootstrap.rtt.is_none());
     }
 

@@ -23,6 +23,10 @@
 //!
 //! Environment: BP_RELAY_FAULTS_SCENARIOS=a,c runs only those; BP_RELAY_FAULTS_RELAY_ARGS adds
 //! relay flags in every scenario, to compare settings under the faults;
+//! BP_RELAY_FAULTS_REPEAT=30 runs each selected scenario that many times (default once), its
+//! relays logging librdkafka's `broker,metadata,eos` debug, the logs of a repetition kept only
+//! if it fails (as <scenario>.<repetition>-relay.log), and prints the distribution of the
+//! recovery times the scenarios measure (b: first 2xx after every broker was back);
 //! BP_RELAY_KAFKA_SCRIPT names scripts/kafka.sh.
 
 mod cluster;
@@ -57,6 +61,7 @@ async fn fault_matrix() {
     let out_dir = out_dir();
     forget_previous_run(&out_dir);
     let scenarios = selected_scenarios();
+    let repeat = repetitions();
     let base_port = base_port();
     let proxy = SlowProxy::start(Cluster::client_addr(base_port, PROXIED_NODE)).await;
     progress(&format!("starting a 3-node cluster on ports {base_port}.. (node {PROXIED_NODE} behind a proxy at {})", proxy.addr()));
@@ -74,25 +79,49 @@ async fn fault_matrix() {
         cluster,
         proxy,
         out_dir: out_dir.clone(),
+        kafka_debug: repeat > 1,
     });
 
     let mut rows = Vec::new();
-    for scenario in scenarios {
-        world.proxy.set_latency(Duration::ZERO, Duration::ZERO);
-        world.cluster.restore().await;
-        let began = Instant::now();
-        let outcome = tokio::spawn(scenario.run(world.clone()))
-            .await
-            .map_err(|error| panic_message(error.into_panic()));
-        let row = Row {
-            scenario,
-            took: began.elapsed(),
-            outcome,
-        };
-        progress(&row.line());
-        rows.push(row);
+    for scenario in &scenarios {
+        for repetition in 1..=repeat {
+            world.proxy.set_latency(Duration::ZERO, Duration::ZERO);
+            world.cluster.restore().await;
+            let began = Instant::now();
+            let outcome = tokio::spawn(scenario.run(world.clone()))
+                .await
+                .map_err(|error| panic_message(error.into_panic()));
+            let row = Row {
+                scenario: *scenario,
+                repetition: (repeat > 1).then_some(repetition),
+                took: began.elapsed(),
+                outcome,
+            };
+            progress(&row.line());
+            if row.repetition.is_some() {
+                keep_logs_only_of_a_failure(&out_dir, &row);
+            }
+            rows.push(row);
+        }
     }
-    let summary = summary_table(&rows, started.elapsed());
+    let mut summary = summary_table(&rows, started.elapsed());
+    if repeat > 1 {
+        let distributions: Vec<String> = scenarios
+            .iter()
+            .filter_map(|scenario| recovery_distribution(&rows, scenario.id))
+            .collect();
+        for line in &distributions {
+            progress(line);
+        }
+        let _ = write!(
+            summary,
+            "\n## Recovery over {repeat} repetitions\n\n{}\n",
+            distributions
+                .iter()
+                .map(|line| format!("- {line}\n"))
+                .collect::<String>()
+        );
+    }
     std::fs::write(out_dir.join("summary.md"), &summary).unwrap();
     progress(&format!(
         "whole matrix {:.0} s; table in {}",
@@ -111,11 +140,16 @@ async fn fault_matrix() {
             })
             .collect();
         panic!(
-            "{} of {} scenarios failed:\n\n{}\n\n{summary}\nRelay logs: {}/<scenario>-relay.log\n{logs}",
+            "{} of {} scenarios failed:\n\n{}\n\n{summary}\nRelay logs: {}/{}-relay.log\n{logs}",
             failures.len(),
             rows.len(),
             failures.join("\n\n"),
-            out_dir.display()
+            out_dir.display(),
+            if repeat > 1 {
+                "<scenario>.<repetition>"
+            } else {
+                "<scenario>"
+            }
         );
     }
 }
@@ -123,6 +157,8 @@ async fn fault_matrix() {
 /// One scenario's result.
 struct Row {
     scenario: Scenario,
+    /// Which run of the scenario, when BP_RELAY_FAULTS_REPEAT asks for several.
+    repetition: Option<usize>,
     took: Duration,
     /// The report, or the panic that ended the scenario early.
     outcome: Result<Report, String>,
@@ -133,11 +169,19 @@ impl Row {
         matches!(&self.outcome, Ok(report) if report.violations.is_empty())
     }
 
+    /// The scenario's letter, with the repetition's number if there are several: b, b.7.
+    fn label(&self) -> String {
+        match self.repetition {
+            Some(repetition) => format!("{}.{repetition}", self.scenario.id),
+            None => self.scenario.id.to_owned(),
+        }
+    }
+
     fn line(&self) -> String {
         let verdict = if self.passed() { "ok" } else { "FAILED" };
         let head = format!(
             "[{}] {} ({:.0} s): {verdict}",
-            self.scenario.id,
+            self.label(),
             self.scenario.title,
             self.took.as_secs_f64()
         );
@@ -156,7 +200,7 @@ impl Row {
     }
 
     fn failure(&self) -> Option<String> {
-        let name = format!("[{}] {}", self.scenario.id, self.scenario.title);
+        let name = format!("[{}] {}", self.label(), self.scenario.title);
         match &self.outcome {
             Ok(report) if report.violations.is_empty() => None,
             Ok(report) => Some(format!(
@@ -206,7 +250,7 @@ fn summary_table(rows: &[Row], took: Duration) -> String {
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|---|"
     );
     for row in rows {
-        let title = format!("{}. {}", row.scenario.id, row.scenario.title);
+        let title = format!("{}. {}", row.label(), row.scenario.title);
         match &row.outcome {
             Ok(report) => {
                 let c = &report.counts;
@@ -273,6 +317,82 @@ fn forget_previous_run(out_dir: &Path) {
             std::fs::remove_file(entry.path()).unwrap();
         }
     }
+}
+
+/// Of one repetition's relay logs (<scenario>-relay.log, <scenario>-replacement-relay.log,
+/// overwritten by the next repetition): removes them if it passed, keeps them as
+/// <scenario>.<repetition>-... if it failed.
+fn keep_logs_only_of_a_failure(out_dir: &Path, row: &Row) {
+    for kind in ["relay", "replacement-relay"] {
+        let log = out_dir.join(format!("{}-{kind}.log", row.scenario.id));
+        if !log.exists() {
+            continue;
+        }
+        if row.passed() {
+            std::fs::remove_file(&log).unwrap();
+        } else {
+            let kept = out_dir.join(format!("{}-{kind}.log", row.label()));
+            std::fs::rename(&log, &kept).unwrap();
+            progress(&format!("kept its relay log: {}", kept.display()));
+        }
+    }
+}
+
+/// The distribution of the recovery times that the repetitions of scenario `id` measured
+/// (none if it measures none): nearest-rank percentiles, and the repetitions without a figure
+/// (ended by a panic before measuring it).
+fn recovery_distribution(rows: &[Row], id: &str) -> Option<String> {
+    let of_scenario: Vec<&Row> = rows.iter().filter(|row| row.scenario.id == id).collect();
+    let mut times: Vec<Duration> = of_scenario
+        .iter()
+        .filter_map(|row| row.outcome.as_ref().ok()?.recovery)
+        .collect();
+    if times.is_empty() {
+        return None;
+    }
+    times.sort_unstable();
+    let seconds = |time: Duration| format!("{:.2}", time.as_secs_f64());
+    let over = |limit: u64| {
+        times
+            .iter()
+            .filter(|time| **time > Duration::from_secs(limit))
+            .count()
+    };
+    Some(format!(
+        "{id}: recovery (s) over {} measured runs: min {} / p50 {} / p90 {} / p99 {} / max {}; over 3 s: {}, over 10 s: {}; runs without a figure: {}; runs failed: {}; all (s): {}",
+        times.len(),
+        seconds(times[0]),
+        seconds(percentile(&times, 50)),
+        seconds(percentile(&times, 90)),
+        seconds(percentile(&times, 99)),
+        seconds(times[times.len() - 1]),
+        over(3),
+        over(10),
+        of_scenario.len() - times.len(),
+        of_scenario.iter().filter(|row| !row.passed()).count(),
+        times
+            .iter()
+            .map(|time| seconds(*time))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ))
+}
+
+/// The nearest-rank percentile of sorted, non-empty `times`.
+fn percentile(times: &[Duration], percent: usize) -> Duration {
+    let rank = (times.len() * percent).div_ceil(100).max(1);
+    times[rank - 1]
+}
+
+/// BP_RELAY_FAULTS_REPEAT: how many times each selected scenario runs (default once).
+fn repetitions() -> usize {
+    std::env::var("BP_RELAY_FAULTS_REPEAT").map_or(1, |count| {
+        count
+            .parse()
+            .ok()
+            .filter(|count| *count >= 1)
+            .expect("BP_RELAY_FAULTS_REPEAT is a count of at least 1")
+    })
 }
 
 /// BP_RELAY_FAULTS_SCENARIOS (letters, comma-separated), or all of them.

@@ -35,8 +35,14 @@ pub struct Relay {
 
 impl Relay {
     /// Starts the binary on `bootstrap` with `flags` (topics, timeouts...) on free ports,
-    /// logging to `log`, and waits for its startup line.
-    pub async fn start(bootstrap: &str, flags: &RelayArgs, log: PathBuf) -> Relay {
+    /// logging to `log` what `log_filter` (its RUST_LOG) lets through, and waits for its
+    /// startup line.
+    pub async fn start(
+        bootstrap: &str,
+        flags: &RelayArgs,
+        log: PathBuf,
+        log_filter: &str,
+    ) -> Relay {
         let ack_timeout = flags
             .value_of("--ack-timeout")
             .map_or(Duration::from_secs(4), |value| {
@@ -48,7 +54,7 @@ impl Relay {
             .signing_secrets(&[SECRET])
             .on_free_ports()
             .args(flags.clone());
-        let process = RelayProcess::spawn_logging_to(&args, &[], &log);
+        let process = RelayProcess::spawn_logging_to(&args, &[("RUST_LOG", log_filter)], &log);
         let (ingress, admin) = process.listening().await;
         Relay {
             process,

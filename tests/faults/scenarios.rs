@@ -41,6 +41,26 @@ pub struct World {
     pub cluster: Cluster,
     pub proxy: SlowProxy,
     pub out_dir: PathBuf,
+    /// Whether relays log librdkafka's connection, metadata and idempotence debug
+    /// ([`KAFKA_DEBUG`]): in repeated runs, whose logs are kept only when they fail.
+    pub kafka_debug: bool,
+}
+
+/// librdkafka's debug contexts a repeated run logs: connections and their states, metadata
+/// (leaders), the idempotent producer's id and epoch. What explains a slow recovery.
+pub const KAFKA_DEBUG: &str = "broker,metadata,eos";
+
+impl World {
+    /// RUST_LOG of its relays: with [`KAFKA_DEBUG`], librdkafka's debug lines too (the relay
+    /// logs them at debug level from its client context, and librdkafka sends them only when
+    /// its `librdkafka` target is enabled at debug).
+    fn relay_log_filter(&self) -> &'static str {
+        if self.kafka_debug {
+            "info,librdkafka=debug,bp_relay::kafka::context=debug"
+        } else {
+            "info"
+        }
+    }
 }
 
 /// One scenario of the matrix.
@@ -67,6 +87,9 @@ pub struct Report {
     pub counts: Counts,
     /// What it measured besides the counts (recovery times, rates).
     pub notes: Vec<String>,
+    /// Its recovery time, where it measures one (b: the first 2xx after every broker was
+    /// back): what a repeated run reports the distribution of.
+    pub recovery: Option<Duration>,
     /// Broken promises; the scenario fails if there is any.
     pub violations: Vec<String>,
 }
@@ -138,7 +161,7 @@ impl Run {
     /// flowing (2xx answers coming back).
     async fn start(world: &World, scenario: &'static str, flags: RelayArgs) -> Run {
         let topics = world.cluster.create_topics(scenario).await;
-        let all_flags = topics
+        let mut all_flags = topics
             .args()
             .flag("--signature-tolerance", &format!("{}s", WINDOW.as_secs()))
             .args(flags)
@@ -148,8 +171,17 @@ impl Run {
                     .unwrap_or_default()
                     .split_whitespace(),
             );
+        if world.kafka_debug {
+            all_flags = all_flags.flag("--kafka-option", &format!("debug={KAFKA_DEBUG}"));
+        }
         let log = world.out_dir.join(format!("{scenario}-relay.log"));
-        let relay = Relay::start(&world.cluster.bootstrap(), &all_flags, log).await;
+        let relay = Relay::start(
+            &world.cluster.bootstrap(),
+            &all_flags,
+            log,
+            world.relay_log_filter(),
+        )
+        .await;
         eventually("the relay to be ready", RECOVERY_BOUND, || relay.ready()).await;
         let load = Load::start(&relay.process_url(), scenario);
         eventually("the load to get 2xx answers", RECOVERY_BOUND, || async {
@@ -172,7 +204,13 @@ impl Run {
         let log = world
             .out_dir
             .join(format!("{}-replacement-relay.log", self.scenario));
-        let relay = Relay::start(&world.cluster.bootstrap(), &self.flags, log).await;
+        let relay = Relay::start(
+            &world.cluster.bootstrap(),
+            &self.flags,
+            log,
+            world.relay_log_filter(),
+        )
+        .await;
         eventually("the replacement relay to be ready", RECOVERY_BOUND, || {
             relay.ready()
         })
@@ -254,6 +292,7 @@ impl Run {
                 counts,
                 notes,
                 violations,
+                recovery: None,
             },
             entries,
         )
