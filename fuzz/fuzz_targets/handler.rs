@@ -26,10 +26,11 @@ use std::{
 
 use bp_relay::{
     ingress::http::Ingress,
-    process::parts::Parts,
     ingress::publish::{FailureReason, Memory},
     ingress::route::Route,
-    ingress::signature, Config,
+    ingress::signature,
+    process::parts::Parts,
+    Config,
 };
 use bp_relay_fuzz::{
     frames::{End, Frames},
