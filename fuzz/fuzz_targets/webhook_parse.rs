@@ -11,7 +11,8 @@
 use std::sync::OnceLock;
 
 use bp_relay::{
-    ingress::webhook::{EventKind, RejectReason, Rules, Webhook},
+    config::Rules,
+    ingress::webhook::{EventKind, RejectReason, Webhook},
     Config,
 };
 use clap::Parser;
