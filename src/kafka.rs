@@ -539,7 +539,7 @@ impl Publish for Publisher {
 /// A record's headers as librdkafka's.
 impl From<&record::Headers> for OwnedHeaders {
     fn from(headers: &record::Headers) -> OwnedHeaders {
-        let kafka = OwnedHeaders::new_with_capacity(11);
+        let kafka = OwnedHeaders::new_with_capacity(headers.len());
         headers.iter().fold(kafka, |kafka, (key, value)| {
             kafka.insert(Header {
                 key,

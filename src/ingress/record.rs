@@ -147,6 +147,16 @@ impl Headers {
             .map(|(_, value)| value)
     }
 
+    /// How many headers the record carries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it carries none (never, for a record of the contract).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Every header, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.0.iter().map(|(name, value)| (*name, value.as_ref()))
