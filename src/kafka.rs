@@ -11,7 +11,7 @@ pub mod durability;
 mod embedded;
 mod generation;
 mod settings;
-mod statistics;
+pub mod statistics;
 mod supervisor;
 
 use std::{

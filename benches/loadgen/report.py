@@ -217,7 +217,7 @@ def markdown(meta, systems, failures):
       "each request with its own top-level `id` and its own `X-AUTHVIA-VALUE`, signed when sent. "
       "A delivery is a 2xx answer, which every system gives only once the broker acknowledged the record "
       "(`acks=all`, idempotent producer, lz4, murmur2 partitioning), except the HTTP bound, "
-      "which answers without Kafka. Batching is each system's own: bp-relay's defaults (linger 0, one "
+      "which answers without Kafka. Batching is each system's own: bp-relay's defaults (linger 1 ms, one "
       "produce request in flight per broker), linger 5 ms in the peers as written by hand.\n")
     w("## Headline (the README's table)\n")
     w(headline(by))
@@ -367,7 +367,7 @@ def markdown(meta, systems, failures):
     w("## What each system does per delivery\n")
     w("- **bp-relay**: default flags plus ports, brokers, secret, topics and `--replay-capacity` (above); "
       "`RUST_LOG=info`, JSON logs to a file (every failure and dead letter; 2xx answers at debug, the default "
-      "`--access-log failures`), metrics on its admin port, linger 0 and one produce request in flight per broker "
+      "`--access-log failures`), metrics on its admin port, linger 1 ms and one produce request in flight per broker "
       "(its defaults). Checks the signature, timestamp window and replay guard, parses and type-checks "
       "the body, and writes the record with its CloudEvents headers (`ce_id` is a SHA-256 of the body).")
     w("- **Go peer** (`benches/peers/go`, ~100 lines): signature and ±5 min window, JSON parse for `id`, "
