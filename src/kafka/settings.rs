@@ -87,8 +87,8 @@ pub fn client_config(
         // until the broker's delayed ACK (tens of ms), the tail of every answer.
         .set("socket.nagle.disable", "true")
         // One produce request in flight per broker: records that arrive meanwhile ride in the next
-        // one, so batches grow with the load (measured in docs/benchmarks.md: 2 or 5 in flight,
-        // with or without a linger, gave smaller batches and more CPU per delivery).
+        // one, so batches grow with the load (measured in docs/benchmarks.md: 5 in flight, with
+        // or without a linger, cost more CPU per delivery than 1).
         .set("max.in.flight.requests.per.connection", "1")
         // A closed idle connection is routine, not a problem worth a log line.
         .set("log.connection.close", "false")
