@@ -45,7 +45,7 @@
 #   BP_RELAY_BENCH_KAFKA_PORT   broker port (default 19092; controller +1); not the test broker's
 #   BP_RELAY_BENCH_PORT_BASE    first of six HTTP ports on 127.0.0.1 (default 19180; keep them below
 #                               the ephemeral range, /proc/sys/net/ipv4/ip_local_port_range)
-#   BP_RELAY_BENCH_GUARD_RATE   the closed-loop rate the replay guard is sized for (default 30000;
+#   BP_RELAY_BENCH_GUARD_RATE   the closed-loop rate the replay guard is sized for (default 50000;
 #                               http-bound 60000); a run faster than that fails with guard refusals
 #   BP_RELAY_BENCH_BROKER_WARMUP   seconds of flat-out producing before the first system
 #                               (default 20, smoke 3; 0: none)
@@ -414,7 +414,7 @@ guard_capacity() { # guard_capacity RATE
 closed_guard_rate() {
   case "$1" in
     http-bound) echo "${BP_RELAY_BENCH_GUARD_RATE:-60000}" ;;
-    *) echo "${BP_RELAY_BENCH_GUARD_RATE:-30000}" ;;
+    *) echo "${BP_RELAY_BENCH_GUARD_RATE:-50000}" ;;
   esac
 }
 

@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use bp_relay::{
     demo::{samples, sign},
-    process::{app, shutdown, telemetry},
+    process::{app, malloc, shutdown, telemetry},
     App, Config,
 };
 use bytes::Bytes;
@@ -34,6 +34,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any other thread allocates: librdkafka's broker thread then keeps its buffers.
+    let allocator = malloc::tune(std::env::var("GLIBC_TUNABLES").ok().as_deref());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
@@ -51,7 +53,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(Command::CheckConfig(config)) => check_config(&config),
-        None => runtime.block_on(serve(cli.config)),
+        None => runtime.block_on(serve(cli.config, allocator)),
     }
 }
 
@@ -126,7 +128,7 @@ async fn send_signed(secret: &str, url: &http::Uri, file: Option<PathBuf>) -> Ex
     }
 }
 
-async fn serve(config: Config) -> ExitCode {
+async fn serve(config: Config, allocator: malloc::Tuning) -> ExitCode {
     let telemetry = match telemetry::init(
         config.telemetry.log_format,
         config.telemetry.otlp_endpoint.as_ref(),
@@ -145,7 +147,7 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::from(error.exit_code());
         }
     };
-    info!(ingress = %app.ingress_addr(), admin = %app.admin_addr(), version = env!("CARGO_PKG_VERSION"), "bp-relay started.");
+    info!(ingress = %app.ingress_addr(), admin = %app.admin_addr(), version = env!("CARGO_PKG_VERSION"), ?allocator, "bp-relay started.");
     let outcome = app.run(shutdown::signal()).await;
     // After the drain, so the spans of the last requests are exported too.
     telemetry.shutdown().await;
