@@ -35,7 +35,7 @@ enum Command {
 
 fn main() -> ExitCode {
     // Before any other thread allocates: librdkafka's broker thread then keeps its buffers.
-    let allocator = malloc::tune(std::env::var("GLIBC_TUNABLES").ok().as_deref());
+    let allocator = malloc::tune(|name| std::env::var(name).ok());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),

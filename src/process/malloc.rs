@@ -10,20 +10,20 @@
 //!
 //! Fixed thresholds stop both: memory freed at the top of an arena is kept up to
 //! [`TRIM_THRESHOLD`], and blocks below [`MMAP_THRESHOLD`] come from the arenas rather than from
-//! a `mmap` each. The idle RSS does not change; an operator's own `GLIBC_TUNABLES` for either
-//! threshold wins.
+//! a `mmap` each. The idle RSS does not change; an operator's own threshold (`GLIBC_TUNABLES`, or
+//! glibc's older `MALLOC_TRIM_THRESHOLD_` / `MALLOC_MMAP_THRESHOLD_`) wins.
 
 /// Memory freed at the top of an arena that glibc keeps rather than returning to the kernel.
-pub const TRIM_THRESHOLD: usize = 8 << 20;
+pub const TRIM_THRESHOLD: libc::c_int = 8 << 20;
 /// Blocks from this size up are mapped on their own (glibc's default starts at 128 KiB and moves).
-pub const MMAP_THRESHOLD: usize = 1 << 20;
+pub const MMAP_THRESHOLD: libc::c_int = 1 << 20;
 
 /// What [`tune`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tuning {
     /// Both thresholds are set.
     Applied,
-    /// `GLIBC_TUNABLES` already sets a malloc threshold: the operator's values stand.
+    /// The environment already sets a malloc threshold: the operator's values stand.
     LeftToOperator,
     /// glibc refused a value (it never should for these).
     Refused,
@@ -31,13 +31,16 @@ pub enum Tuning {
     Unsupported,
 }
 
-/// Sets the thresholds, unless `tunables` (the value of `GLIBC_TUNABLES`) already sets one.
-/// Call it once, first thing in `main`, before other threads allocate.
+/// Sets the thresholds, unless the environment (`var` looks a variable up) already sets one for
+/// glibc. Call it once, first thing in `main`, before other threads allocate.
 #[must_use]
-pub fn tune(tunables: Option<&str>) -> Tuning {
-    if tunables.is_some_and(|value| {
-        value.contains("malloc.trim_threshold") || value.contains("malloc.mmap_threshold")
-    }) {
+pub fn tune(var: impl Fn(&str) -> Option<String>) -> Tuning {
+    let tunables = var("GLIBC_TUNABLES").unwrap_or_default();
+    let operator_set = tunables.contains("malloc.trim_threshold")
+        || tunables.contains("malloc.mmap_threshold")
+        || var("MALLOC_TRIM_THRESHOLD_").is_some()
+        || var("MALLOC_MMAP_THRESHOLD_").is_some();
+    if operator_set {
         return Tuning::LeftToOperator;
     }
     set_thresholds()
@@ -46,11 +49,10 @@ pub fn tune(tunables: Option<&str>) -> Tuning {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn set_thresholds() -> Tuning {
-    let as_int = |bytes: usize| libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: mallopt only stores the values (under the arenas' lock); both are in range.
     let applied = unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, as_int(TRIM_THRESHOLD)) == 1
-            && libc::mallopt(libc::M_MMAP_THRESHOLD, as_int(MMAP_THRESHOLD)) == 1
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+            && libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
     };
     if applied {
         Tuning::Applied
@@ -68,20 +70,37 @@ fn set_thresholds() -> Tuning {
 mod tests {
     use super::*;
 
+    /// An environment holding only `name=value`.
+    fn environment(name: &'static str, value: &'static str) -> impl Fn(&str) -> Option<String> {
+        move |asked| (asked == name).then(|| value.to_owned())
+    }
+
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn glibc_takes_both_thresholds() {
-        assert_eq!(tune(None), Tuning::Applied);
-        assert_eq!(tune(Some("glibc.pthread.rseq=0")), Tuning::Applied);
+        assert_eq!(tune(|_| None), Tuning::Applied);
+        assert_eq!(
+            tune(environment("GLIBC_TUNABLES", "glibc.pthread.rseq=0")),
+            Tuning::Applied
+        );
     }
 
     #[test]
     fn an_operators_own_threshold_stands() {
-        for tunables in [
-            "glibc.malloc.trim_threshold=0",
-            "glibc.pthread.rseq=0:glibc.malloc.mmap_threshold=65536",
+        for (name, value) in [
+            ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0"),
+            (
+                "GLIBC_TUNABLES",
+                "glibc.pthread.rseq=0:glibc.malloc.mmap_threshold=65536",
+            ),
+            ("MALLOC_TRIM_THRESHOLD_", "0"),
+            ("MALLOC_MMAP_THRESHOLD_", "65536"),
         ] {
-            assert_eq!(tune(Some(tunables)), Tuning::LeftToOperator, "{tunables}");
+            assert_eq!(
+                tune(environment(name, value)),
+                Tuning::LeftToOperator,
+                "{name}={value}"
+            );
         }
     }
 }
