@@ -8,8 +8,8 @@
 `record` reads /proc every 0.5 s: each bp-relay process's threads (name, user + system CPU) and
 its minor page faults. `split` takes each run's measured window from results.json (its start,
 warm-up and duration) and prints, per run, the CPU per delivery of each thread name (tokio's
-workers, librdkafka's broker thread, rust-rdkafka's delivery-report thread) and the minor page
-faults per delivery. Linux only; no dependencies beyond Python 3.
+workers, librdkafka's broker thread, and in builds before the delivery reports were served on the
+runtime, rust-rdkafka's polling thread) and the minor page faults per delivery. Linux only; no dependencies beyond Python 3.
 """
 
 import collections

@@ -1,4 +1,4 @@
-//! Everything that talks to Kafka: the [`Publisher`] over librdkafka's `FutureProducer`, the
+//! Everything that talks to Kafka: the [`Publisher`] over librdkafka's producer, the
 //! classification of its errors, the client settings, statistics, the replacement of a producer
 //! that failed fatally, and the embedded mock cluster.
 //! It reports into its own [`ClientMetrics`] and the shared readiness state, never upward.
@@ -13,6 +13,7 @@ mod generation;
 mod settings;
 pub mod statistics;
 mod supervisor;
+mod wakeup;
 
 use std::{
     sync::{atomic::Ordering, Arc},
@@ -23,10 +24,13 @@ use arc_swap::ArcSwap;
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, OwnedHeaders},
-    producer::{future_producer::OwnedDeliveryResult, FutureRecord, Producer},
+    producer::{BaseRecord, Producer},
     ClientConfig,
 };
-use tokio::{sync::Notify, time::Instant};
+use tokio::{
+    sync::{oneshot, Notify},
+    time::Instant,
+};
 use tracing::{info, warn};
 
 pub use context::{ClientMetrics, Context};
@@ -102,17 +106,12 @@ pub fn classify(error: &KafkaError) -> FailureReason {
 }
 
 /// A record's fate from its delivery report, once the request was answered.
-fn fate<Canceled>(report: Result<OwnedDeliveryResult, Canceled>) -> Fate {
+fn fate<Canceled>(report: Result<context::Report, Canceled>) -> Fate {
     match report {
-        Ok(Ok(delivery)) => Fate::Landed(Delivered {
-            partition: delivery.partition,
-            offset: delivery.offset,
-        }),
+        Ok(Ok(delivered)) => Fate::Landed(delivered),
         // librdkafka gave up on it, possibly while a produce request carrying it was in
         // flight: the broker may have stored it.
-        Ok(Err((error, _)))
-            if error.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut) =>
-        {
+        Ok(Err(error)) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut) => {
             Fate::TimedOut
         }
         Ok(Err(_)) => Fate::Failed,
@@ -189,7 +188,7 @@ impl Publisher {
             Context::new(metrics.clone(), health.clone(), error_signal.clone()),
         )?;
         let shared = Shared {
-            current: ArcSwap::from_pointee(first),
+            current: ArcSwap::new(first),
             config: config.clone(),
             brokers,
             metrics,
@@ -202,7 +201,7 @@ impl Publisher {
     }
 
     /// A producer with the same settings and a context of its own.
-    fn build_generation(&self) -> Result<Generation, KafkaError> {
+    fn build_generation(&self) -> Result<Arc<Generation>, KafkaError> {
         let shared = &self.shared;
         Generation::build(
             &shared.config,
@@ -215,8 +214,8 @@ impl Publisher {
     }
 
     /// The producer in service.
-    fn producer(&self) -> rdkafka::producer::FutureProducer<Context> {
-        self.shared.current.load().producer.clone()
+    fn producer(&self) -> Arc<Generation> {
+        self.shared.current.load_full()
     }
 
     /// Makes the producer in service fail fatally, as librdkafka would after an unrecoverable
@@ -224,12 +223,12 @@ impl Publisher {
     #[cfg(any(test, feature = "kafka-tests"))]
     #[allow(unsafe_code)]
     pub fn inject_fatal_error(&self) {
-        let producer = self.producer();
-        // SAFETY: the pointer is a live client handle (held by `producer` for the whole call), and
-        // the reason is a NUL-terminated string librdkafka copies.
+        let generation = self.producer();
+        // SAFETY: the pointer is a live client handle (held by `generation` for the whole
+        // call), and the reason is a NUL-terminated string librdkafka copies.
         unsafe {
             rdkafka::bindings::rd_kafka_test_fatal_error(
-                producer.client().native_ptr(),
+                generation.producer.client().native_ptr(),
                 rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
                 c"injected by a test".as_ptr(),
             );
@@ -248,36 +247,34 @@ impl Publisher {
         record: Record,
         deadline: Instant,
     ) -> Result<Delivered, Unacknowledged> {
-        // librdkafka copies key, value and headers into its queue.
-        let mut future_record = FutureRecord::<str, [u8]>::to(topic)
-            .payload(&record.value[..])
-            .headers(OwnedHeaders::from(&record.headers));
-        if let Some(key) = &record.key {
-            future_record = future_record.key(key.as_str());
-        }
         let generation = self.shared.current.load_full();
         if generation.is_fatal() {
             return Err(PublishError::because(FailureReason::Transport).into());
         }
-        let mut delivery = generation
+        let (report_to, mut report) = oneshot::channel();
+        // librdkafka copies key, value and headers into its queue.
+        let mut base_record = BaseRecord::with_opaque_to(topic, Box::new(report_to))
+            .payload(&record.value[..])
+            .headers(OwnedHeaders::from(&record.headers));
+        if let Some(key) = &record.key {
+            base_record = base_record.key(key.as_str());
+        }
+        generation
             .producer
-            .send_result(future_record)
+            .send(base_record)
             .map_err(|(error, _)| self.failed(error, &generation))?;
-        match tokio::time::timeout_at(deadline, &mut delivery).await {
+        match tokio::time::timeout_at(deadline, &mut report).await {
             Err(_elapsed) => Err(Unacknowledged {
                 error: PublishError::because(timed_out(&generation)),
                 // librdkafka reports within `message.timeout.ms` of the send, or drops the
                 // sender with the producer: the report is bounded.
-                report: Some(Box::pin(async move { fate(delivery.await) })),
+                report: Some(Box::pin(async move { fate(report.await) })),
             }),
-            Ok(Err(_canceled)) => {
+            Ok(Err(_dropped)) => {
                 Err(PublishError::caused_by(FailureReason::Other, KafkaError::Canceled).into())
             }
-            Ok(Ok(Err((error, _message)))) => Err(self.failed(error, &generation).into()),
-            Ok(Ok(Ok(delivery))) => Ok(Delivered {
-                partition: delivery.partition,
-                offset: delivery.offset,
-            }),
+            Ok(Ok(Err(error))) => Err(self.failed(error, &generation).into()),
+            Ok(Ok(Ok(delivered))) => Ok(delivered),
         }
     }
 
@@ -371,11 +368,12 @@ impl Publisher {
         wanted: &[String],
         timeout: Duration,
     ) -> Result<Vec<String>, KafkaError> {
-        let producer = self.producer();
-        let metadata =
-            tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
-                .await
-                .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))?;
+        let generation = self.producer();
+        let metadata = tokio::task::spawn_blocking(move || {
+            generation.producer.client().fetch_metadata(None, timeout)
+        })
+        .await
+        .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))?;
         let usable = |name: &String| {
             metadata.topics().iter().any(|topic| {
                 topic.name() == name && topic.error().is_none() && !topic.partitions().is_empty()
@@ -399,9 +397,12 @@ impl Publisher {
         topics: &[String],
         requirements: durability::Requirements,
     ) -> Result<Vec<String>, KafkaError> {
-        let producer = self.producer();
+        let generation = self.producer();
         let metadata = tokio::task::spawn_blocking(move || {
-            producer.client().fetch_metadata(None, PROBE_TIMEOUT)
+            generation
+                .producer
+                .client()
+                .fetch_metadata(None, PROBE_TIMEOUT)
         })
         .await
         .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))?;
@@ -514,8 +515,8 @@ impl Publisher {
     /// # Errors
     /// Records were still queued when the time ran out.
     pub async fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let producer = self.producer();
-        tokio::task::spawn_blocking(move || producer.flush(timeout))
+        let generation = self.producer();
+        tokio::task::spawn_blocking(move || generation.producer.flush(timeout))
             .await
             .unwrap_or_else(|join_error| std::panic::resume_unwind(join_error.into_panic()))
     }

@@ -16,13 +16,15 @@ use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opt
 use rdkafka::{
     config::RDKafkaLogLevel,
     error::{KafkaError, RDKafkaErrorCode},
+    message::Message,
+    producer::{DeliveryResult, ProducerContext},
     ClientContext,
 };
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 use tracing::{debug, info, warn};
 
 use super::statistics::{Broker, Statistics};
-use crate::health::Health;
+use crate::{health::Health, ingress::publish::Delivered};
 
 /// The same client error is logged at most once per this interval; the next line says how
 /// many were left out (librdkafka repeats them every reconnect attempt while a broker is down).
@@ -375,6 +377,26 @@ impl ClientContext for Context {
         // Every problem librdkafka logs it also reports to `error` above, which logs it once;
         // its own lines stay available with RUST_LOG=bp_relay=debug.
         debug!(?level, facility = fac, message = log_message, "librdkafka");
+    }
+}
+
+/// What a delivery report says of one record: where it landed, or why it did not.
+pub(super) type Report = Result<Delivered, KafkaError>;
+
+impl ProducerContext for Context {
+    /// Where the record's report goes: the request waiting for it, or its redrive.
+    type DeliveryOpaque = Box<oneshot::Sender<Report>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, report_to: Self::DeliveryOpaque) {
+        let report = match result {
+            Ok(message) => Ok(Delivered {
+                partition: message.partition(),
+                offset: message.offset(),
+            }),
+            Err((error, _message)) => Err(error.clone()),
+        };
+        // Whoever waited may be gone (a request answered at its deadline with no redrive).
+        let _ = report_to.send(report);
     }
 }
 

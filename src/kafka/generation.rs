@@ -4,28 +4,37 @@
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, Weak,
     },
     time::Duration,
 };
 
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
-    producer::{FutureProducer, Producer, PurgeConfig},
+    producer::{BaseProducer, Producer, PurgeConfig},
     ClientConfig,
 };
+use tokio::sync::Notify;
 use tracing::warn;
 
-use super::Context;
+use super::{wakeup::Wakeup, Context};
 
 /// How long a retired producer waits for the last requests still holding it before it is
 /// destroyed anyway (they have been answered 503 by the purge; this only bounds the wait).
 const RETIRE_WAIT: Duration = Duration::from_secs(10);
 const RETIRE_POLL: Duration = Duration::from_millis(50);
 
+/// Events served from the main queue before the serving task lets other tasks run.
+const SERVE_BATCH: usize = 64;
+/// The serving task looks at least this often whether its producer is gone, so that it ends.
+const SERVE_IDLE_CHECK: Duration = Duration::from_millis(500);
+
 /// A producer, with the flags its context sets.
 pub(super) struct Generation {
-    pub(super) producer: FutureProducer<Context>,
+    // Declared first, so dropped first: librdkafka wants its queue handles gone before the
+    // client is destroyed.
+    wakeup: Wakeup,
+    pub(super) producer: BaseProducer<Context>,
     // Whether the last statistics saw a broker connection up.
     pub(super) any_broker_up: Arc<AtomicBool>,
     // Whether the last statistics listed any configured or learned broker.
@@ -36,20 +45,76 @@ pub(super) struct Generation {
 }
 
 impl Generation {
-    /// Creates a producer (it connects lazily) with `context`.
-    pub(super) fn build(config: &ClientConfig, context: Context) -> Result<Generation, KafkaError> {
+    /// Creates a producer (it connects lazily) with `context`, and the task that serves its
+    /// delivery reports on the current runtime. Outside a runtime (`check-config`) nothing
+    /// serves them: such a producer is only built to check the configuration.
+    pub(super) fn build(
+        config: &ClientConfig,
+        context: Context,
+    ) -> Result<Arc<Generation>, KafkaError> {
         let any_broker_up = context.any_broker_up();
         let brokers_known = context.brokers_known();
         let fatal = context.fatal();
         let last_error = context.last_error();
-        let producer = config.create_with_context(context)?;
-        Ok(Generation {
+        let producer: BaseProducer<Context> = config.create_with_context(context)?;
+        // SAFETY: the client handle is live; `Generation` drops the wake-up before the
+        // producer.
+        #[allow(unsafe_code)]
+        let wakeup = unsafe { Wakeup::register(producer.client().native_ptr()) };
+        let generation = Arc::new(Generation {
+            wakeup,
             producer,
             any_broker_up,
             brokers_known,
             last_error,
             fatal,
-        })
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(Generation::serve_reports(
+                Arc::downgrade(&generation),
+                generation.wakeup.wakeups(),
+            ));
+        }
+        Ok(generation)
+    }
+
+    /// Serves the producer's main queue whenever librdkafka signals it, for as long as the
+    /// producer lives: delivery reports (each answers its request), statistics and errors.
+    /// Holds the producer only while serving, so that retiring it is not held up.
+    async fn serve_reports(generation: Weak<Generation>, wakeups: Arc<Notify>) {
+        loop {
+            let Some(current) = generation.upgrade() else {
+                return;
+            };
+            let emptied = current.serve_batch();
+            Generation::release(current);
+            if emptied {
+                // Bounded, so that the task ends soon after its producer did.
+                let _ = tokio::time::timeout(SERVE_IDLE_CHECK, wakeups.notified()).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// Serves up to [`SERVE_BATCH`] events; whether the queue is empty now. One poll serves
+    /// one event (a delivery report covers a batch of records).
+    fn serve_batch(&self) -> bool {
+        for _ in 0..SERVE_BATCH {
+            if self.wakeup.is_empty() {
+                return true;
+            }
+            self.producer.poll(Duration::ZERO);
+        }
+        self.wakeup.is_empty()
+    }
+
+    /// Lets go of a generation on the runtime: if it was the last holder, the producer is
+    /// destroyed on a blocking thread (destroying flushes and joins librdkafka's threads).
+    fn release(generation: Arc<Generation>) {
+        if let Some(last) = Arc::into_inner(generation) {
+            tokio::task::spawn_blocking(move || drop(last));
+        }
     }
 
     /// Whether this producer was found failed: it is being replaced.
@@ -110,5 +175,102 @@ impl Generation {
                 warn!("A retired Kafka producer is still held after {RETIRE_WAIT:?}; it is destroyed with its last holder.");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::Registry;
+    use rdkafka::{mocking::MockCluster, producer::BaseRecord, producer::DefaultProducerContext};
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::{health::Health, kafka::ClientMetrics};
+
+    const TOPIC: &str = "bp";
+    const WITHIN: Duration = Duration::from_secs(10);
+
+    fn build(cluster: &MockCluster<'_, DefaultProducerContext>) -> Arc<Generation> {
+        cluster.create_topic(TOPIC, 1, 1).unwrap();
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "0");
+        let context = Context::new(
+            ClientMetrics::register(&Registry::new()).unwrap(),
+            Arc::new(Health::new(Duration::from_secs(3), 0.8)),
+            Arc::new(Notify::new()),
+        );
+        Generation::build(&config, context).unwrap()
+    }
+
+    /// Sends one record whose report goes to the returned receiver.
+    fn send(generation: &Generation) -> oneshot::Receiver<super::super::context::Report> {
+        let (report_to, report) = oneshot::channel();
+        generation
+            .producer
+            .send(
+                BaseRecord::<str, str, _>::with_opaque_to(TOPIC, Box::new(report_to)).payload("{}"),
+            )
+            .map_err(|(error, _)| error)
+            .unwrap();
+        report
+    }
+
+    /// No task serves a producer built outside a runtime: each report must come through a
+    /// wake-up of its own, the queue going from empty to non-empty again after being served.
+    #[test]
+    fn every_report_wakes_whoever_serves_the_queue() {
+        let cluster = MockCluster::new(1).unwrap();
+        let generation = build(&cluster);
+        let wakeups = generation.wakeup.wakeups();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        for round in 0..5 {
+            let mut report = send(&generation);
+            let served = async {
+                loop {
+                    wakeups.notified().await;
+                    while !generation.serve_batch() {}
+                    if let Ok(report) = report.try_recv() {
+                        return report;
+                    }
+                }
+            };
+            let landed = runtime.block_on(async { tokio::time::timeout(WITHIN, served).await });
+            let landed =
+                landed.unwrap_or_else(|_| panic!("round {round}: no wake-up served the report"));
+            assert_eq!(landed.unwrap().offset, round, "the records land in order");
+        }
+    }
+
+    /// The serving task answers reports while the producer lives, holds it only while serving,
+    /// and ends after it is gone.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_serving_task_answers_reports_and_ends_with_its_producer() {
+        let cluster = MockCluster::new(1).unwrap();
+        let generation = build(&cluster);
+        // More reports than one turn of the task serves.
+        let reports: Vec<_> = (0..3 * SERVE_BATCH).map(|_| send(&generation)).collect();
+        for report in reports {
+            let landed = tokio::time::timeout(WITHIN, report).await;
+            assert!(matches!(landed, Ok(Ok(Ok(_)))), "{landed:?}");
+        }
+        let wakeups = generation.wakeup.wakeups();
+        let held = Arc::downgrade(&generation);
+        tokio::task::spawn_blocking(move || drop(generation))
+            .await
+            .unwrap();
+        tokio::time::timeout(WITHIN, async {
+            // The task holds the other reference to the wake-ups until it ends.
+            while held.upgrade().is_some() || Arc::strong_count(&wakeups) > 1 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the producer is destroyed and its serving task ends");
     }
 }

@@ -48,7 +48,7 @@ impl Publisher {
             let Some(fresh) = self.build_generation_with_retries().await else {
                 return ProducerGaveUp;
             };
-            self.shared.current.store(Arc::new(fresh));
+            self.shared.current.store(fresh);
             self.shared.metrics.producer_restarts.inc();
             failed.retire();
             info!(
@@ -59,7 +59,7 @@ impl Publisher {
 
     /// A new producer with the same settings. Building fails only if librdkafka cannot start
     /// (threads, memory): it is tried [`MAX_RESTARTS`] times, [`REBUILD_BACKOFF`] apart.
-    async fn build_generation_with_retries(&self) -> Option<Generation> {
+    async fn build_generation_with_retries(&self) -> Option<Arc<Generation>> {
         for attempt in 1..=MAX_RESTARTS {
             match self.build_generation() {
                 Ok(generation) => return Some(generation),
