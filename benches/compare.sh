@@ -46,7 +46,7 @@
 #   BP_RELAY_BENCH_PORT_BASE    first of six HTTP ports on 127.0.0.1 (default 19180; keep them below
 #                               the ephemeral range, /proc/sys/net/ipv4/ip_local_port_range)
 #   BP_RELAY_BENCH_GUARD_RATE   the closed-loop rate the replay guard is sized for (default 50000;
-#                               http-bound 60000); a run faster than that fails with guard refusals
+#                               http-bound 100000); a run faster than that fails with guard refusals
 #   BP_RELAY_BENCH_BROKER_WARMUP   seconds of flat-out producing before the first system
 #                               (default 20, smoke 3; 0: none)
 #   BP_RELAY_BENCH_KAFKA_JVM_OPTS  extra broker JVM flags (default -XX:TieredStopAtLevel=4: the
@@ -413,7 +413,7 @@ guard_capacity() { # guard_capacity RATE
 # Fixed rather than taken from an earlier rep, so that every rep's peak RSS carries the same guard.
 closed_guard_rate() {
   case "$1" in
-    http-bound) echo "${BP_RELAY_BENCH_GUARD_RATE:-60000}" ;;
+    http-bound) echo "${BP_RELAY_BENCH_GUARD_RATE:-100000}" ;;
     *) echo "${BP_RELAY_BENCH_GUARD_RATE:-50000}" ;;
   esac
 }

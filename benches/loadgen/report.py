@@ -280,7 +280,7 @@ def markdown(meta, systems, failures):
       "starts it with `--replay-capacity` sized for that run: every signing of a run is still inside the window "
       "(2 × `--signature-tolerance`, 10 min) at its end, so the guard holds the run's rate × (warm-up + "
       "duration) × 1.25 + 16,384 (closed loops: sized for `BP_RELAY_BENCH_GUARD_RATE`, 50,000/s; "
-      "60,000/s for the HTTP bound). After each run compare.sh reads `bp_relay_replay_guard_refusals_total` "
+      "100,000/s for the HTTP bound). After each run compare.sh reads `bp_relay_replay_guard_refusals_total` "
       "and `bp_relay_replay_guard_entries` from the admin `/metrics`; a run with a refusal fails. "
       "The guard's memory is part of the peak RSS (a hash map of 32-byte entries and a heap of 32-byte "
       "expiries, allocated at start for the whole capacity and touched as it fills).\n")
