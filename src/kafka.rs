@@ -13,6 +13,8 @@ mod generation;
 mod settings;
 pub mod statistics;
 mod supervisor;
+#[cfg(all(test, feature = "kafka-tests"))]
+pub(crate) mod test_broker;
 mod wakeup;
 
 use std::{

@@ -178,24 +178,29 @@ impl Generation {
     }
 }
 
-#[cfg(test)]
+/// Against the real broker (feature `kafka-tests`).
+#[cfg(all(test, feature = "kafka-tests"))]
 mod tests {
     use prometheus::Registry;
-    use rdkafka::{mocking::MockCluster, producer::BaseRecord, producer::DefaultProducerContext};
+    use rdkafka::producer::BaseRecord;
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::{health::Health, kafka::ClientMetrics};
+    use crate::{
+        health::Health,
+        kafka::{test_broker, ClientMetrics},
+    };
 
-    const TOPIC: &str = "bp";
     const WITHIN: Duration = Duration::from_secs(10);
 
-    fn build(cluster: &MockCluster<'_, DefaultProducerContext>) -> Arc<Generation> {
-        cluster.create_topic(TOPIC, 1, 1).unwrap();
+    /// A producer with the relay's delivery guarantees, built in the calling context (inside a
+    /// runtime, a task serves its reports; outside, nothing does).
+    fn build() -> Arc<Generation> {
         let mut config = ClientConfig::new();
         config
-            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("bootstrap.servers", test_broker::bootstrap())
             .set("enable.idempotence", "true")
+            .set("acks", "all")
             .set("linger.ms", "0");
         let context = Context::new(
             ClientMetrics::register(&Registry::new()).unwrap(),
@@ -205,13 +210,16 @@ mod tests {
         Generation::build(&config, context).unwrap()
     }
 
-    /// Sends one record whose report goes to the returned receiver.
-    fn send(generation: &Generation) -> oneshot::Receiver<super::super::context::Report> {
+    /// Sends one record to `topic` whose report goes to the returned receiver.
+    fn send(
+        generation: &Generation,
+        topic: &str,
+    ) -> oneshot::Receiver<super::super::context::Report> {
         let (report_to, report) = oneshot::channel();
         generation
             .producer
             .send(
-                BaseRecord::<str, str, _>::with_opaque_to(TOPIC, Box::new(report_to)).payload("{}"),
+                BaseRecord::<str, str, _>::with_opaque_to(topic, Box::new(report_to)).payload("{}"),
             )
             .map_err(|(error, _)| error)
             .unwrap();
@@ -222,15 +230,15 @@ mod tests {
     /// wake-up of its own, the queue going from empty to non-empty again after being served.
     #[test]
     fn every_report_wakes_whoever_serves_the_queue() {
-        let cluster = MockCluster::new(1).unwrap();
-        let generation = build(&cluster);
-        let wakeups = generation.wakeup.wakeups();
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+            .enable_all()
             .build()
             .unwrap();
+        let topic = runtime.block_on(test_broker::fresh_topic("wakeup"));
+        let generation = build();
+        let wakeups = generation.wakeup.wakeups();
         for round in 0..5 {
-            let mut report = send(&generation);
+            let mut report = send(&generation, &topic);
             let served = async {
                 loop {
                     wakeups.notified().await;
@@ -251,10 +259,12 @@ mod tests {
     /// and ends after it is gone.
     #[tokio::test(flavor = "multi_thread")]
     async fn the_serving_task_answers_reports_and_ends_with_its_producer() {
-        let cluster = MockCluster::new(1).unwrap();
-        let generation = build(&cluster);
+        let topic = test_broker::fresh_topic("serving").await;
+        let generation = build();
         // More reports than one turn of the task serves.
-        let reports: Vec<_> = (0..3 * SERVE_BATCH).map(|_| send(&generation)).collect();
+        let reports: Vec<_> = (0..3 * SERVE_BATCH)
+            .map(|_| send(&generation, &topic))
+            .collect();
         for report in reports {
             let landed = tokio::time::timeout(WITHIN, report).await;
             assert!(matches!(landed, Ok(Ok(Ok(_)))), "{landed:?}");

@@ -73,15 +73,17 @@ impl Publisher {
     }
 }
 
-#[cfg(test)]
+/// Against the real broker (feature `kafka-tests`); the fatal errors are injected, as no
+/// broker makes librdkafka's idempotence give up on demand.
+#[cfg(all(test, feature = "kafka-tests"))]
 mod tests {
     use prometheus::Registry;
-    use rdkafka::{mocking::MockCluster, producer::DefaultProducerContext, ClientConfig};
+    use rdkafka::ClientConfig;
 
     use super::*;
     use crate::{
         health::{Health, NotReady},
-        kafka::ClientMetrics,
+        kafka::{test_broker, ClientMetrics},
     };
 
     /// Waits (at most 10 s) until `condition` holds.
@@ -97,10 +99,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_failed_producer_is_replaced_until_it_fails_too_often() {
-        let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
         let mut config = ClientConfig::new();
         config
-            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("bootstrap.servers", test_broker::bootstrap())
             .set("enable.idempotence", "true");
         let metrics = ClientMetrics::register(&Registry::new()).unwrap();
         let health = Arc::new(Health::new(Duration::from_secs(3), 0.8));

@@ -575,11 +575,25 @@ mod tests {
         spawnable(app.run(shutdown));
     }
 
+    /// On the real broker (feature `kafka-tests`); the fatal errors are injected.
+    #[cfg(feature = "kafka-tests")]
     #[tokio::test(flavor = "multi_thread")]
     async fn a_producer_that_keeps_failing_fatally_ends_the_run_with_an_error() {
+        use crate::kafka::test_broker;
+        let bootstrap = test_broker::bootstrap();
+        let processes = test_broker::fresh_topic("app-bp").await;
+        let actions = test_broker::fresh_topic("app-actions").await;
+        let dead_letter = test_broker::fresh_topic("app-dlq").await;
         let args = [
             "bp-relay",
-            "--embedded-kafka",
+            "--kafka-brokers",
+            &bootstrap,
+            "--topic",
+            &processes,
+            "--actions-topic",
+            &actions,
+            "--dead-letter-topic",
+            &dead_letter,
             "--signing-secrets",
             "s",
             "--listen",

@@ -65,14 +65,20 @@ impl Collector {
     }
 }
 
-/// The binary on the embedded Kafka, unsigned, with `args` and `env`.
-fn spawn_embedded(args: RelayArgs, env: &[(&str, &str)]) -> RelayProcess {
+/// The binary on the test broker with fresh topics, unsigned, with `args` and `env`.
+async fn spawn_on_broker(args: RelayArgs, env: &[(&str, &str)]) -> (RelayProcess, Topics) {
+    let topics = Topics::create(&bootstrap(), 1, &[]).await;
     let all = RelayArgs::new()
-        .switch("--embedded-kafka")
+        .brokers(&bootstrap())
+        .topics(
+            &topics.processes.name,
+            &topics.actions.name,
+            &topics.dead_letter.name,
+        )
         .switch("--insecure-skip-signature")
         .on_free_ports()
         .args(args);
-    RelayProcess::spawn(&all, env)
+    (RelayProcess::spawn(&all, env), topics)
 }
 
 /// Sends a small process keyed `p-otlp` with the sender's traceparent; returns the relay's answer.
@@ -106,18 +112,15 @@ fn id_bytes(hex_id: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn request_span_is_exported_before_exit_as_a_child_of_the_senders_trace() {
     let collector = Collector::start().await;
-    let mut relay = spawn_embedded(
+    let (mut relay, topics) = spawn_on_broker(
         RelayArgs::new().flag("--otlp-endpoint", &collector.endpoint()),
         &[],
-    );
+    )
+    .await;
 
     let answer = send_process(&relay).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-    let bootstrap = relay.logged("Embedded Kafka", "bootstrap").await;
-    let record = Topic::on(&bootstrap, "authvia.business-processes")
-        .consume(1)
-        .await
-        .remove(0);
+    let record = topics.processes.consume(1).await.remove(0);
     let record_traceparent = headers_of(&record)["ce_traceparent"].clone();
     // Spans are exported in batches every 5 s; the shutdown flush must deliver the last ones.
     assert_eq!(terminate(&mut relay).await, Some(0), "{}", relay.logs());
@@ -142,7 +145,7 @@ async fn request_span_is_exported_before_exit_as_a_child_of_the_senders_trace() 
         ("the route attribute", b"business_processes".to_vec()),
         (
             "the topic attribute",
-            b"authvia.business-processes".to_vec(),
+            topics.processes.name.as_bytes().to_vec(),
         ),
         ("the key attribute", b"p-otlp".to_vec()),
         ("the service name", b"bp-relay".to_vec()),
@@ -182,13 +185,14 @@ async fn request_span_is_exported_before_exit_as_a_child_of_the_senders_trace() 
 async fn without_the_flag_nothing_is_exported_even_with_otel_environment_variables() {
     let collector = Collector::start().await;
     let endpoint = collector.endpoint();
-    let mut relay = spawn_embedded(
+    let (mut relay, _topics) = spawn_on_broker(
         RelayArgs::new(),
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &endpoint),
         ],
-    );
+    )
+    .await;
 
     let answer = send_process(&relay).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
