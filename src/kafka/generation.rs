@@ -98,7 +98,10 @@ impl Generation {
     }
 
     /// Serves up to [`SERVE_BATCH`] events; whether the queue is empty now. One poll serves
-    /// one event (a delivery report covers a batch of records).
+    /// one event (a delivery report covers a batch of records). Each poll of a non-empty queue
+    /// takes at least one entry off it (librdkafka dequeues every op it pops, outdated ones
+    /// included, before handling it), so a queue that stays non-empty is one that keeps
+    /// receiving work, never an entry left behind that would keep this task spinning.
     fn serve_batch(&self) -> bool {
         for _ in 0..SERVE_BATCH {
             if self.wakeup.is_empty() {
